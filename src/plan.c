@@ -1,0 +1,102 @@
+/* Layer placement: balanced by weight bytes, or from an explicit split. */
+#include "mdi/plan.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+uint64_t mdi_plan_rank_bytes(const mdi_config *c, const int32_t *bounds, int32_t r)
+{
+    uint64_t layers = (uint64_t)(bounds[r + 1] - bounds[r]);
+    uint64_t params = layers * mdi_config_layer_params(c);
+    if (r == 0)
+        params += mdi_config_extra_params(c);
+    return params * sizeof(float);
+}
+
+mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, int32_t *bounds, mdi_err *err)
+{
+    int32_t L = c->n_layers;
+    if (n_ranks < 1)
+        return mdi_errf(err, MDI_ERR_ARG, "number of ranks must be at least 1, got %d", n_ranks);
+    if (n_ranks > L)
+        return mdi_errf(err, MDI_ERR_RANGE,
+                        "%d ranks but the model has only %d layers: every rank needs at least "
+                        "one layer",
+                        n_ranks, L);
+    bounds[0] = 0;
+    bounds[n_ranks] = L;
+    if (n_ranks == 1)
+        return MDI_OK;
+
+    /* Layers are all the same size, so choose rank 0's count n0 to minimise
+     * max(extras + n0 * layer, ceil((L - n0) / (n_ranks - 1)) * layer);
+     * ties go to the larger n0 (less traffic for the others). */
+    uint64_t layer = mdi_config_layer_params(c), extra = mdi_config_extra_params(c);
+    int32_t others = n_ranks - 1, best_n0 = 1;
+    uint64_t best = UINT64_MAX;
+    for (int32_t n0 = 1; n0 <= L - others; n0++) {
+        uint64_t rest = (uint64_t)(L - n0), per = (rest + (uint64_t)others - 1) / (uint64_t)others;
+        uint64_t r0 = extra + (uint64_t)n0 * layer, rk = per * layer;
+        uint64_t worst = r0 > rk ? r0 : rk;
+        if (worst <= best) {
+            best = worst;
+            best_n0 = n0;
+        }
+    }
+    /* Remaining layers spread evenly; the earlier of the other ranks get the extra ones. */
+    int32_t rest = L - best_n0, base = rest / others, extra_layers = rest % others;
+    bounds[1] = best_n0;
+    for (int32_t r = 1; r < n_ranks; r++)
+        bounds[r + 1] = bounds[r] + base + (r - 1 < extra_layers ? 1 : 0);
+    return MDI_OK;
+}
+
+mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int32_t n_ranks,
+                                int32_t *bounds, mdi_err *err)
+{
+    int64_t sum = 0;
+    bounds[0] = 0;
+    for (int32_t r = 0; r < n_ranks; r++) {
+        if (counts[r] < 1)
+            return mdi_errf(err, MDI_ERR_RANGE, "split entry %d is %d: every rank needs at least "
+                                                "one layer", r, counts[r]);
+        sum += counts[r];
+        if (sum > c->n_layers)
+            break;
+        bounds[r + 1] = (int32_t)sum;
+    }
+    if (sum != c->n_layers)
+        return mdi_errf(err, MDI_ERR_RANGE, "split covers %lld layers but the model has %d",
+                        (long long)sum, c->n_layers);
+    return MDI_OK;
+}
+
+mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, int32_t *n,
+                                mdi_err *err)
+{
+    const char *p = text;
+    int32_t k = 0;
+    if (!text || !*text)
+        return mdi_errf(err, MDI_ERR_ARG, "--split is empty; expected counts like 2,4,4");
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > MDI_MAX_LAYERS)
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "--split '%s': expected positive layer counts separated by commas",
+                            text);
+        if (k == cap)
+            return mdi_errf(err, MDI_ERR_RANGE, "--split '%s' has more than %d entries", text,
+                            cap);
+        counts[k++] = (int32_t)v;
+        if (*end == '\0')
+            break;
+        if (*end != ',')
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "--split '%s': unexpected character '%c'", text, *end);
+        p = end + 1;
+    }
+    *n = k;
+    return MDI_OK;
+}

@@ -1,0 +1,44 @@
+/* Helpers shared by the cmocka tests (header-only, static). */
+#ifndef MDI_TEST_UTIL_H
+#define MDI_TEST_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+/* Path of file `rel` under ../shared/models, or NULL when it is absent. In CI
+ * (CI=true) a missing model fails the test loudly; elsewhere the test is
+ * skipped with a visible message. Writes into buf (cap bytes). */
+static inline const char *mdi_test_model_path(const char *rel, char *buf, size_t cap)
+{
+    const char *dir = getenv("MDI_MODELS_DIR");
+    struct stat st;
+    if (!dir)
+        dir = "../shared/models";
+    snprintf(buf, cap, "%s/%s", dir, rel);
+    if (stat(buf, &st) == 0)
+        return buf;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) {
+        fail_msg("test model %s is missing (CI=true: models are required)", buf);
+    }
+    fprintf(stderr, "SKIP: test model %s is missing\n", buf);
+    skip();
+    return NULL;
+}
+
+/* Relative difference |a-b| / max(|b|, floor). */
+static inline double mdi_test_rel(double a, double b, double floor_)
+{
+    double d = a > b ? a - b : b - a, m = b < 0 ? -b : b;
+    return d / (m > floor_ ? m : floor_);
+}
+
+#endif /* MDI_TEST_UTIL_H */

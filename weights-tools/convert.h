@@ -1,0 +1,84 @@
+/* mdi-convert internals: a source of tensors in canonical form, and the
+ * HDF5 writer that turns any source into a model file or a set of shards.
+ *
+ * Every reader (llama2.c, GGUF, Hugging Face, synthetic) fills a cv_source;
+ * the writer only ever talks to cv_source, so adding a format never touches
+ * the writer. Tensors come out as float32 in the canonical layout of
+ * docs/FORMAT.md: (out, in) row-major, RoPE rows in interleaved-pair order. */
+#ifndef MDI_CONVERT_H
+#define MDI_CONVERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mdi/model_config.h"
+#include "mdi/status.h"
+#include "mdi/tokenizer.h"
+
+typedef struct cv_source cv_source;
+
+struct cv_source {
+    mdi_config cfg;     /* validated geometry */
+    mdi_vocab vocab;    /* owned; freed by cv_source_close */
+    char model_id[17];  /* 16 hex digits + NUL, derived from the source content */
+    const char *kind;   /* "llama2c", "gguf", "hf", "synthetic" (static string) */
+    void *impl;         /* reader state */
+    /* Read tensor `kind` of layer `layer` (ignored for extras) as float32 into
+     * out, which holds rows*cols floats of mdi_tensor_shape(). */
+    mdi_status (*read)(cv_source *src, mdi_tensor_kind kind, int32_t layer, float *out,
+                       mdi_err *err);
+    /* Release impl (not vocab). May be NULL. */
+    void (*close)(cv_source *src);
+};
+
+/* Free everything a source owns; safe on a zeroed struct. */
+void cv_source_close(cv_source *src);
+
+/* What the input path is, judged from its content (magic bytes), not its name. */
+typedef enum { CV_INPUT_UNKNOWN = 0, CV_INPUT_LLAMA2C, CV_INPUT_GGUF, CV_INPUT_HF_DIR } cv_input_kind;
+cv_input_kind cv_detect(const char *path);
+
+/* Readers. Each validates every length/offset/shape against the file size
+ * before use and fails with a one-line message naming file and field. */
+mdi_status cv_open_llama2c(const char *path, const char *tokenizer_path, cv_source *src,
+                           mdi_err *err);
+mdi_status cv_open_gguf(const char *path, cv_source *src, mdi_err *err);
+mdi_status cv_open_hf(const char *dir, const char *tokenizer_path, cv_source *src, mdi_err *err);
+/* spec: a preset name ("tinyllama-1.1b", "stories260k-geometry", ...) or a JSON
+ * config file path; tokenizer_path optional (tokenizer.model or tokenizer.bin). */
+mdi_status cv_open_synthetic(const char *spec, uint64_t seed, const char *tokenizer_path,
+                             cv_source *src, mdi_err *err);
+
+/* Tokenizer files into a vocab (vocab must be zeroed; caller frees). */
+mdi_status cv_read_llama2c_tokenizer(const char *path, int32_t vocab_size, mdi_vocab *out,
+                                     mdi_err *err);
+mdi_status cv_read_spm_model(const char *path, mdi_vocab *out, mdi_err *err);
+/* Any tokenizer file, by content: SentencePiece protobuf or llama2.c tokenizer.bin. */
+mdi_status cv_read_tokenizer_file(const char *path, int32_t vocab_size, mdi_vocab *out,
+                                  mdi_err *err);
+
+typedef enum { CV_DTYPE_F32 = 0, CV_DTYPE_F16, CV_DTYPE_BF16 } cv_dtype;
+
+typedef struct cv_write_opts {
+    cv_dtype dtype;
+    int32_t n_shards;           /* 0 or 1: one file; > 1: a directory of shards */
+    const int32_t *split;       /* optional explicit layers per shard (n_shards entries) */
+    int quiet;                  /* no progress output */
+} cv_write_opts;
+
+/* Write src to out: one file when n_shards <= 1, else a directory of shards
+ * named as in docs/FORMAT.md. Writes under a temporary name and renames at the
+ * end; on failure nothing is left under `out`. */
+mdi_status cv_write(cv_source *src, const char *out, const cv_write_opts *opts, mdi_err *err);
+
+/* float32 -> f16 / bf16 with round-to-nearest-even (NaN stays NaN). */
+uint16_t cv_f32_to_f16(float f);
+uint16_t cv_f32_to_bf16(float f);
+float cv_f16_to_f32(uint16_t h);
+float cv_bf16_to_f32(uint16_t h);
+
+/* FNV-1a 64-bit, for model ids: h = cv_fnv1a(h, data, n), start with CV_FNV_INIT. */
+#define CV_FNV_INIT 0xcbf29ce484222325ULL
+uint64_t cv_fnv1a(uint64_t h, const void *data, size_t n);
+
+#endif /* MDI_CONVERT_H */
