@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 uint64_t mdi_plan_rank_bytes(const mdi_config *c, const int32_t *bounds, int32_t r)
 {
@@ -99,4 +100,79 @@ mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, 
     }
     *n = k;
     return MDI_OK;
+}
+
+static mdi_status check_same_model(const mdi_shard_info *in, int32_t n, mdi_err *err)
+{
+    for (int32_t r = 1; r < n; r++) {
+        if (strcmp(in[r].model_id, in[0].model_id) != 0)
+            return mdi_errf(err, MDI_ERR_MISMATCH,
+                            "rank %d's model file is from model %s but rank 0's is from model %s: "
+                            "shards of different models", r, in[r].model_id, in[0].model_id);
+        if (!mdi_config_equal(&in[r].cfg, &in[0].cfg))
+            return mdi_errf(err, MDI_ERR_MISMATCH,
+                            "rank %d's model file has a different geometry from rank 0's", r);
+        if ((in[r].shard_count > 1) != (in[0].shard_count > 1))
+            return mdi_errf(err, MDI_ERR_MISMATCH,
+                            "rank %d and rank 0 disagree: one has a whole-model file, the other a "
+                            "shard", r);
+    }
+    return MDI_OK;
+}
+
+static mdi_status check_shards(const mdi_shard_info *in, int32_t n, int32_t *bounds, mdi_err *err)
+{
+    int32_t L = in[0].cfg.n_layers;
+    if (in[0].shard_count != n)
+        return mdi_errf(err, MDI_ERR_MISMATCH,
+                        "the shards are a %d-way split but %d ranks were started: run with -np %d "
+                        "or convert again with --shards %d", in[0].shard_count, n,
+                        in[0].shard_count, n);
+    bounds[0] = 0;
+    for (int32_t r = 0; r < n; r++) {
+        if (in[r].shard_count != n || in[r].shard_index != r)
+            return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d has shard %d of %d, expected %d of %d",
+                            r, in[r].shard_index, in[r].shard_count, r, n);
+        if (in[r].layer_first != bounds[r])
+            return mdi_errf(err, MDI_ERR_MISMATCH,
+                            "rank %d's shard starts at layer %d but layer %d is next: the shards "
+                            "leave a gap or overlap", r, in[r].layer_first, bounds[r]);
+        bounds[r + 1] = in[r].layer_last;
+    }
+    if (bounds[n] != L)
+        return mdi_errf(err, MDI_ERR_MISMATCH, "the shards end at layer %d but the model has %d",
+                        bounds[n], L);
+    return MDI_OK;
+}
+
+mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const int32_t *counts,
+                          int32_t n_counts, int32_t *bounds, mdi_err *err)
+{
+    mdi_status s = check_same_model(infos, n_ranks, err);
+    if (s)
+        return s;
+    const mdi_config *c = &infos[0].cfg;
+    if (n_ranks > c->n_layers)
+        return mdi_errf(err, MDI_ERR_RANGE,
+                        "%d ranks but the model has only %d layers: every rank needs at least "
+                        "one layer", n_ranks, c->n_layers);
+    if (infos[0].shard_count > 1) {
+        if ((s = check_shards(infos, n_ranks, bounds, err)))
+            return s;
+        for (int32_t r = 0; counts && r < n_counts && r < n_ranks; r++)
+            if (counts[r] != bounds[r + 1] - bounds[r] || n_counts != n_ranks)
+                return mdi_errf(err, MDI_ERR_MISMATCH,
+                                "--split disagrees with the shards' own layer ranges");
+        return MDI_OK;
+    }
+    for (int32_t r = 0; r < n_ranks; r++)
+        if (infos[r].layer_first != 0 || infos[r].layer_last != c->n_layers)
+            return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d's file does not hold the whole model", r);
+    if (counts) {
+        if (n_counts != n_ranks)
+            return mdi_errf(err, MDI_ERR_MISMATCH, "--split has %d entries but %d ranks were "
+                                                   "started", n_counts, n_ranks);
+        return mdi_plan_from_counts(c, counts, n_ranks, bounds, err);
+    }
+    return mdi_plan_balanced(c, n_ranks, bounds, err);
 }

@@ -34,6 +34,17 @@ typedef struct mdi_config {
     int32_t tied_head;   /* 1: output head is the token embedding */
 } mdi_config;
 
+/* Everything a file says about itself (its root attributes), validated. */
+typedef struct mdi_shard_info {
+    int32_t format_version;
+    char model_id[17];
+    mdi_config cfg;
+    int32_t layer_first, layer_last; /* [first, last) held by this file */
+    int32_t shard_index, shard_count;
+    char dtype[8];
+    int has_extras; /* layer_first == 0: embedding, norm, head, tokenizer */
+} mdi_shard_info;
+
 /* Whether a tensor belongs to a layer or to the extras of the layer-0 shard. */
 typedef enum { MDI_SCOPE_LAYER = 0, MDI_SCOPE_EXTRA = 1 } mdi_tensor_scope;
 

@@ -27,4 +27,13 @@ mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, 
 /* Weight bytes (float32) that rank r holds under bounds. */
 uint64_t mdi_plan_rank_bytes(const mdi_config *c, const int32_t *bounds, int32_t r);
 
+/* Decide every rank's layer range from what each rank found (infos[r] for
+ * rank r) and an optional explicit split (counts, n_counts; NULL for none).
+ * Whole-model files: balanced or split plan. Shards: each rank's own shard,
+ * which must be of one model, one geometry, one N-way split with N == n_ranks,
+ * covering every layer once in rank order. Pure: every rank gets the same
+ * answer and the same message. */
+mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const int32_t *counts,
+                          int32_t n_counts, int32_t *bounds, mdi_err *err);
+
 #endif /* MDI_PLAN_H */

@@ -1,0 +1,56 @@
+/* Building a run: find this rank's model file, agree on placement with every
+ * other rank, tokenize (rank 0), allocate and load, then run the pipeline.
+ * Every setup phase ends in an agreement: all ranks return the same status
+ * and rank 0 holds one message naming the rank that failed. */
+#ifndef MDI_ENGINE_H
+#define MDI_ENGINE_H
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "mdi/cli.h"
+#include "mdi/model_config.h"
+#include "mdi/pipeline.h"
+#include "mdi/ring.h"
+#include "mdi/stage.h"
+#include "mdi/status.h"
+#include "mdi/tensor.h"
+#include "mdi/tokenizer.h"
+
+typedef struct mdi_engine {
+    MPI_Comm comm;
+    int rank, n_ranks;
+    char shard_path[4096];
+    mdi_shard_info info;      /* of this rank's file */
+    int32_t layer_first, layer_last;
+    mdi_tensor_info tensor;
+    mdi_run_shape shape;
+    mdi_stage stage;
+    int stage_ready;
+    mdi_ring *ring;
+    mdi_pipeline *pipeline;
+    /* rank 0 */
+    mdi_vocab vocab;
+    mdi_tokenizer *tok;
+    int32_t n_prompts;
+    int32_t **prompt_ids;     /* (n_samples) each (n_prompt[i]) */
+    int32_t *n_prompt;        /* (n_samples) */
+} mdi_engine;
+
+/* Collective over comm. On failure every rank gets the same status and err. */
+mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_err *err);
+/* Collective: generate; rank 0 streams text to sink. */
+mdi_status mdi_engine_run(mdi_engine *e, const mdi_sink *sink, mdi_err *err);
+/* Collective: per-rank statistics gathered and, on rank 0, written as JSON to f
+ * (NULL on the other ranks). */
+mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err);
+void mdi_engine_free(mdi_engine *e);
+
+/* Rank 0 work that needs no other rank: print the ids --tokenize asks for. */
+mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *out, mdi_err *err);
+
+/* 1 if text[0..len) is valid UTF-8. */
+int mdi_utf8_valid(const char *text, size_t len);
+
+#endif /* MDI_ENGINE_H */

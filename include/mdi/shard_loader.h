@@ -1,0 +1,34 @@
+/* Reading model files and shards (docs/FORMAT.md) into a stage.
+ * The only engine code that calls HDF5. */
+#ifndef MDI_SHARD_LOADER_H
+#define MDI_SHARD_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mdi/model_config.h"
+#include "mdi/stage.h"
+#include "mdi/status.h"
+#include "mdi/tokenizer.h"
+
+#define MDI_FORMAT_NAME "mdi-llm"
+#define MDI_FORMAT_VERSION 1
+
+
+/* Open path, read and validate its root attributes, close it. */
+mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err);
+
+/* Find the file that serves `rank` under model_path: a file is used as is; a
+ * directory is searched for the *.h5 shard whose shard_index == rank.
+ * Writes the file's path to out and its attributes to info. */
+mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, size_t cap,
+                            mdi_shard_info *info, mdi_err *err);
+
+/* Read the stage's layers (and extras if the stage has them) from path, which
+ * must hold them all. Checks every dataset's shape and that every value is finite. */
+mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err);
+
+/* Read the tokenizer group of a layer-0 file into v (zeroed by the caller). */
+mdi_status mdi_shard_load_vocab(const char *path, mdi_vocab *v, mdi_err *err);
+
+#endif /* MDI_SHARD_LOADER_H */

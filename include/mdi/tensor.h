@@ -1,0 +1,65 @@
+/* Dense kernels: matrix products over BLIS, RMSNorm, softmax, SwiGLU, RoPE.
+ * The only code that includes blis.h. No allocation except in the
+ * explicitly named init functions. */
+#ifndef MDI_TENSOR_H
+#define MDI_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mdi/status.h"
+
+/* What the math backend runs on, for logs and stats. */
+typedef struct mdi_tensor_info {
+    int n_threads;
+    char blis_arch[32];  /* BLIS's kernel set, e.g. "zen3" */
+    int slow_kernels;    /* 1: BLIS runs generic kernels on a CPU that has AVX2/FMA */
+} mdi_tensor_info;
+
+/* Call once per process before any other BLIS use (before MPI_Init is best):
+ * if BLIS_ARCH_TYPE is unset and the CPU is one BLIS 0.9 does not recognise
+ * (AMD family >= 0x19), select the zen3 kernels. Returns 1 if it did. */
+int mdi_tensor_choose_arch(void);
+
+/* Set the thread count for matrix work and report the kernel set in use. */
+mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
+
+/* y (rows, d) = beta * y + x (rows, n) @ W^T, with W (d, n) row-major. */
+void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
+                float beta);
+
+/* out (n) = x (n) / rms(x) * w (n); out may alias x. */
+void mdi_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
+
+/* In place: x (n) = softmax(x). */
+void mdi_softmax(float *x, size_t n);
+
+/* In place: a (n) = silu(a) * b. */
+void mdi_swiglu(float *a, const float *b, size_t n);
+
+/* Dot product of two float vectors of length n. */
+float mdi_dot(const float *a, const float *b, size_t n);
+
+/* a (n) += s * b (n). */
+void mdi_axpy(float *a, float s, const float *b, size_t n);
+
+/* RoPE cos/sin for every position and pair, computed once. */
+typedef struct mdi_rope_table {
+    size_t max_pos;
+    size_t half;   /* head_dim / 2 */
+    float *cos_sin; /* (max_pos, half, 2) */
+} mdi_rope_table;
+
+mdi_status mdi_rope_init(mdi_rope_table *t, size_t max_pos, size_t head_dim, float theta,
+                         mdi_err *err);
+void mdi_rope_free(mdi_rope_table *t);
+
+/* Rotate interleaved pairs (0,1), (2,3), ... of each of n_heads heads of
+ * v (n_heads * head_dim) to position pos (< t->max_pos). */
+void mdi_rope_apply(const mdi_rope_table *t, float *v, size_t n_heads, size_t pos);
+
+/* 64-byte aligned allocation of n floats (NULL on failure), and its free. */
+float *mdi_alloc_floats(size_t n);
+void mdi_free_floats(float *p);
+
+#endif /* MDI_TENSOR_H */

@@ -1,0 +1,410 @@
+/* Run set-up: placement, agreement, prompts, allocation and loading. */
+#define _GNU_SOURCE
+#include "mdi/engine.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "mdi/plan.h"
+#include "mdi/shard_loader.h"
+
+#define MAX_PROMPT_FILE (64u << 20)
+
+int mdi_utf8_valid(const char *text, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n > len - i - 1)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* Cores this process may run on. */
+static int available_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Read a prompt file into *buf (NUL-terminated) and split it into lines. */
+static mdi_status read_prompt_file(const char *path, char **buf, const char ***lines,
+                                   int32_t *n_lines, mdi_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: cannot be opened", path);
+    char *b = malloc(MAX_PROMPT_FILE + 1);
+    size_t n = b ? fread(b, 1, MAX_PROMPT_FILE + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!b)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the prompt file buffer");
+    if (bad || n > MAX_PROMPT_FILE) {
+        free(b);
+        return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: %s", path,
+                        bad ? "read error" : "larger than 64 MiB");
+    }
+    b[n] = '\0';
+    int32_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += b[i] == '\n' || (i + 1 == n);
+    const char **ls = calloc((size_t)count + 1, sizeof *ls);
+    if (!ls) {
+        free(b);
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the prompt list");
+    }
+    int32_t k = 0;
+    for (char *p = b; p < b + n && k < count;) {
+        char *nl = memchr(p, '\n', (size_t)(b + n - p));
+        char *end = nl ? nl : b + n;
+        *end = '\0';
+        if (end > p && end[-1] == '\r')
+            end[-1] = '\0';
+        ls[k++] = p;
+        p = end + 1;
+    }
+    *buf = b;
+    *lines = ls;
+    *n_lines = k;
+    return MDI_OK;
+}
+
+/* Encode text (validated as UTF-8) into a fresh array with BOS first. */
+static mdi_status encode_prompt(const mdi_tokenizer *tok, const char *what, const char *text,
+                                int32_t **ids, int32_t *n, mdi_err *err)
+{
+    size_t len = strlen(text), cap = len + 2, got = 0;
+    if (len == 0)
+        return mdi_errf(err, MDI_ERR_ARG, "%s is empty", what);
+    if (!mdi_utf8_valid(text, len))
+        return mdi_errf(err, MDI_ERR_ARG, "%s is not valid UTF-8", what);
+    if (!(*ids = malloc(cap * sizeof **ids)))
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate prompt ids");
+    mdi_status s = mdi_tokenizer_encode(tok, text, len, 1, *ids, cap, &got, err);
+    if (s)
+        return s;
+    *n = (int32_t)got;
+    return MDI_OK;
+}
+
+/* Rank 0: tokenizer, prompts and the run's shape. */
+static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
+{
+    mdi_status s;
+    char *file_buf = NULL;
+    const char **texts = NULL, *one[1];
+    int32_t P = 1;
+    if ((s = mdi_shard_load_vocab(e->shard_path, &e->vocab, err)) ||
+        (s = mdi_tokenizer_create(&e->vocab, &e->tok, err)))
+        return s;
+    if (cli->prompt_file) {
+        if ((s = read_prompt_file(cli->prompt_file, &file_buf, &texts, &P, err)))
+            return s;
+        if (P == 0)
+            s = mdi_errf(err, MDI_ERR_ARG, "--prompt-file %s holds no prompt", cli->prompt_file);
+    } else {
+        one[0] = cli->prompt;
+        texts = one;
+    }
+    int32_t S = cli->samples ? cli->samples : cli->prompt_file ? P : e->n_ranks;
+    e->n_prompts = P;
+    size_t n_slots = (size_t)(S > P ? S : P); /* one entry per sample and per prompt */
+    e->prompt_ids = s ? NULL : calloc(n_slots, sizeof *e->prompt_ids);
+    e->n_prompt = s ? NULL : calloc(n_slots, sizeof *e->n_prompt);
+    if (!s && (!e->prompt_ids || !e->n_prompt))
+        s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %d samples", S);
+    const mdi_config *c = &e->info.cfg;
+    int32_t max_pos = 1;
+    for (int32_t i = 0; !s && i < P; i++) {
+        char what[64];
+        if (cli->prompt_file)
+            snprintf(what, sizeof what, "line %d of --prompt-file", i + 1);
+        else
+            snprintf(what, sizeof what, "--prompt");
+        if ((s = encode_prompt(e->tok, what, texts[i], &e->prompt_ids[i], &e->n_prompt[i], err)))
+            break;
+        int64_t need = (int64_t)e->n_prompt[i] + cli->max_tokens;
+        if (need > c->max_seq_len)
+            s = mdi_errf(err, MDI_ERR_RANGE,
+                         "%s has %d tokens and --max-tokens is %d: %lld positions, more than the "
+                         "model's context of %d", what, e->n_prompt[i], cli->max_tokens,
+                         (long long)need, c->max_seq_len);
+        else if (need > max_pos)
+            max_pos = (int32_t)need;
+    }
+    for (int32_t i = P; !s && i < S; i++) { /* samples beyond the prompts reuse them in turn */
+        e->prompt_ids[i] = e->prompt_ids[i % P];
+        e->n_prompt[i] = e->n_prompt[i % P];
+    }
+    int32_t gs = cli->group_size ? cli->group_size : mdi_pipeline_auto_group_size(S, e->n_ranks);
+    if (!s && gs > S)
+        s = mdi_errf(err, MDI_ERR_ARG, "--group-size %d is larger than the %d samples", gs, S);
+    e->shape.n_samples = S;
+    e->shape.group_size = gs;
+    e->shape.max_rows = cli->prefill_chunk > gs ? cli->prefill_chunk : gs;
+    e->shape.max_pos = max_pos;
+    free(file_buf);
+    if (texts != one)
+        free(texts);
+    return s;
+}
+
+/* Allocate this rank's stage and read its weights. */
+static mdi_status load_stage(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
+{
+    int threads = cli->threads ? cli->threads : available_cores();
+    mdi_status s = mdi_tensor_init(threads, &e->tensor, err);
+    if (s)
+        return s;
+    mdi_stage_params sp = {
+        .layer_first = e->layer_first,
+        .layer_last = e->layer_last,
+        .has_extras = e->layer_first == 0,
+        .n_slots = (size_t)e->shape.n_samples,
+        .max_pos = (size_t)e->shape.max_pos,
+        .max_rows = (size_t)e->shape.max_rows,
+        .max_logit_rows = (size_t)e->shape.group_size,
+        .n_threads = threads,
+    };
+    if ((s = mdi_stage_init(&e->stage, &e->info.cfg, &sp, err)))
+        return s;
+    e->stage_ready = 1;
+    return mdi_shard_load(e->shard_path, &e->stage, err);
+}
+
+/* Every rank: which layers are mine. */
+static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
+{
+    int32_t counts[MDI_MAX_LAYERS], n_counts = 0;
+    mdi_shard_info *infos = calloc((size_t)e->n_ranks, sizeof *infos);
+    int32_t *bounds = calloc((size_t)e->n_ranks + 1, sizeof *bounds);
+    mdi_status s = MDI_OK;
+    if (!infos || !bounds)
+        s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the placement table");
+    if (!s)
+        s = mdi_ring_allgather(e->comm, &e->info, sizeof e->info, infos, err);
+    if (!s && cli->split)
+        s = mdi_plan_parse_split(cli->split, counts, MDI_MAX_LAYERS, &n_counts, err);
+    if (!s)
+        s = mdi_plan_check(infos, e->n_ranks, cli->split ? counts : NULL, n_counts, bounds, err);
+    if (!s) {
+        e->layer_first = bounds[e->rank];
+        e->layer_last = bounds[e->rank + 1];
+    }
+    free(infos);
+    free(bounds);
+    return s;
+}
+
+mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_err *err)
+{
+    mdi_err le;
+    mdi_status s, ls;
+    memset(e, 0, sizeof *e);
+    mdi_err_clear(&le);
+    e->comm = comm;
+    MPI_Comm_rank(comm, &e->rank);
+    MPI_Comm_size(comm, &e->n_ranks);
+
+    ls = mdi_shard_locate(cli->model, e->rank, e->shard_path, sizeof e->shard_path, &e->info,
+                          &le);
+    if ((s = mdi_ring_agree(comm, ls, &le, err)))
+        return s;
+    ls = place(e, cli, &le); /* same inputs and verdict on every rank */
+    if ((s = mdi_ring_agree(comm, ls, &le, err)))
+        return s;
+    ls = e->rank == 0 ? prepare_prompts(e, cli, &le) : MDI_OK;
+    if ((s = mdi_ring_agree(comm, ls, &le, err)) ||
+        (s = mdi_ring_bcast(comm, &e->shape, sizeof e->shape, 0, err)))
+        return s;
+    ls = load_stage(e, cli, &le);
+    if ((s = mdi_ring_agree(comm, ls, &le, err)))
+        return s;
+    int32_t n_groups = (e->shape.n_samples + e->shape.group_size - 1) / e->shape.group_size;
+    ls = mdi_ring_create(comm, (size_t)e->shape.max_rows, (size_t)e->info.cfg.dim, n_groups + 4,
+                         cli->timeout_s, &e->ring, &le);
+    if (!ls) {
+        mdi_pipeline_params pp = {
+            .shape = e->shape,
+            .tok = e->tok,
+            .sampler = cli->sampler,
+            .seed = cli->seed,
+            .max_tokens = cli->max_tokens,
+            .prompts = (const int32_t *const *)e->prompt_ids,
+            .n_prompt = e->n_prompt,
+        };
+        ls = mdi_pipeline_init(&e->pipeline, &e->stage, e->ring, &pp, &le);
+    }
+    return mdi_ring_agree(comm, ls, &le, err);
+}
+
+mdi_status mdi_engine_run(mdi_engine *e, const mdi_sink *sink, mdi_err *err)
+{
+    return mdi_pipeline_run(e->pipeline, sink, err);
+}
+
+void mdi_engine_free(mdi_engine *e)
+{
+    mdi_pipeline_free(e->pipeline);
+    mdi_ring_free(e->ring);
+    if (e->stage_ready)
+        mdi_stage_free(&e->stage);
+    for (int32_t i = 0; e->prompt_ids && i < e->n_prompts; i++)
+        free(e->prompt_ids[i]);
+    free(e->prompt_ids);
+    free(e->n_prompt);
+    mdi_tokenizer_free(e->tok);
+    mdi_vocab_free(&e->vocab);
+    memset(e, 0, sizeof *e);
+}
+
+mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *out, mdi_err *err)
+{
+    char path[4096];
+    mdi_shard_info info;
+    mdi_vocab v;
+    mdi_tokenizer *tok = NULL;
+    int32_t *ids = NULL, n = 0;
+    memset(&v, 0, sizeof v);
+    mdi_status s = mdi_shard_locate(model_path, 0, path, sizeof path, &info, err);
+    if (!s && !info.has_extras)
+        s = mdi_errf(err, MDI_ERR_ARG, "%s holds no tokenizer (it is not the layer-0 shard)", path);
+    if (!s && !(s = mdi_shard_load_vocab(path, &v, err)) &&
+        !(s = mdi_tokenizer_create(&v, &tok, err)) &&
+        !(s = encode_prompt(tok, "--tokenize text", text, &ids, &n, err))) {
+        for (int32_t i = 0; i < n; i++)
+            fprintf(out, i ? " %d" : "%d", ids[i]);
+        fputc('\n', out);
+        fflush(out);
+    }
+    free(ids);
+    mdi_tokenizer_free(tok);
+    mdi_vocab_free(&v);
+    return s;
+}
+
+/* One rank's numbers, gathered to every rank for the report. */
+typedef struct rank_stats {
+    char host[64];
+    char blis_arch[32];
+    int32_t layer_first, layer_last, threads, pad;
+    int64_t peak_rss_kb;
+    double compute_s, wait_s, wall_s;
+    uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv, weight_bytes, kv_bytes;
+} rank_stats;
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all)
+{
+    const mdi_pipeline_stats *ps = mdi_pipeline_get_stats(e->pipeline);
+    double tps = ps->wall_s > 0 ? (double)ps->tokens_generated / ps->wall_s : 0.0;
+    fprintf(f, "{\n  \"ranks\": %d,\n  \"samples\": %d,\n  \"group_size\": %d,\n", e->n_ranks,
+            e->shape.n_samples, e->shape.group_size);
+    fprintf(f, "  \"model_id\": ");
+    json_str(f, e->info.model_id);
+    fprintf(f, ",\n  \"n_layers\": %d,\n  \"prompt_tokens\": %lld,\n  \"tokens_generated\": %lld,\n",
+            e->info.cfg.n_layers, (long long)ps->prompt_tokens, (long long)ps->tokens_generated);
+    fprintf(f, "  \"wall_s\": %.6f,\n  \"first_token_s\": %.6f,\n  \"tokens_per_s\": %.4f,\n",
+            ps->wall_s, ps->first_token_s, tps);
+    fprintf(f, "  \"per_rank\": [\n");
+    for (int r = 0; r < e->n_ranks; r++) {
+        const rank_stats *x = &all[r];
+        fprintf(f, "    {\"rank\": %d, \"host\": ", r);
+        json_str(f, x->host);
+        fprintf(f, ", \"layer_first\": %d, \"layer_last\": %d, \"threads\": %d, \"blis_arch\": ",
+                x->layer_first, x->layer_last, x->threads);
+        json_str(f, x->blis_arch);
+        fprintf(f, ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"kv_cache_bytes\": %llu,"
+                   " \"compute_s\": %.6f, \"wait_s\": %.6f, \"wall_s\": %.6f, \"busy_fraction\": "
+                   "%.4f, \"bytes_sent\": %llu, \"bytes_recv\": %llu, \"msgs_sent\": %llu, "
+                   "\"msgs_recv\": %llu}%s\n",
+                (long long)x->peak_rss_kb * 1024, (unsigned long long)x->weight_bytes,
+                (unsigned long long)x->kv_bytes, x->compute_s, x->wait_s, x->wall_s,
+                x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0,
+                (unsigned long long)x->bytes_sent, (unsigned long long)x->bytes_recv,
+                (unsigned long long)x->msgs_sent, (unsigned long long)x->msgs_recv,
+                r + 1 < e->n_ranks ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+}
+
+mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
+{
+    rank_stats me, *all = calloc((size_t)e->n_ranks, sizeof *all);
+    struct rusage ru;
+    const mdi_pipeline_stats *ps = mdi_pipeline_get_stats(e->pipeline);
+    const mdi_ring_stats *rs = mdi_ring_get_stats(e->ring);
+    if (!all)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the statistics table");
+    memset(&me, 0, sizeof me);
+    gethostname(me.host, sizeof me.host - 1);
+    snprintf(me.blis_arch, sizeof me.blis_arch, "%s", e->tensor.blis_arch);
+    getrusage(RUSAGE_SELF, &ru);
+    me.peak_rss_kb = ru.ru_maxrss;
+    me.layer_first = e->layer_first;
+    me.layer_last = e->layer_last;
+    me.threads = e->tensor.n_threads;
+    me.compute_s = ps->compute_s;
+    me.wall_s = ps->wall_s;
+    me.wait_s = rs->wait_s;
+    me.bytes_sent = rs->bytes_sent;
+    me.bytes_recv = rs->bytes_recv;
+    me.msgs_sent = rs->msgs_sent;
+    me.msgs_recv = rs->msgs_recv;
+    me.weight_bytes = mdi_stage_weight_bytes(&e->stage);
+    me.kv_bytes = mdi_kv_bytes(&e->stage.kv);
+    mdi_status s = mdi_ring_allgather(e->comm, &me, sizeof me, all, err);
+    if (!s && e->rank == 0 && f) {
+        write_stats_json(f, e, all);
+        if (fflush(f) != 0 || ferror(f))
+            s = mdi_errf(err, MDI_ERR_IO, "--stats-json: write failed");
+    }
+    free(all);
+    return s;
+}

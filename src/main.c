@@ -1,0 +1,172 @@
+/* mdi-llm: model-distributed inference over an MPI ring.
+ * Parses flags, sets up MPI and the engine, streams text, reports, exits. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mdi/cli.h"
+#include "mdi/engine.h"
+
+#define LINE_CAP 4096
+
+/* Rank 0's text output: raw stream for one sample, "[i] line" records for several. */
+typedef struct out_ctx {
+    FILE *f;
+    int multi;
+    char *lines;  /* (n_samples, LINE_CAP) pending partial lines */
+    size_t *len;  /* (n_samples) */
+} out_ctx;
+
+static void out_flush_line(out_ctx *o, int32_t i)
+{
+    fprintf(o->f, "[%d] %.*s\n", i, (int)o->len[i], o->lines + (size_t)i * LINE_CAP);
+    o->len[i] = 0;
+}
+
+static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
+{
+    out_ctx *o = ctx;
+    if (!o->multi) {
+        fwrite(bytes, 1, n, o->f);
+        fflush(o->f);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (bytes[k] == '\n' || o->len[i] == LINE_CAP) {
+            out_flush_line(o, i);
+            if (bytes[k] == '\n')
+                continue;
+        }
+        o->lines[(size_t)i * LINE_CAP + o->len[i]++] = bytes[k];
+    }
+    fflush(o->f);
+}
+
+static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
+{
+    out_ctx *o = ctx;
+    if (!o->multi) {
+        fputc('\n', o->f);
+    } else {
+        if (o->len[i])
+            out_flush_line(o, i);
+        fprintf(o->f, "[%d] (end: %s, %d tokens)\n", i, mdi_stop_reason_str(why), n);
+    }
+    fflush(o->f);
+}
+
+/* Print err once (rank 0) and return exit status code. */
+static int fail(int rank, const mdi_err *err, int code)
+{
+    if (rank == 0)
+        fprintf(stderr, "mdi-llm: %s\n", err->msg);
+    return code;
+}
+
+/* Rank 0 opens the --stats-json file before any work so a bad path fails early. */
+static mdi_status open_stats(int rank, const mdi_cli *cli, FILE **f, MPI_Comm comm, mdi_err *err)
+{
+    mdi_err le;
+    mdi_status ls = MDI_OK;
+    mdi_err_clear(&le);
+    *f = NULL;
+    if (rank == 0 && cli->stats_json && !(*f = fopen(cli->stats_json, "w")))
+        ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", cli->stats_json);
+    return mdi_ring_agree(comm, ls, &le, err);
+}
+
+static void report(const mdi_engine *e, const mdi_cli *cli)
+{
+    if (e->rank != 0 || cli->quiet)
+        return;
+    const mdi_pipeline_stats *ps = mdi_pipeline_get_stats(e->pipeline);
+    fprintf(stderr,
+            "mdi-llm: %lld tokens in %.3f s (%.2f tokens/s), first token after %.3f s; "
+            "%d ranks, %d samples, group size %d\n",
+            (long long)ps->tokens_generated, ps->wall_s,
+            ps->wall_s > 0 ? (double)ps->tokens_generated / ps->wall_s : 0.0, ps->first_token_s,
+            e->n_ranks, e->shape.n_samples, e->shape.group_size);
+}
+
+static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
+{
+    mdi_err err;
+    mdi_engine e;
+    FILE *stats = NULL;
+    mdi_err_clear(&err);
+    if (open_stats(rank, cli, &stats, comm, &err))
+        return fail(rank, &err, 1);
+    if (mdi_engine_setup(&e, cli, comm, &err)) {
+        mdi_engine_free(&e);
+        if (stats)
+            fclose(stats);
+        return fail(rank, &err, 1);
+    }
+    if (e.tensor.slow_kernels)
+        fprintf(stderr, "mdi-llm: rank %d: warning: BLIS uses its slow generic kernels on this CPU;"
+                        " set BLIS_ARCH_TYPE (see README)\n", rank);
+    if (rank == 0 && !cli->quiet)
+        fprintf(stderr, "mdi-llm: %d ranks, layers [%d, %d) on rank 0, %d samples, group size %d, "
+                        "%d threads per rank, BLIS %s\n", e.n_ranks, e.layer_first, e.layer_last,
+                e.shape.n_samples, e.shape.group_size, e.tensor.n_threads, e.tensor.blis_arch);
+    out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL};
+    if (rank == 0 && o.multi) {
+        o.lines = malloc((size_t)e.shape.n_samples * LINE_CAP);
+        o.len = calloc((size_t)e.shape.n_samples, sizeof *o.len);
+        if (!o.lines || !o.len) {
+            fprintf(stderr, "mdi-llm: out of memory for the output buffers\n");
+            MPI_Abort(comm, 1);
+        }
+    }
+    mdi_sink sink = {&o, out_text, out_end};
+    if (mdi_engine_run(&e, &sink, &err)) {
+        fprintf(stderr, "mdi-llm: rank %d: %s\n", rank, err.msg);
+        fflush(stdout);
+        MPI_Abort(comm, 1);
+    }
+    int code = 0;
+    if (mdi_engine_write_stats(&e, stats, &err))
+        code = fail(rank, &err, 1);
+    report(&e, cli);
+    if (stats && fclose(stats) != 0 && rank == 0) {
+        fprintf(stderr, "mdi-llm: --stats-json %s: write failed\n", cli->stats_json);
+        code = 1;
+    }
+    free(o.lines);
+    free(o.len);
+    mdi_engine_free(&e);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    mdi_tensor_choose_arch(); /* before BLIS or OpenMP start */
+    MPI_Init(&argc, &argv);
+    MPI_Comm comm = MPI_COMM_WORLD;
+    int rank, code = 0;
+    MPI_Comm_rank(comm, &rank);
+    mdi_cli cli = mdi_cli_default();
+    mdi_err err;
+    mdi_err_clear(&err);
+    if (mdi_cli_parse(argc, argv, &cli, &err)) {
+        code = fail(rank, &err, 2);
+    } else if (cli.help) {
+        if (rank == 0)
+            mdi_cli_usage(stdout, "mdi-llm");
+    } else if (cli.version) {
+        if (rank == 0)
+            printf("mdi-llm 0.1.0\n");
+    } else if (cli.tokenize) {
+        mdi_err le;
+        mdi_err_clear(&le);
+        mdi_status ls = rank == 0 ? mdi_engine_tokenize(cli.model, cli.tokenize, stdout, &le)
+                                  : MDI_OK;
+        if (mdi_ring_agree(comm, ls, &le, &err))
+            code = fail(rank, &err, 1);
+    } else {
+        code = run(&cli, comm, rank);
+    }
+    MPI_Finalize();
+    return code;
+}

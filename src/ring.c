@@ -1,0 +1,363 @@
+/* Ring transport over MPI: buffer pool, Isend/Irecv, timeouts, collectives. */
+#include "mdi/ring.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RING_TAG 7
+#define RING_RECV_AHEAD 2
+#define HDR_INTS 4
+
+typedef enum { BUF_FREE = 0, BUF_RECV, BUF_USER, BUF_SEND } buf_state;
+
+struct mdi_ring {
+    MPI_Comm comm;
+    int rank, size, prev, next;
+    size_t max_rows, dim, buf_bytes;
+    double timeout_s;
+    int n_bufs;
+    unsigned char **bufs;  /* (n_bufs) each buf_bytes */
+    buf_state *state;      /* (n_bufs) */
+    MPI_Request *req;      /* (n_bufs) */
+    int recv_fifo[RING_RECV_AHEAD];
+    int recv_head, recv_count;
+    mdi_ring_stats stats;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Byte offset of the activations for a message of n rows (16-byte aligned). */
+static size_t x_offset(size_t n_rows)
+{
+    return (HDR_INTS * sizeof(int32_t) + n_rows * sizeof(mdi_row) + 15) & ~(size_t)15;
+}
+
+static size_t msg_bytes(const mdi_ring *r, size_t n_rows)
+{
+    return x_offset(n_rows) + n_rows * r->dim * sizeof(float);
+}
+
+/* Point m's views at buffer b laid out for n_rows. */
+static void bind_msg(mdi_ring *r, mdi_msg *m, int b, int32_t n_rows)
+{
+    m->buf = b;
+    m->n_rows = n_rows;
+    m->rows = (mdi_row *)(r->bufs[b] + HDR_INTS * sizeof(int32_t));
+    m->x = (float *)(r->bufs[b] + x_offset((size_t)n_rows));
+}
+
+/* Sleep a little while waiting, so oversubscribed ranks leave the core to others. */
+static void backoff(long *spins)
+{
+    if (++*spins < 2000)
+        return;
+    long us = *spins < 4000 ? 20 : 200;
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Complete send requests that are done; if block, wait until at least one is. */
+static mdi_status reap_sends(mdi_ring *r, int block, mdi_err *err)
+{
+    double t0 = now_s();
+    long spins = 0;
+    for (;;) {
+        int freed = 0, sending = 0;
+        for (int b = 0; b < r->n_bufs; b++) {
+            if (r->state[b] != BUF_SEND)
+                continue;
+            int done = 0;
+            if (MPI_Test(&r->req[b], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                return mdi_errf(err, MDI_ERR_COMM, "send to rank %d failed", r->next);
+            if (done) {
+                r->state[b] = BUF_FREE;
+                freed++;
+            } else {
+                sending++;
+            }
+        }
+        if (!block || freed || !sending)
+            break;
+        if (now_s() - t0 > r->timeout_s)
+            return mdi_errf(err, MDI_ERR_TIMEOUT,
+                            "rank %d did not take a message from rank %d within %.0f s (stalled "
+                            "or unreachable)", r->next, r->rank, r->timeout_s);
+        backoff(&spins);
+    }
+    r->stats.wait_s += now_s() - t0;
+    return MDI_OK;
+}
+
+static int find_free(const mdi_ring *r)
+{
+    for (int b = 0; b < r->n_bufs; b++)
+        if (r->state[b] == BUF_FREE)
+            return b;
+    return -1;
+}
+
+/* A free buffer, waiting for sends to finish if need be. */
+static mdi_status take_free(mdi_ring *r, int *out, mdi_err *err)
+{
+    mdi_status s;
+    int b = find_free(r);
+    while (b < 0) {
+        if ((s = reap_sends(r, 1, err)))
+            return s;
+        b = find_free(r);
+        if (b < 0 && !r->stats.msgs_sent && !r->recv_count)
+            return mdi_errf(err, MDI_ERR_INTERNAL, "ring buffer pool exhausted");
+    }
+    *out = b;
+    return MDI_OK;
+}
+
+static mdi_status post_recv(mdi_ring *r, mdi_err *err)
+{
+    int b;
+    mdi_status s = take_free(r, &b, err);
+    if (s)
+        return s;
+    if (MPI_Irecv(r->bufs[b], (int)r->buf_bytes, MPI_BYTE, r->prev, RING_TAG, r->comm,
+                  &r->req[b]) != MPI_SUCCESS)
+        return mdi_errf(err, MDI_ERR_COMM, "posting a receive from rank %d failed", r->prev);
+    r->state[b] = BUF_RECV;
+    r->recv_fifo[(r->recv_head + r->recv_count) % RING_RECV_AHEAD] = b;
+    r->recv_count++;
+    return MDI_OK;
+}
+
+mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs,
+                           double timeout_s, mdi_ring **out, mdi_err *err)
+{
+    mdi_ring *r = calloc(1, sizeof *r);
+    if (!r)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the ring");
+    r->comm = comm;
+    MPI_Comm_rank(comm, &r->rank);
+    MPI_Comm_size(comm, &r->size);
+    r->prev = (r->rank + r->size - 1) % r->size;
+    r->next = (r->rank + 1) % r->size;
+    r->max_rows = max_rows;
+    r->dim = dim;
+    r->timeout_s = timeout_s;
+    r->n_bufs = n_bufs < RING_RECV_AHEAD + 2 ? RING_RECV_AHEAD + 2 : n_bufs;
+    r->buf_bytes = msg_bytes(r, max_rows);
+    mdi_status s = MDI_OK;
+    if (max_rows == 0 || dim == 0 || r->buf_bytes > (size_t)INT_MAX) {
+        s = mdi_errf(err, MDI_ERR_RANGE, "a message of %zu rows x %zu floats is too large for MPI",
+                     max_rows, dim);
+        goto fail;
+    }
+    r->bufs = calloc((size_t)r->n_bufs, sizeof *r->bufs);
+    r->state = calloc((size_t)r->n_bufs, sizeof *r->state);
+    r->req = calloc((size_t)r->n_bufs, sizeof *r->req);
+    if (!r->bufs || !r->state || !r->req) {
+        s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the ring's buffer table");
+        goto fail;
+    }
+    for (int b = 0; b < r->n_bufs; b++) {
+        r->req[b] = MPI_REQUEST_NULL;
+        if (!(r->bufs[b] = aligned_alloc(64, (r->buf_bytes + 63) & ~(size_t)63))) {
+            s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %d message buffers of %zu bytes",
+                         r->n_bufs, r->buf_bytes);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < RING_RECV_AHEAD; i++)
+        if ((s = post_recv(r, err)))
+            goto fail;
+    *out = r;
+    return MDI_OK;
+fail:
+    mdi_ring_free(r);
+    return s;
+}
+
+void mdi_ring_free(mdi_ring *r)
+{
+    if (!r)
+        return;
+    for (int b = 0; r->state && b < r->n_bufs; b++) {
+        if (r->state[b] == BUF_RECV) {
+            MPI_Cancel(&r->req[b]);
+            MPI_Wait(&r->req[b], MPI_STATUS_IGNORE);
+        } else if (r->state[b] == BUF_SEND) {
+            MPI_Wait(&r->req[b], MPI_STATUS_IGNORE);
+        }
+    }
+    for (int b = 0; r->bufs && b < r->n_bufs; b++)
+        free(r->bufs[b]);
+    free(r->bufs);
+    free(r->state);
+    free(r->req);
+    free(r);
+}
+
+int mdi_ring_rank(const mdi_ring *r)
+{
+    return r->rank;
+}
+
+int mdi_ring_size(const mdi_ring *r)
+{
+    return r->size;
+}
+
+const mdi_ring_stats *mdi_ring_get_stats(const mdi_ring *r)
+{
+    return &r->stats;
+}
+
+mdi_status mdi_ring_acquire(mdi_ring *r, mdi_msg *m, mdi_err *err)
+{
+    int b;
+    mdi_status s = reap_sends(r, 0, err);
+    if (s || (s = take_free(r, &b, err)))
+        return s;
+    r->state[b] = BUF_USER;
+    memset(m, 0, sizeof *m);
+    bind_msg(r, m, b, 0);
+    return MDI_OK;
+}
+
+mdi_status mdi_ring_send(mdi_ring *r, mdi_msg *m, mdi_err *err)
+{
+    int b = m->buf;
+    if (m->n_rows < 0 || (size_t)m->n_rows > r->max_rows)
+        return mdi_errf(err, MDI_ERR_INTERNAL, "message of %d rows exceeds %zu", m->n_rows,
+                        r->max_rows);
+    int32_t *hdr = (int32_t *)r->bufs[b];
+    hdr[0] = m->kind;
+    hdr[1] = m->group;
+    hdr[2] = m->n_rows;
+    hdr[3] = 0;
+    size_t bytes = msg_bytes(r, (size_t)m->n_rows);
+    if (MPI_Isend(r->bufs[b], (int)bytes, MPI_BYTE, r->next, RING_TAG, r->comm, &r->req[b]) !=
+        MPI_SUCCESS)
+        return mdi_errf(err, MDI_ERR_COMM, "sending to rank %d failed", r->next);
+    r->state[b] = BUF_SEND;
+    r->stats.bytes_sent += bytes;
+    r->stats.msgs_sent++;
+    return MDI_OK;
+}
+
+mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
+{
+    int b = r->recv_fifo[r->recv_head];
+    MPI_Status st;
+    double t0 = now_s();
+    long spins = 0;
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&r->req[b], &done, &st) != MPI_SUCCESS)
+            return mdi_errf(err, MDI_ERR_COMM, "receive from rank %d failed", r->prev);
+        if (done)
+            break;
+        reap_sends(r, 0, err);
+        if (now_s() - t0 > r->timeout_s)
+            return mdi_errf(err, MDI_ERR_TIMEOUT,
+                            "no message from rank %d for %.0f s: that stage stopped answering",
+                            r->prev, r->timeout_s);
+        backoff(&spins);
+    }
+    r->stats.wait_s += now_s() - t0;
+    r->recv_head = (r->recv_head + 1) % RING_RECV_AHEAD;
+    r->recv_count--;
+    r->state[b] = BUF_USER;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    const int32_t *hdr = (const int32_t *)r->bufs[b];
+    if (count < (int)(HDR_INTS * sizeof(int32_t)) || hdr[2] < 0 ||
+        (size_t)hdr[2] > r->max_rows || (size_t)count != msg_bytes(r, (size_t)hdr[2]))
+        return mdi_errf(err, MDI_ERR_COMM, "malformed message of %d bytes from rank %d", count,
+                        r->prev);
+    memset(m, 0, sizeof *m);
+    bind_msg(r, m, b, hdr[2]);
+    m->kind = hdr[0];
+    m->group = hdr[1];
+    r->stats.bytes_recv += (uint64_t)count;
+    r->stats.msgs_recv++;
+    return post_recv(r, err);
+}
+
+void mdi_ring_release(mdi_ring *r, mdi_msg *m)
+{
+    r->state[m->buf] = BUF_FREE;
+}
+
+/* Set how many rows m carries (fixes where its activations start). */
+void mdi_ring_msg_layout(mdi_ring *r, mdi_msg *m, int32_t n_rows)
+{
+    bind_msg(r, m, m->buf, n_rows);
+}
+
+/* ---- collectives ---- */
+
+typedef struct agree_rec {
+    int32_t status;
+    char host[64];
+    char msg[MDI_ERR_MSG_MAX - 96];
+} agree_rec;
+
+mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err,
+                          mdi_err *err)
+{
+    int size;
+    MPI_Comm_size(comm, &size);
+    agree_rec me, *all = calloc((size_t)size, sizeof *all);
+    if (!all)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the agreement table");
+    memset(&me, 0, sizeof me);
+    me.status = local;
+    gethostname(me.host, sizeof me.host - 1);
+    if (local != MDI_OK && local_err) {
+        memcpy(me.msg, local_err->msg, sizeof me.msg - 1);
+        me.msg[sizeof me.msg - 1] = '\0';
+    }
+    mdi_status s = MDI_OK;
+    if (MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, comm) !=
+        MPI_SUCCESS) {
+        s = mdi_errf(err, MDI_ERR_COMM, "ranks could not exchange their status");
+        goto done;
+    }
+    for (int r = 0; r < size; r++) {
+        if (all[r].status == MDI_OK)
+            continue;
+        if (size > 1)
+            s = mdi_errf(err, (mdi_status)all[r].status, "rank %d (%s): %s", r, all[r].host,
+                         all[r].msg);
+        else
+            s = mdi_errf(err, (mdi_status)all[r].status, "%s", all[r].msg);
+        break;
+    }
+done:
+    free(all);
+    return s;
+}
+
+mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out,
+                              mdi_err *err)
+{
+    if (bytes > (size_t)INT_MAX ||
+        MPI_Allgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, comm) != MPI_SUCCESS)
+        return mdi_errf(err, MDI_ERR_COMM, "allgather of %zu bytes failed", bytes);
+    return MDI_OK;
+}
+
+mdi_status mdi_ring_bcast(MPI_Comm comm, void *buf, size_t bytes, int root, mdi_err *err)
+{
+    if (bytes > (size_t)INT_MAX ||
+        MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, comm) != MPI_SUCCESS)
+        return mdi_errf(err, MDI_ERR_COMM, "broadcast of %zu bytes failed", bytes);
+    return MDI_OK;
+}

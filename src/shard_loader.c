@@ -1,0 +1,371 @@
+/* HDF5 -> this rank's weights, attributes and tokenizer. */
+#include "mdi/shard_loader.h"
+
+#include <dirent.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Quiet HDF5's own error stack printing: we report errors ourselves. */
+static void h5_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* Open an HDF5 file read-only, with a clear message for the usual failures. */
+static mdi_status h5_open(const char *path, hid_t *out, mdi_err *err)
+{
+    struct stat sb;
+    h5_quiet();
+    if (stat(path, &sb) != 0)
+        return mdi_errf(err, MDI_ERR_IO, "%s: no such file or directory", path);
+    if (!S_ISREG(sb.st_mode))
+        return mdi_errf(err, MDI_ERR_IO, "%s: not a regular file", path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mdi_errf(err, MDI_ERR_IO, "%s: cannot be read", path);
+    fclose(f);
+    if (H5Fis_hdf5(path) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: not an HDF5 file (convert models with mdi-convert)",
+                        path);
+    hid_t f5 = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f5 < 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: HDF5 library cannot open it", path);
+    *out = f5;
+    return MDI_OK;
+}
+
+static mdi_status attr_read(hid_t loc, const char *path, const char *name, hid_t mem_type,
+                            void *out, mdi_err *err)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    herr_t rc = n == 1 ? H5Aread(a, mem_type, out) : -1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (a >= 0)
+        H5Aclose(a);
+    if (rc < 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is not a single %s", path, name,
+                        mem_type == H5T_NATIVE_FLOAT ? "number" : "integer");
+    return MDI_OK;
+}
+
+static mdi_status attr_int(hid_t loc, const char *path, const char *name, int32_t *v, mdi_err *err)
+{
+    return attr_read(loc, path, name, H5T_NATIVE_INT32, v, err);
+}
+
+/* Fixed- or variable-length string attribute into buf (cap bytes). */
+static mdi_status attr_str(hid_t loc, const char *path, const char *name, char *buf, size_t cap,
+                           mdi_err *err)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
+    mdi_status s = MDI_OK;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
+    if (ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is not a fixed-length string",
+                     path, name);
+    } else {
+        size_t len = H5Tget_size(ft);
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        char tmp[256] = {0};
+        if (len >= sizeof tmp || len >= cap || H5Tset_size(mt, len + 1) < 0 ||
+            H5Aread(a, mt, tmp) < 0)
+            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is too long or unreadable",
+                         path, name);
+        else
+            snprintf(buf, cap, "%s", tmp);
+        H5Tclose(mt);
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return s;
+}
+
+static mdi_status read_info(hid_t f, const char *path, mdi_shard_info *in, mdi_err *err)
+{
+    char fmt[64] = "";
+    mdi_status s;
+    memset(in, 0, sizeof *in);
+    if ((s = attr_str(f, path, "format", fmt, sizeof fmt, err)))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: not an mdi-llm model (no 'format' attribute)",
+                        path);
+    if (strcmp(fmt, MDI_FORMAT_NAME) != 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: format is '%s', expected '%s'", path, fmt,
+                        MDI_FORMAT_NAME);
+    if ((s = attr_int(f, path, "format_version", &in->format_version, err)))
+        return s;
+    if (in->format_version < 1 || in->format_version > MDI_FORMAT_VERSION)
+        return mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                        "%s: format version %d is not supported (this build reads up to %d)",
+                        path, in->format_version, MDI_FORMAT_VERSION);
+    mdi_config *c = &in->cfg;
+    struct {
+        const char *name;
+        int32_t *dst;
+    } ints[] = {{"dim", &c->dim},           {"hidden_dim", &c->hidden_dim},
+                {"n_layers", &c->n_layers}, {"n_heads", &c->n_heads},
+                {"n_kv_heads", &c->n_kv_heads}, {"head_dim", &c->head_dim},
+                {"vocab_size", &c->vocab_size}, {"max_seq_len", &c->max_seq_len},
+                {"tied_head", &c->tied_head},   {"layer_first", &in->layer_first},
+                {"layer_last", &in->layer_last}, {"shard_index", &in->shard_index},
+                {"shard_count", &in->shard_count}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if ((s = attr_int(f, path, ints[i].name, ints[i].dst, err)))
+            return s;
+    char rope[32] = "";
+    if ((s = attr_read(f, path, "rope_theta", H5T_NATIVE_FLOAT, &c->rope_theta, err)) ||
+        (s = attr_read(f, path, "norm_eps", H5T_NATIVE_FLOAT, &c->norm_eps, err)) ||
+        (s = attr_str(f, path, "model_id", in->model_id, sizeof in->model_id, err)) ||
+        (s = attr_str(f, path, "dtype", in->dtype, sizeof in->dtype, err)) ||
+        (s = attr_str(f, path, "rope_layout", rope, sizeof rope, err)))
+        return s;
+    if (strcmp(rope, "interleaved") != 0)
+        return mdi_errf(err, MDI_ERR_UNSUPPORTED, "%s: rope_layout '%s' is not supported", path,
+                        rope);
+    mdi_err e2;
+    if (mdi_config_validate(c, &e2))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: %s", path, e2.msg);
+    if (in->layer_first < 0 || in->layer_first >= in->layer_last ||
+        in->layer_last > c->n_layers)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: layer range [%d, %d) is invalid for %d layers",
+                        path, in->layer_first, in->layer_last, c->n_layers);
+    if (in->shard_count < 1 || in->shard_index < 0 || in->shard_index >= in->shard_count)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %d of %d is invalid", path,
+                        in->shard_index, in->shard_count);
+    in->has_extras = in->layer_first == 0;
+    return MDI_OK;
+}
+
+mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err)
+{
+    hid_t f;
+    mdi_status s = h5_open(path, &f, err);
+    if (s)
+        return s;
+    s = read_info(f, path, info, err);
+    H5Fclose(f);
+    return s;
+}
+
+mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, size_t cap,
+                            mdi_shard_info *info, mdi_err *err)
+{
+    struct stat sb;
+    if (stat(model_path, &sb) != 0)
+        return mdi_errf(err, MDI_ERR_IO, "%s: no such file or directory", model_path);
+    if (!S_ISDIR(sb.st_mode)) {
+        snprintf(out, cap, "%s", model_path);
+        return mdi_shard_probe(model_path, info, err);
+    }
+    DIR *d = opendir(model_path);
+    if (!d)
+        return mdi_errf(err, MDI_ERR_IO, "%s: cannot open directory", model_path);
+    mdi_status s = mdi_errf(err, MDI_ERR_IO, "%s: no shard with index %d (*.h5) on this host",
+                            model_path, rank);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0)
+            continue;
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", model_path, e->d_name) >= sizeof path)
+            continue;
+        mdi_shard_info in;
+        mdi_err e2;
+        if (mdi_shard_probe(path, &in, &e2) != MDI_OK) {
+            s = mdi_errf(err, e2.status, "%s", e2.msg);
+            break;
+        }
+        if (in.shard_index != rank)
+            continue;
+        snprintf(out, cap, "%s", path);
+        *info = in;
+        s = MDI_OK;
+        break;
+    }
+    closedir(d);
+    return s;
+}
+
+/* Read dataset `name` (relative to loc) of shape (rows[, cols]) as float32 into dst. */
+static mdi_status read_tensor(hid_t loc, const char *path, const char *name, size_t rows,
+                              size_t cols, int is_matrix, float *dst, mdi_err *err)
+{
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' is missing", path, name);
+    mdi_status s = MDI_OK;
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+    hid_t ty = ds < 0 ? -1 : H5Dget_type(ds);
+    hsize_t dims[3] = {0, 0, 0};
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (ds < 0 || sp < 0 || ty < 0 || nd < 1 || nd > 2) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' is unreadable or not 1-/2-D", path,
+                     name);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (nd != (is_matrix ? 2 : 1) || dims[0] != rows || (is_matrix && dims[1] != cols)) {
+        s = mdi_errf(err, MDI_ERR_FORMAT,
+                     "%s: dataset '%s' has shape (%llu%s%llu), the attributes imply (%zu%s%zu)",
+                     path, name, (unsigned long long)dims[0], nd == 2 ? ", " : "",
+                     nd == 2 ? (unsigned long long)dims[1] : 0ULL, rows, is_matrix ? ", " : "",
+                     is_matrix ? cols : (size_t)0);
+        goto done;
+    }
+    if (H5Tget_class(ty) != H5T_FLOAT) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' is not floating point", path, name);
+        goto done;
+    }
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
+        s = mdi_errf(err, MDI_ERR_IO, "%s: reading dataset '%s' failed", path, name);
+        goto done;
+    }
+    size_t n = rows * cols;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(dst[i])) {
+            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' holds a non-finite value (%g) "
+                                              "at element %zu", path, name, (double)dst[i], i);
+            break;
+        }
+    }
+done:
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return s;
+}
+
+/* Read one tensor kind into the stage (layer = global index for layer tensors). */
+static mdi_status load_one(hid_t f, const char *path, mdi_stage *st, mdi_tensor_kind k,
+                           int32_t layer, mdi_err *err)
+{
+    size_t rows, cols;
+    char name[64];
+    mdi_tensor_shape(&st->cfg, k, &rows, &cols);
+    if (mdi_tensor_scope_of(k) == MDI_SCOPE_LAYER)
+        snprintf(name, sizeof name, "/layers/%03d/%s", layer, mdi_tensor_name(k));
+    else
+        snprintf(name, sizeof name, "/%s", mdi_tensor_name(k));
+    float *dst = mdi_stage_tensor(st, k, layer - st->p.layer_first);
+    if (H5Lexists(f, "/layers", H5P_DEFAULT) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: group '/layers' is missing", path);
+    if (mdi_tensor_scope_of(k) == MDI_SCOPE_LAYER) {
+        char group[32];
+        snprintf(group, sizeof group, "/layers/%03d", layer);
+        if (H5Lexists(f, group, H5P_DEFAULT) <= 0)
+            return mdi_errf(err, MDI_ERR_FORMAT, "%s: group '%s' is missing", path, group);
+    }
+    return read_tensor(f, path, name, rows, cols, mdi_tensor_is_matrix(k), dst, err);
+}
+
+mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err)
+{
+    hid_t f;
+    mdi_shard_info in;
+    mdi_status s = h5_open(path, &f, err);
+    if (s)
+        return s;
+    if ((s = read_info(f, path, &in, err)))
+        goto done;
+    if (!mdi_config_equal(&in.cfg, &st->cfg)) {
+        s = mdi_errf(err, MDI_ERR_MISMATCH, "%s: geometry differs from the model's", path);
+        goto done;
+    }
+    if (st->p.layer_first < in.layer_first || st->p.layer_last > in.layer_last) {
+        s = mdi_errf(err, MDI_ERR_MISMATCH, "%s: holds layers [%d, %d) but this rank needs [%d, %d)",
+                     path, in.layer_first, in.layer_last, st->p.layer_first, st->p.layer_last);
+        goto done;
+    }
+    for (int32_t l = st->p.layer_first; l < st->p.layer_last && !s; l++)
+        for (int k = 0; k < MDI_T_COUNT && !s; k++)
+            if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER)
+                s = load_one(f, path, st, (mdi_tensor_kind)k, l, err);
+    for (int k = 0; k < MDI_T_COUNT && !s && st->p.has_extras; k++)
+        if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_EXTRA &&
+            mdi_tensor_present(&st->cfg, (mdi_tensor_kind)k))
+            s = load_one(f, path, st, (mdi_tensor_kind)k, 0, err);
+done:
+    H5Fclose(f);
+    return s;
+}
+
+/* Read a 1-D dataset of n elements of mem_type under the tokenizer group. */
+static mdi_status read_vec(hid_t g, const char *path, const char *name, hid_t mem_type,
+                           hsize_t *n, void **out, size_t elem, mdi_err *err)
+{
+    if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '/tokenizer/%s' is missing", path, name);
+    mdi_status s = MDI_OK;
+    hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+    if (sp < 0 || H5Sget_simple_extent_ndims(sp) != 1) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: '/tokenizer/%s' is not 1-D", path, name);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(sp, n, NULL);
+    if (*n > ((hsize_t)1 << 32) || !(*out = malloc((size_t)(*n ? *n : 1) * elem)) ||
+        H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read '/tokenizer/%s'", path, name);
+done:
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return s;
+}
+
+mdi_status mdi_shard_load_vocab(const char *path, mdi_vocab *v, mdi_err *err)
+{
+    hid_t f, g = -1;
+    mdi_status s = h5_open(path, &f, err);
+    if (s)
+        return s;
+    hsize_t nb = 0, no = 0, ns = 0, nt = 0;
+    memset(v, 0, sizeof *v);
+    if (H5Lexists(f, "/tokenizer", H5P_DEFAULT) <= 0 ||
+        (g = H5Gopen2(f, "/tokenizer", H5P_DEFAULT)) < 0) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: group '/tokenizer' is missing", path);
+        goto done;
+    }
+    if ((s = read_vec(g, path, "bytes", H5T_NATIVE_UINT8, &nb, (void **)&v->bytes, 1, err)) ||
+        (s = read_vec(g, path, "offsets", H5T_NATIVE_UINT64, &no, (void **)&v->offsets, 8, err)) ||
+        (s = read_vec(g, path, "scores", H5T_NATIVE_FLOAT, &ns, (void **)&v->scores, 4, err)) ||
+        (s = read_vec(g, path, "types", H5T_NATIVE_INT32, &nt, (void **)&v->types, 4, err)) ||
+        (s = attr_int(g, path, "bos_id", &v->bos_id, err)) ||
+        (s = attr_int(g, path, "eos_id", &v->eos_id, err)) ||
+        (s = attr_int(g, path, "unk_id", &v->unk_id, err)) ||
+        (s = attr_int(g, path, "add_dummy_prefix", &v->add_dummy_prefix, err)))
+        goto done;
+    if (no < 1 || ns != no - 1 || nt != ns || ns > (hsize_t)INT32_MAX ||
+        v->offsets[no - 1] != nb) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: tokenizer arrays disagree in length", path);
+        goto done;
+    }
+    v->n = (int32_t)ns;
+    mdi_err e2;
+    if (mdi_vocab_validate(v, &e2))
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: tokenizer: %s", path, e2.msg);
+done:
+    if (s)
+        mdi_vocab_free(v);
+    if (g >= 0)
+        H5Gclose(g);
+    H5Fclose(f);
+    return s;
+}

@@ -1,0 +1,206 @@
+/* One rank's slice of the model: allocation and the forward pass. */
+#include "mdi/stage.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Offsets of each tensor inside one layer's block, in MDI_TENSOR_LIST order. */
+static size_t layer_tensor_offset(const mdi_config *c, mdi_tensor_kind kind)
+{
+    size_t off = 0, r, cl;
+    for (int k = 0; k < (int)kind; k++) {
+        if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER)
+            continue;
+        mdi_tensor_shape(c, (mdi_tensor_kind)k, &r, &cl);
+        off += r * cl;
+    }
+    return off;
+}
+
+int32_t mdi_stage_n_layers(const mdi_stage *st)
+{
+    return st->p.layer_last - st->p.layer_first;
+}
+
+float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer)
+{
+    switch (k) {
+    case MDI_T_EMBED:
+        return st->embedding;
+    case MDI_T_FINAL_NORM:
+        return st->final_norm;
+    case MDI_T_OUTPUT:
+        return st->cfg.tied_head ? NULL : st->output;
+    default:
+        return st->layer_data + (size_t)local_layer * mdi_config_layer_params(&st->cfg) +
+               layer_tensor_offset(&st->cfg, k);
+    }
+}
+
+size_t mdi_stage_weight_bytes(const mdi_stage *st)
+{
+    size_t n = (size_t)mdi_stage_n_layers(st) * mdi_config_layer_params(&st->cfg);
+    if (st->p.has_extras)
+        n += mdi_config_extra_params(&st->cfg);
+    return n * sizeof(float);
+}
+
+static mdi_status alloc_scratch(mdi_stage *st, mdi_err *err)
+{
+    const mdi_config *c = &st->cfg;
+    size_t R = st->p.max_rows, qd = mdi_config_q_dim(c), kvd = mdi_config_kv_dim(c);
+    float **bufs[] = {&st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2};
+    size_t widths[] = {(size_t)c->dim, qd, kvd, kvd, qd, (size_t)c->hidden_dim,
+                       (size_t)c->hidden_dim};
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        if (R > SIZE_MAX / widths[i] / sizeof(float) || !(*bufs[i] = mdi_alloc_floats(R * widths[i])))
+            return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate scratch for %zu rows", R);
+    }
+    st->scores = mdi_alloc_floats((size_t)st->p.n_threads * st->p.max_pos);
+    if (!st->scores)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate attention scores");
+    if (st->p.has_extras && !(st->logit_x = mdi_alloc_floats(st->p.max_logit_rows * (size_t)c->dim)))
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate logit rows");
+    return MDI_OK;
+}
+
+static mdi_status alloc_weights(mdi_stage *st, mdi_err *err)
+{
+    const mdi_config *c = &st->cfg;
+    size_t n_local = (size_t)mdi_stage_n_layers(st), per = mdi_config_layer_params(c);
+    st->layer_data = mdi_alloc_floats(n_local * per);
+    st->layers = calloc(n_local, sizeof *st->layers);
+    if (!st->layer_data || !st->layers)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %.1f MiB of layer weights",
+                        (double)(n_local * per * sizeof(float)) / (1 << 20));
+    for (int32_t l = 0; l < (int32_t)n_local; l++) {
+        mdi_layer_weights *w = &st->layers[l];
+        w->attn_norm = mdi_stage_tensor(st, MDI_T_ATTN_NORM, l);
+        w->wq = mdi_stage_tensor(st, MDI_T_WQ, l);
+        w->wk = mdi_stage_tensor(st, MDI_T_WK, l);
+        w->wv = mdi_stage_tensor(st, MDI_T_WV, l);
+        w->wo = mdi_stage_tensor(st, MDI_T_WO, l);
+        w->ffn_norm = mdi_stage_tensor(st, MDI_T_FFN_NORM, l);
+        w->w1 = mdi_stage_tensor(st, MDI_T_W1, l);
+        w->w2 = mdi_stage_tensor(st, MDI_T_W2, l);
+        w->w3 = mdi_stage_tensor(st, MDI_T_W3, l);
+    }
+    if (!st->p.has_extras)
+        return MDI_OK;
+    size_t vd = (size_t)c->vocab_size * (size_t)c->dim;
+    st->embedding = mdi_alloc_floats(vd);
+    st->final_norm = mdi_alloc_floats((size_t)c->dim);
+    st->output = c->tied_head ? st->embedding : mdi_alloc_floats(vd);
+    if (!st->embedding || !st->final_norm || !st->output)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate embedding and output head");
+    return MDI_OK;
+}
+
+mdi_status mdi_stage_init(mdi_stage *st, const mdi_config *cfg, const mdi_stage_params *p,
+                          mdi_err *err)
+{
+    memset(st, 0, sizeof *st);
+    st->cfg = *cfg;
+    st->p = *p;
+    mdi_status s;
+    if (p->layer_first < 0 || p->layer_last > cfg->n_layers || p->layer_first >= p->layer_last)
+        return mdi_errf(err, MDI_ERR_ARG, "layer range [%d, %d) is invalid for %d layers",
+                        p->layer_first, p->layer_last, cfg->n_layers);
+    if (p->n_slots == 0 || p->max_pos == 0 || p->max_rows == 0 || p->n_threads < 1 ||
+        p->max_pos > (size_t)cfg->max_seq_len || (p->has_extras && p->max_logit_rows == 0))
+        return mdi_errf(err, MDI_ERR_ARG, "stage sizes out of range");
+    if ((s = alloc_weights(st, err)) || (s = alloc_scratch(st, err)) ||
+        (s = mdi_kv_init(&st->kv, p->n_slots, (size_t)mdi_stage_n_layers(st), p->max_pos,
+                         mdi_config_kv_dim(cfg), err)) ||
+        (s = mdi_rope_init(&st->rope, p->max_pos, (size_t)cfg->head_dim, cfg->rope_theta, err))) {
+        mdi_stage_free(st);
+        return s;
+    }
+    return MDI_OK;
+}
+
+void mdi_stage_free(mdi_stage *st)
+{
+    float *bufs[] = {st->layer_data, st->embedding, st->final_norm, st->xb, st->q, st->k,
+                     st->v, st->att, st->hb, st->hb2, st->scores, st->logit_x};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        mdi_free_floats(bufs[i]);
+    if (st->output != st->embedding)
+        mdi_free_floats(st->output);
+    free(st->layers);
+    mdi_kv_free(&st->kv);
+    mdi_rope_free(&st->rope);
+    memset(st, 0, sizeof *st);
+}
+
+void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float *x)
+{
+    size_t dim = (size_t)st->cfg.dim;
+    for (size_t i = 0; i < n; i++)
+        memcpy(x + i * dim, st->embedding + (size_t)tokens[i] * dim, dim * sizeof(float));
+}
+
+/* Attention for every (row, head) pair, heads spread over the stage's threads. */
+static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, size_t n)
+{
+    const mdi_config *c = &st->cfg;
+    mdi_attn_shape shape = {(size_t)c->n_heads, (size_t)c->n_kv_heads, (size_t)c->head_dim};
+    size_t qd = mdi_config_q_dim(c), H = (size_t)c->n_heads;
+    long total = (long)(n * H);
+#pragma omp parallel for num_threads(st->p.n_threads) schedule(static) if (st->p.n_threads > 1)
+    for (long i = 0; i < total; i++) {
+        size_t r = (size_t)i / H, h = (size_t)i % H;
+        float *scores = st->scores + (size_t)omp_get_thread_num() * st->p.max_pos;
+        mdi_attention(st->att + r * qd, st->q + r * qd, &st->kv, (size_t)rows[r].slot, layer,
+                      (size_t)rows[r].pos, &shape, h, h + 1, scores);
+    }
+}
+
+/* One transformer block on x (n, dim) in place. */
+static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows, size_t n)
+{
+    const mdi_config *c = &st->cfg;
+    const mdi_layer_weights *w = &st->layers[l];
+    size_t dim = (size_t)c->dim, qd = mdi_config_q_dim(c), kvd = mdi_config_kv_dim(c);
+    size_t hid = (size_t)c->hidden_dim;
+
+    // attention: xb = rmsnorm(x); q, k, v = xb @ (wq, wk, wv)^T
+    for (size_t r = 0; r < n; r++)
+        mdi_rmsnorm(st->xb + r * dim, x + r * dim, w->attn_norm, dim, c->norm_eps);
+    mdi_matmul(st->q, st->xb, w->wq, n, dim, qd, 0.0f);
+    mdi_matmul(st->k, st->xb, w->wk, n, dim, kvd, 0.0f);
+    mdi_matmul(st->v, st->xb, w->wv, n, dim, kvd, 0.0f);
+    // rotate q and k to their positions; append k, v to the sample's cache
+    for (size_t r = 0; r < n; r++) {
+        size_t slot = (size_t)rows[r].slot, pos = (size_t)rows[r].pos;
+        mdi_rope_apply(&st->rope, st->q + r * qd, (size_t)c->n_heads, pos);
+        mdi_rope_apply(&st->rope, st->k + r * kvd, (size_t)c->n_kv_heads, pos);
+        memcpy(mdi_kv_key(&st->kv, slot, l, pos), st->k + r * kvd, kvd * sizeof(float));
+        memcpy(mdi_kv_value(&st->kv, slot, l, pos), st->v + r * kvd, kvd * sizeof(float));
+    }
+    attention_rows(st, l, rows, n);
+    // x += att @ wo^T
+    mdi_matmul(x, st->att, w->wo, n, qd, dim, 1.0f);
+    // MLP: x += (silu(xb @ w1^T) * (xb @ w3^T)) @ w2^T with xb = rmsnorm(x)
+    for (size_t r = 0; r < n; r++)
+        mdi_rmsnorm(st->xb + r * dim, x + r * dim, w->ffn_norm, dim, c->norm_eps);
+    mdi_matmul(st->hb, st->xb, w->w1, n, dim, hid, 0.0f);
+    mdi_matmul(st->hb2, st->xb, w->w3, n, dim, hid, 0.0f);
+    mdi_swiglu(st->hb, st->hb2, n * hid);
+    mdi_matmul(x, st->hb, w->w2, n, hid, dim, 1.0f);
+}
+
+void mdi_stage_forward(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows)
+{
+    for (size_t l = 0; l < (size_t)mdi_stage_n_layers(st); l++)
+        layer_forward(st, l, x, rows, n_rows);
+}
+
+void mdi_stage_logits(mdi_stage *st, const float *x, size_t n, float *logits)
+{
+    size_t dim = (size_t)st->cfg.dim;
+    for (size_t i = 0; i < n; i++)
+        mdi_rmsnorm(st->logit_x + i * dim, x + i * dim, st->final_norm, dim, st->cfg.norm_eps);
+    mdi_matmul(logits, st->logit_x, st->output, n, dim, (size_t)st->cfg.vocab_size, 0.0f);
+}
