@@ -1,0 +1,52 @@
+/* Command line of mdi-llm: a pure parser (no MPI, no I/O), so every rank can
+ * parse the same argv and reach the same verdict. */
+#ifndef MDI_CLI_H
+#define MDI_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mdi/sampler.h"
+#include "mdi/status.h"
+
+/* Parsed options. Strings point into argv (not copied); NULL when not given. */
+typedef struct mdi_cli {
+    const char *model;          /* --model: .h5 file or directory of shards (required) */
+    const char *prompt;         /* --prompt TEXT */
+    const char *prompt_file;    /* --prompt-file: one prompt per line, one sample each */
+    const char *tokenize;       /* --tokenize TEXT: print the token ids and exit */
+    int32_t samples;            /* --samples; 0 = not given: number of ranks for one --prompt */
+    int32_t max_tokens;         /* --max-tokens: generated tokens per sample, prompt excluded */
+    mdi_sampler_params sampler; /* --temperature, --top-k, --top-p */
+    uint64_t seed;              /* --seed; default 42; each sample has its own stream */
+    const char *stats_json;     /* --stats-json FILE, or NULL */
+    const char *split;          /* --split "a,b,c": layers per rank, or NULL (balanced) */
+    int32_t threads;            /* --threads per rank; 0 = auto (cores available) */
+    int32_t group_size;         /* --group-size: samples per pipeline group; 0 = auto */
+    int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block */
+    double timeout_s;           /* --timeout: seconds a rank waits for a message */
+    int quiet;                  /* --quiet: generated text only, no progress or stats */
+    int help;                   /* --help / -h seen: print usage, exit 0 */
+    int version;                /* --version seen: print the version, exit 0 */
+} mdi_cli;
+
+#define MDI_CLI_DEFAULT_MAX_TOKENS 256
+#define MDI_CLI_DEFAULT_SEED 42u
+#define MDI_CLI_DEFAULT_PREFILL_CHUNK 128
+#define MDI_CLI_DEFAULT_TIMEOUT_S 300.0
+
+/* Defaults: samples 0 (auto), max_tokens 256, seed 42, threads 0 (auto),
+ * group_size 0 (auto), prefill_chunk 128, timeout 300 s, sampler from
+ * mdi_sampler_default_params(); every string NULL, every switch 0. */
+mdi_cli mdi_cli_default(void);
+
+/* Parse argv[1..argc) into *out (which starts from mdi_cli_default()).
+ * "--flag value" and "--flag=value" are both accepted; each option at most
+ * once. On --help or --version, parsing stops there and returns MDI_OK with
+ * out->help / out->version set. On error, err gets one line naming the flag. */
+mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err);
+
+/* Full --help text for program name prog. */
+void mdi_cli_usage(FILE *f, const char *prog);
+
+#endif /* MDI_CLI_H */

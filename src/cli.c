@@ -1,0 +1,386 @@
+/* Command-line parsing for mdi-llm: strict numbers, one-line errors naming the flag. */
+#include "mdi/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MDI_CLI_MAX_TIMEOUT_S 31536000.0 /* one year: keeps conversions to ms far from overflow */
+
+typedef enum {
+    MDI_OPT_MODEL,
+    MDI_OPT_PROMPT,
+    MDI_OPT_PROMPT_FILE,
+    MDI_OPT_TOKENIZE,
+    MDI_OPT_SAMPLES,
+    MDI_OPT_MAX_TOKENS,
+    MDI_OPT_TEMPERATURE,
+    MDI_OPT_TOP_K,
+    MDI_OPT_TOP_P,
+    MDI_OPT_SEED,
+    MDI_OPT_STATS_JSON,
+    MDI_OPT_SPLIT,
+    MDI_OPT_THREADS,
+    MDI_OPT_GROUP_SIZE,
+    MDI_OPT_PREFILL_CHUNK,
+    MDI_OPT_TIMEOUT,
+    MDI_OPT_QUIET,
+    MDI_OPT_HELP,
+    MDI_OPT_VERSION,
+    MDI_OPT_COUNT
+} mdi_opt_id;
+
+/* One long option: its name with the dashes, and whether it takes a value. */
+typedef struct mdi_opt {
+    const char *name;
+    int takes_value;
+} mdi_opt;
+
+static const mdi_opt mdi_cli_opts[MDI_OPT_COUNT] = {
+    [MDI_OPT_MODEL] = {"--model", 1},
+    [MDI_OPT_PROMPT] = {"--prompt", 1},
+    [MDI_OPT_PROMPT_FILE] = {"--prompt-file", 1},
+    [MDI_OPT_TOKENIZE] = {"--tokenize", 1},
+    [MDI_OPT_SAMPLES] = {"--samples", 1},
+    [MDI_OPT_MAX_TOKENS] = {"--max-tokens", 1},
+    [MDI_OPT_TEMPERATURE] = {"--temperature", 1},
+    [MDI_OPT_TOP_K] = {"--top-k", 1},
+    [MDI_OPT_TOP_P] = {"--top-p", 1},
+    [MDI_OPT_SEED] = {"--seed", 1},
+    [MDI_OPT_STATS_JSON] = {"--stats-json", 1},
+    [MDI_OPT_SPLIT] = {"--split", 1},
+    [MDI_OPT_THREADS] = {"--threads", 1},
+    [MDI_OPT_GROUP_SIZE] = {"--group-size", 1},
+    [MDI_OPT_PREFILL_CHUNK] = {"--prefill-chunk", 1},
+    [MDI_OPT_TIMEOUT] = {"--timeout", 1},
+    [MDI_OPT_QUIET] = {"--quiet", 0},
+    [MDI_OPT_HELP] = {"--help", 0},
+    [MDI_OPT_VERSION] = {"--version", 0},
+};
+
+mdi_cli mdi_cli_default(void)
+{
+    mdi_cli c;
+    memset(&c, 0, sizeof c);
+    c.max_tokens = MDI_CLI_DEFAULT_MAX_TOKENS;
+    c.sampler = mdi_sampler_default_params();
+    c.seed = MDI_CLI_DEFAULT_SEED;
+    c.prefill_chunk = MDI_CLI_DEFAULT_PREFILL_CHUNK;
+    c.timeout_s = MDI_CLI_DEFAULT_TIMEOUT_S;
+    return c;
+}
+
+/* Option whose name is the first len bytes of `name`, or MDI_OPT_COUNT. */
+static mdi_opt_id mdi_cli_find(const char *name, size_t len)
+{
+    if (len == 2 && strncmp(name, "-h", 2) == 0)
+        return MDI_OPT_HELP;
+    for (int i = 0; i < MDI_OPT_COUNT; i++) {
+        const char *n = mdi_cli_opts[i].name;
+        if (strlen(n) == len && strncmp(n, name, len) == 0)
+            return (mdi_opt_id)i;
+    }
+    return MDI_OPT_COUNT;
+}
+
+/* Signed integer in [min, max], base 10, the whole text. */
+static mdi_status mdi_cli_int(const char *flag, const char *text, long long min, long long max,
+                              long long *out, mdi_err *err)
+{
+    const char *digits = text[0] == '-' ? text + 1 : text;
+    if (text[0] == '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s: missing value", flag);
+    if (!isdigit((unsigned char)digits[0]))
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not an integer", flag, text);
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (*end != '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not an integer", flag, text);
+    if ((errno == ERANGE && v > 0) || v > max)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is too large (max %lld)", flag, text, max);
+    if (errno == ERANGE || v < min)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be >= %lld", flag, text, min);
+    *out = v;
+    return MDI_OK;
+}
+
+/* int32 field in [min, INT32_MAX]. */
+static mdi_status mdi_cli_i32(const char *flag, const char *text, int32_t min, int32_t *out,
+                              mdi_err *err)
+{
+    long long v = 0;
+    mdi_status st = mdi_cli_int(flag, text, min, INT32_MAX, &v, err);
+    if (st == MDI_OK)
+        *out = (int32_t)v;
+    return st;
+}
+
+/* Unsigned 64-bit integer, base 10, the whole text; no sign. */
+static mdi_status mdi_cli_u64(const char *flag, const char *text, uint64_t *out, mdi_err *err)
+{
+    if (text[0] == '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s: missing value", flag);
+    if (!isdigit((unsigned char)text[0]))
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a non-negative integer", flag, text);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end != '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a non-negative integer", flag, text);
+    if (errno == ERANGE)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is too large (max %llu)", flag, text,
+                        (unsigned long long)UINT64_MAX);
+    *out = (uint64_t)v;
+    return MDI_OK;
+}
+
+/* Finite real number, the whole text, within +-max_abs. */
+static mdi_status mdi_cli_real(const char *flag, const char *text, double max_abs, double *out,
+                               mdi_err *err)
+{
+    if (text[0] == '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s: missing value", flag);
+    if (isspace((unsigned char)text[0]))
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a number", flag, text);
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a number", flag, text);
+    if (errno == ERANGE)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is out of range", flag, text);
+    if (!isfinite(v))
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is not a finite number", flag, text);
+    if (fabs(v) > max_abs)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is out of range", flag, text);
+    *out = v;
+    return MDI_OK;
+}
+
+/* Sampler field from text, then the sampler's own range rules. */
+static mdi_status mdi_cli_sampler_f32(const char *flag, const char *text, float *field,
+                                      mdi_cli *out, mdi_err *err)
+{
+    double v = 0.0;
+    mdi_status st = mdi_cli_real(flag, text, FLT_MAX, &v, err);
+    if (st != MDI_OK)
+        return st;
+    *field = (float)v;
+    return mdi_sampler_params_validate(&out->sampler, err);
+}
+
+/* Non-empty string value. */
+static mdi_status mdi_cli_str(const char *flag, const char *text, const char **out, mdi_err *err)
+{
+    if (text[0] == '\0')
+        return mdi_errf(err, MDI_ERR_ARG, "%s is empty", flag);
+    *out = text;
+    return MDI_OK;
+}
+
+static mdi_status mdi_cli_timeout(const char *flag, const char *text, double *out, mdi_err *err)
+{
+    double v = 0.0;
+    mdi_status st = mdi_cli_real(flag, text, INFINITY, &v, err);
+    if (st != MDI_OK)
+        return st;
+    if (!(v > 0.0))
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be > 0", flag, text);
+    if (v > MDI_CLI_MAX_TIMEOUT_S)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be <= %.0f", flag, text,
+                        MDI_CLI_MAX_TIMEOUT_S);
+    *out = v;
+    return MDI_OK;
+}
+
+/* Store the value of option id (text is NULL for switches). */
+static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, mdi_err *err)
+{
+    const char *flag = mdi_cli_opts[id].name;
+    mdi_status st;
+    switch (id) {
+    case MDI_OPT_MODEL:
+        return mdi_cli_str(flag, text, &out->model, err);
+    case MDI_OPT_PROMPT:
+        return mdi_cli_str(flag, text, &out->prompt, err);
+    case MDI_OPT_PROMPT_FILE:
+        return mdi_cli_str(flag, text, &out->prompt_file, err);
+    case MDI_OPT_TOKENIZE:
+        return mdi_cli_str(flag, text, &out->tokenize, err);
+    case MDI_OPT_STATS_JSON:
+        return mdi_cli_str(flag, text, &out->stats_json, err);
+    case MDI_OPT_SPLIT:
+        return mdi_cli_str(flag, text, &out->split, err);
+    case MDI_OPT_SAMPLES:
+        return mdi_cli_i32(flag, text, 1, &out->samples, err);
+    case MDI_OPT_MAX_TOKENS:
+        return mdi_cli_i32(flag, text, 0, &out->max_tokens, err);
+    case MDI_OPT_THREADS:
+        return mdi_cli_i32(flag, text, 1, &out->threads, err);
+    case MDI_OPT_GROUP_SIZE:
+        return mdi_cli_i32(flag, text, 1, &out->group_size, err);
+    case MDI_OPT_PREFILL_CHUNK:
+        return mdi_cli_i32(flag, text, 1, &out->prefill_chunk, err);
+    case MDI_OPT_TOP_K:
+        st = mdi_cli_i32(flag, text, 0, &out->sampler.top_k, err);
+        return st != MDI_OK ? st : mdi_sampler_params_validate(&out->sampler, err);
+    case MDI_OPT_TEMPERATURE:
+        return mdi_cli_sampler_f32(flag, text, &out->sampler.temperature, out, err);
+    case MDI_OPT_TOP_P:
+        return mdi_cli_sampler_f32(flag, text, &out->sampler.top_p, out, err);
+    case MDI_OPT_SEED:
+        return mdi_cli_u64(flag, text, &out->seed, err);
+    case MDI_OPT_TIMEOUT:
+        return mdi_cli_timeout(flag, text, &out->timeout_s, err);
+    case MDI_OPT_QUIET:
+        out->quiet = 1;
+        return MDI_OK;
+    case MDI_OPT_HELP:
+        out->help = 1;
+        return MDI_OK;
+    case MDI_OPT_VERSION:
+        out->version = 1;
+        return MDI_OK;
+    case MDI_OPT_COUNT:
+        break;
+    }
+    return mdi_errf(err, MDI_ERR_INTERNAL, "option %d has no handler", (int)id);
+}
+
+/* Cross-option rules once every flag is in: required inputs and exclusions. */
+static mdi_status mdi_cli_check(const mdi_cli *c, mdi_err *err)
+{
+    const char *given[3];
+    int n = 0;
+    if (c->prompt)
+        given[n++] = "--prompt";
+    if (c->prompt_file)
+        given[n++] = "--prompt-file";
+    if (c->tokenize)
+        given[n++] = "--tokenize";
+    if (n > 1)
+        return mdi_errf(err, MDI_ERR_ARG, "%s and %s are mutually exclusive", given[0], given[1]);
+    if (!c->model)
+        return mdi_errf(err, MDI_ERR_ARG, "--model is required (see --help)");
+    if (n == 0)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "one of --prompt, --prompt-file or --tokenize is required (see --help)");
+    if (c->prompt_file && c->samples > 0)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "--samples cannot be used with --prompt-file (one sample per line)");
+    return mdi_sampler_params_validate(&c->sampler, err);
+}
+
+/* 1 if arg looks like an option rather than a value ("--x", not "-1" or "--"). */
+static int mdi_cli_is_long_option(const char *arg)
+{
+    return arg[0] == '-' && arg[1] == '-' && arg[2] != '\0';
+}
+
+/* Error for a value flag with no value; next is the following argument, if any. */
+static mdi_status mdi_cli_missing(const char *flag, const char *next, mdi_err *err)
+{
+    if (next)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "%s: missing value (for a value starting with --, write %s=VALUE)", flag,
+                        flag);
+    return mdi_errf(err, MDI_ERR_ARG, "%s: missing value", flag);
+}
+
+mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err)
+{
+    int seen[MDI_OPT_COUNT] = {0};
+    *out = mdi_cli_default();
+    mdi_err_clear(err);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || strcmp(arg, "-") == 0 || strcmp(arg, "--") == 0)
+            return mdi_errf(err, MDI_ERR_ARG, "unexpected argument '%s' (see --help)", arg);
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        mdi_opt_id id = mdi_cli_find(arg, len);
+        if (id == MDI_OPT_COUNT)
+            return mdi_errf(err, MDI_ERR_ARG, "unknown option '%.*s' (see --help)", (int)len, arg);
+        const char *flag = mdi_cli_opts[id].name, *text = NULL;
+        if (seen[id]++)
+            return mdi_errf(err, MDI_ERR_ARG, "%s is given more than once", flag);
+        if (!mdi_cli_opts[id].takes_value) {
+            if (eq)
+                return mdi_errf(err, MDI_ERR_ARG, "%s takes no value", flag);
+        } else if (eq) {
+            text = eq + 1;
+        } else if (i + 1 < argc && !mdi_cli_is_long_option(argv[i + 1])) {
+            text = argv[++i];
+        }
+        if (mdi_cli_opts[id].takes_value && !text)
+            return mdi_cli_missing(flag, i + 1 < argc ? argv[i + 1] : NULL, err);
+        mdi_status st = mdi_cli_apply(id, text, out, err);
+        if (st != MDI_OK)
+            return st;
+        if (out->help || out->version)
+            return MDI_OK;
+    }
+    return mdi_cli_check(out, err);
+}
+
+void mdi_cli_usage(FILE *f, const char *prog)
+{
+    const mdi_cli d = mdi_cli_default();
+    fprintf(f,
+            "Usage: mpirun -np N %s --model PATH (--prompt TEXT | --prompt-file FILE) [options]\n"
+            "       %s --model PATH --tokenize TEXT\n"
+            "\n"
+            "Runs a Llama model split across N MPI ranks in a ring (recurrent pipeline):\n"
+            "each rank holds a contiguous range of layers; rank 0 also holds the embedding\n"
+            "and the output head, samples the tokens and prints the text.\n"
+            "\n"
+            "Model and input (--model and exactly one of the other three):\n"
+            "  --model PATH        one HDF5 model file, or a directory of shards (one per rank)\n"
+            "  --prompt TEXT       prompt shared by every sample\n"
+            "  --prompt-file FILE  one prompt per line, one sample per line\n"
+            "  --tokenize TEXT     print the token ids of TEXT and exit\n"
+            "\n"
+            "Generation:\n"
+            "  --samples S         samples of --prompt to generate (>= 1; default: N, the\n"
+            "                      number of ranks, which keeps every rank busy)\n"
+            "  --max-tokens N      tokens to generate per sample, prompt not counted\n"
+            "                      (>= 0; default %d)\n"
+            "  --temperature T     0 = greedy (always the most likely token), else in (0, 100]\n"
+            "                      (default %g)\n"
+            "  --top-k K           sample among the K most likely tokens; 0 = off (default %d)\n"
+            "  --top-p P           sample among the smallest set of tokens with probability\n"
+            "                      >= P, after top-k; in (0, 1], 1 = off (default %g)\n"
+            "  --seed N            random seed, 0 to 2^64-1; each sample draws from its own\n"
+            "                      stream of it, so a run can be repeated (default %llu)\n"
+            "\n"
+            "Placement and performance:\n"
+            "  --split a,b,c       layers per rank, in rank order, for a whole-model file\n"
+            "                      (default: balanced by bytes, rank 0 also holding embedding\n"
+            "                      and head; with shards, each rank loads its own)\n"
+            "  --threads N         threads per rank for matrix work (>= 1; default: the cores\n"
+            "                      this rank may run on)\n"
+            "  --group-size G      samples per pipeline group (>= 1; default: samples / N, at\n"
+            "                      least 1, so that every rank has a group to work on)\n"
+            "  --prefill-chunk N   prompt tokens per prefill block (>= 1; default %d)\n"
+            "  --timeout SECONDS   fail if a rank waits longer than this for a message\n"
+            "                      (> 0 and <= %.0f, one year; default %g)\n"
+            "\n"
+            "Output:\n"
+            "  --stats-json FILE   write run statistics as JSON to FILE\n"
+            "  --quiet             print only the generated text\n"
+            "  -h, --help          show this help and exit\n"
+            "  --version           print the version and exit\n"
+            "\n"
+            "Values go as \"--flag value\" or \"--flag=value\" (use the second form for a value\n"
+            "that starts with --). Each option may be given once.\n"
+            "\n"
+            "Example (3 ranks, 3 samples of one prompt):\n"
+            "  mpirun -np 3 %s --model shards/ --prompt \"Once upon a time\" --samples 3\n",
+            prog, prog, (int)d.max_tokens, (double)d.sampler.temperature, (int)d.sampler.top_k,
+            (double)d.sampler.top_p, (unsigned long long)d.seed, (int)d.prefill_chunk,
+            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
+}
