@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# mdi-convert command line: help, version, usage errors (exit 2, one line),
+# conversion of stories260K to a file and to shards, --inspect, and refusals.
+# Env: MDI_CONVERT (the binary), MDI_MODELS_DIR (test models; default ../shared/models).
+set -euo pipefail
+
+CONVERT=${MDI_CONVERT:?MDI_CONVERT must name the mdi-convert binary}
+MODELS=${MDI_MODELS_DIR:-../shared/models}
+BIN=$MODELS/stories260K/stories260K.bin
+TOK=$MODELS/stories260K/tok512.bin
+
+if [[ ! -f $BIN || ! -f $TOK ]]; then
+    if [[ ${CI:-} == true ]]; then
+        echo "FAIL: test models missing under $MODELS (CI=true: models are required)" >&2
+        exit 1
+    fi
+    echo "SKIP: test models missing under $MODELS"
+    exit 0
+fi
+
+WORK=$(mktemp -d /tmp/mdi-e2e-convert-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# expect_fail CODE SUBSTRING CMD...: CMD exits with CODE and prints exactly one
+# line on stderr that starts with "mdi-convert: " and contains SUBSTRING.
+expect_fail() {
+    local code=$1 want=$2 got
+    shift 2
+    set +e
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    got=$?
+    set -e
+    [[ $got == "$code" ]] || fail "$* exited $got, expected $code; stderr: $(cat "$WORK/err")"
+    [[ $(wc -l <"$WORK/err") == 1 ]] || fail "$*: stderr is not one line: $(cat "$WORK/err")"
+    grep -q '^mdi-convert: ' "$WORK/err" || fail "$*: message lacks the prefix: $(cat "$WORK/err")"
+    grep -qF -- "$want" "$WORK/err" || fail "$*: stderr lacks '$want': $(cat "$WORK/err")"
+}
+
+# --help: exit 0, every flag documented.
+"$CONVERT" --help >"$WORK/help"
+for flag in --tokenizer -o --output --shards --split --dtype --quiet --synthetic --seed \
+    --inspect --help --version f16 bf16; do
+    grep -qF -- "$flag" "$WORK/help" || fail "--help does not mention $flag"
+done
+"$CONVERT" --version | grep -q '^mdi-convert ' || fail "--version output"
+
+# Usage errors: exit 2, one line.
+expect_fail 2 "unknown option '--bogus'" "$CONVERT" --bogus
+expect_fail 2 "no INPUT given" "$CONVERT"
+expect_fail 2 "no output given" "$CONVERT" "$BIN" --tokenizer "$TOK"
+expect_fail 2 "--shards needs a value" "$CONVERT" "$BIN" -o "$WORK/x" --shards
+expect_fail 2 "--shards '2x'" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2x
+expect_fail 2 "--shards '0'" "$CONVERT" "$BIN" -o "$WORK/x" --shards 0
+expect_fail 2 "--shards '-3'" "$CONVERT" "$BIN" -o "$WORK/x" --shards -3
+expect_fail 2 "--dtype 'f64'" "$CONVERT" "$BIN" -o "$WORK/x" --dtype f64
+expect_fail 2 "--split" "$CONVERT" "$BIN" -o "$WORK/x" --split 2,,3
+expect_fail 2 "not both" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2 --split 2,3
+expect_fail 2 "--seed only applies to --synthetic" "$CONVERT" "$BIN" -o "$WORK/x" --seed 3
+expect_fail 2 "--seed 'x'" "$CONVERT" --synthetic tiny --seed x -o "$WORK/x"
+expect_fail 2 "unexpected extra argument" "$CONVERT" "$BIN" "$TOK" -o "$WORK/x"
+expect_fail 2 "-o/--output given twice" "$CONVERT" "$BIN" -o "$WORK/x" -o "$WORK/y"
+expect_fail 2 "--inspect PATH takes no other arguments" "$CONVERT" --inspect "$BIN" -o "$WORK/x"
+
+# Runtime errors: exit 1, one line, nothing written.
+expect_fail 1 "pass --tokenizer tokenizer.bin" "$CONVERT" "$BIN" -o "$WORK/x.h5"
+expect_fail 1 "not a recognised model" "$CONVERT" "$TOK" -o "$WORK/x.h5"
+expect_fail 1 "No such file" "$CONVERT" "$WORK/missing.bin" -o "$WORK/x.h5"
+expect_fail 1 "not an HDF5 file" "$CONVERT" --inspect "$BIN"
+expect_fail 1 "split covers" "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2,4,4 -o "$WORK/x"
+grep -qF "but the model has 5" "$WORK/err" || fail "--split 2,4,4: $(cat "$WORK/err")"
+expect_fail 1 "7 ranks but the model has only 5 layers" \
+    "$CONVERT" "$BIN" --tokenizer "$TOK" --shards 7 -o "$WORK/x"
+[[ -z $(ls -A "$WORK" | grep -v -e '^out$' -e '^err$' -e '^help$') ]] || fail "leftovers: $(ls "$WORK")"
+
+# One file: quiet means no output at all; inspect shows the geometry.
+"$CONVERT" "$BIN" --tokenizer "$TOK" -o "$WORK/one.h5" --quiet 2>"$WORK/err"
+[[ ! -s $WORK/err ]] || fail "--quiet printed: $(cat "$WORK/err")"
+"$CONVERT" --inspect "$WORK/one.h5" >"$WORK/inspect"
+for want in "format       mdi-llm, version 1" \
+    "dim 64, hidden_dim 172, n_layers 5, n_heads 8, n_kv_heads 4, head_dim 8" \
+    "vocab_size 512, max_seq_len 512, tied_head 1" "dtype        f32" \
+    "layers       [0, 5)" "shard        0 of 1" "tokenizer    512 pieces"; do
+    grep -qF -- "$want" "$WORK/inspect" || fail "--inspect lacks '$want': $(cat "$WORK/inspect")"
+done
+expect_fail 1 "exists; remove it first" "$CONVERT" "$BIN" --tokenizer "$TOK" -o "$WORK/one.h5"
+
+# Shards: progress on stderr (not a terminal: one line per step), names, inspect.
+"$CONVERT" "$BIN" --tokenizer "$TOK" --split 1,1,3 --dtype f16 -o "$WORK/shards" 2>"$WORK/err"
+grep -qF "mdi-convert: 100% (5/5 layers)" "$WORK/err" || fail "no progress: $(cat "$WORK/err")"
+[[ $(ls "$WORK/shards") == $'model-00-of-03.L000-000.h5\nmodel-01-of-03.L001-001.h5\nmodel-02-of-03.L002-004.h5' ]] ||
+    fail "shard names: $(ls "$WORK/shards")"
+"$CONVERT" --inspect "$WORK/shards" >"$WORK/inspect"
+grep -qF "3 shards, layers [0, 5)" "$WORK/inspect" || fail "inspect dir: $(cat "$WORK/inspect")"
+grep -qF "dtype        f16" "$WORK/inspect" || fail "inspect dtype: $(cat "$WORK/inspect")"
+[[ $(grep -c "^model_id" "$WORK/inspect") == 3 && $(grep "^model_id" "$WORK/inspect" | sort -u | wc -l) == 1 ]] ||
+    fail "model ids differ across shards"
+"$CONVERT" "$BIN" --tokenizer "$TOK" --shards 2 -q -o "$WORK/two"
+[[ $(ls "$WORK/two" | wc -l) == 2 ]] || fail "--shards 2 wrote $(ls "$WORK/two")"
+"$CONVERT" --inspect "$WORK/two/$(ls "$WORK/two" | tail -1)" | grep -qF "shard        1 of 2" ||
+    fail "inspect of shard 1"
+ls -a "$WORK" | grep -q 'tmp-' && fail "temporary output left behind: $(ls -a "$WORK")"
+
+echo "PASS: e2e_convert_cli"

@@ -1,0 +1,458 @@
+/* mdi-convert --inspect: read a model file's attributes and datasets with
+ * HDF5 directly, validate them against docs/FORMAT.md, and print a summary. */
+#include "inspect.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hdf5.h>
+
+#include "mdi/model_config.h"
+
+#define IN_FORMAT_VERSION 1
+#define IN_PATH_MAX 4096
+
+/* What one file says about itself. */
+typedef struct in_info {
+    mdi_config cfg;
+    char model_id[32], dtype[8], rope_layout[16];
+    int32_t version, first, last, index, count;
+    int32_t n_pieces, bos, eos, unk; /* n_pieces -1: no tokenizer group */
+    size_t n_datasets;
+    uint64_t bytes; /* storage bytes of every dataset */
+} in_info;
+
+/* Open attribute name of loc, checking it is a scalar of class cls. */
+static hid_t open_attr(hid_t loc, const char *name, H5T_class_t cls, const char *path, mdi_err *err)
+{
+    if (H5Aexists(loc, name) <= 0) {
+        mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute %s is missing", path, name);
+        return -1;
+    }
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) {
+        mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot open attribute %s", path, name);
+        return -1;
+    }
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(sp) == 1;
+    if (ok && cls == H5T_STRING)
+        ok = H5Tis_variable_str(t) == 0;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (!ok) {
+        H5Aclose(a);
+        mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute %s has the wrong type or shape", path, name);
+        return -1;
+    }
+    return a;
+}
+
+static mdi_status read_int(hid_t loc, const char *name, int32_t *v, const char *path, mdi_err *err)
+{
+    hid_t a = open_attr(loc, name, H5T_INTEGER, path, err);
+    if (a < 0)
+        return MDI_ERR_FORMAT;
+    herr_t r = H5Aread(a, H5T_NATIVE_INT32, v);
+    H5Aclose(a);
+    return r < 0 ? mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read attribute %s", path, name)
+                 : MDI_OK;
+}
+
+static mdi_status read_float(hid_t loc, const char *name, float *v, const char *path, mdi_err *err)
+{
+    hid_t a = open_attr(loc, name, H5T_FLOAT, path, err);
+    if (a < 0)
+        return MDI_ERR_FORMAT;
+    herr_t r = H5Aread(a, H5T_NATIVE_FLOAT, v);
+    H5Aclose(a);
+    return r < 0 ? mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read attribute %s", path, name)
+                 : MDI_OK;
+}
+
+/* Fixed-length string attribute into buf (cap bytes, always terminated). */
+static mdi_status read_str(hid_t loc, const char *name, char *buf, size_t cap, const char *path,
+                           mdi_err *err)
+{
+    mdi_status s = MDI_OK;
+    hid_t a = open_attr(loc, name, H5T_STRING, path, err), ft = -1, mt = -1;
+    if (a < 0)
+        return MDI_ERR_FORMAT;
+    if ((ft = H5Aget_type(a)) < 0 || (mt = H5Tcopy(ft)) < 0) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read the type of attribute %s", path, name);
+        goto done;
+    }
+    size_t size = H5Tget_size(ft);
+    if (size == 0 || size >= cap) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute %s is %zu bytes long (at most %zu)", path,
+                     name, size, cap - 1);
+        goto done;
+    }
+    memset(buf, 0, cap);
+    if (H5Aread(a, mt, buf) < 0)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read attribute %s", path, name);
+done:
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (ft >= 0)
+        H5Tclose(ft);
+    H5Aclose(a);
+    return s;
+}
+
+/* format, format_version: the first checks, with a message fit for a foreign file. */
+static mdi_status read_format(hid_t f, in_info *in, const char *path, mdi_err *err)
+{
+    char fmt[64];
+    if (H5Aexists(f, "format") <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s is an HDF5 file but not an mdi-llm model (no 'format' attribute)",
+                        path);
+    if (read_str(f, "format", fmt, sizeof fmt, path, err))
+        return MDI_ERR_FORMAT;
+    if (strcmp(fmt, "mdi-llm") != 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: format is '%s', expected 'mdi-llm'", path, fmt);
+    if (read_int(f, "format_version", &in->version, path, err))
+        return MDI_ERR_FORMAT;
+    if (in->version < 1 || in->version > IN_FORMAT_VERSION)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: format_version %d is not supported (this tool knows version %d)", path,
+                        (int)in->version, IN_FORMAT_VERSION);
+    return MDI_OK;
+}
+
+/* Every root attribute, then the consistency checks between them. */
+static mdi_status read_root(hid_t f, in_info *in, const char *path, mdi_err *err)
+{
+    mdi_config *c = &in->cfg;
+    mdi_status s;
+    if ((s = read_format(f, in, path, err)) ||
+        (s = read_str(f, "model_id", in->model_id, sizeof in->model_id, path, err)) ||
+        (s = read_int(f, "dim", &c->dim, path, err)) ||
+        (s = read_int(f, "hidden_dim", &c->hidden_dim, path, err)) ||
+        (s = read_int(f, "n_layers", &c->n_layers, path, err)) ||
+        (s = read_int(f, "n_heads", &c->n_heads, path, err)) ||
+        (s = read_int(f, "n_kv_heads", &c->n_kv_heads, path, err)) ||
+        (s = read_int(f, "head_dim", &c->head_dim, path, err)) ||
+        (s = read_int(f, "vocab_size", &c->vocab_size, path, err)) ||
+        (s = read_int(f, "max_seq_len", &c->max_seq_len, path, err)) ||
+        (s = read_float(f, "rope_theta", &c->rope_theta, path, err)) ||
+        (s = read_float(f, "norm_eps", &c->norm_eps, path, err)) ||
+        (s = read_int(f, "tied_head", &c->tied_head, path, err)) ||
+        (s = read_str(f, "rope_layout", in->rope_layout, sizeof in->rope_layout, path, err)) ||
+        (s = read_int(f, "layer_first", &in->first, path, err)) ||
+        (s = read_int(f, "layer_last", &in->last, path, err)) ||
+        (s = read_int(f, "shard_index", &in->index, path, err)) ||
+        (s = read_int(f, "shard_count", &in->count, path, err)) ||
+        (s = read_str(f, "dtype", in->dtype, sizeof in->dtype, path, err)))
+        return s;
+    if ((s = mdi_config_validate(c, err))) {
+        char msg[MDI_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: %s", path, msg);
+    }
+    if (strlen(in->model_id) != 16 || strspn(in->model_id, "0123456789abcdef") != 16)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: model_id '%s' is not 16 hex digits", path,
+                        in->model_id);
+    if (strcmp(in->rope_layout, "interleaved") != 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: rope_layout '%s' is not 'interleaved'", path,
+                        in->rope_layout);
+    if (strcmp(in->dtype, "f32") && strcmp(in->dtype, "f16") && strcmp(in->dtype, "bf16"))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: dtype '%s' is not f32, f16 or bf16", path,
+                        in->dtype);
+    if (in->first < 0 || in->first >= in->last || in->last > c->n_layers)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: layer range [%d, %d) is not inside [0, %d)", path,
+                        (int)in->first, (int)in->last, (int)c->n_layers);
+    if (in->count < 1 || in->index < 0 || in->index >= in->count)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard_index %d / shard_count %d is invalid", path,
+                        (int)in->index, (int)in->count);
+    return MDI_OK;
+}
+
+/* Check dataset `name` under loc: shape, float type of 4 (or 2, for matrices)
+ * bytes, contiguous layout; add its storage size to in. */
+static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                                int allow16, in_info *in, const char *path, mdi_err *err)
+{
+    hsize_t got[2] = {0, 0};
+    mdi_status s = MDI_OK;
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset %s is missing", path, name);
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: %s is not a dataset", path, name);
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d), pl = H5Dget_create_plist(d);
+    if (sp < 0 || t < 0 || pl < 0) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot query dataset %s", path, name);
+        goto done;
+    }
+    if (H5Sget_simple_extent_ndims(sp) != rank || H5Sget_simple_extent_dims(sp, got, NULL) < 0 ||
+        got[0] != dims[0] || (rank == 2 && got[1] != dims[1])) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset %s has the wrong shape", path, name);
+        goto done;
+    }
+    size_t size = H5Tget_size(t);
+    if (H5Tget_class(t) != H5T_FLOAT || !(size == 4 || (allow16 && size == 2))) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset %s has type class %d size %zu", path, name,
+                     (int)H5Tget_class(t), size);
+        goto done;
+    }
+    if (H5Pget_layout(pl) != H5D_CONTIGUOUS) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset %s is not contiguous", path, name);
+        goto done;
+    }
+    in->bytes += H5Dget_storage_size(d);
+    in->n_datasets++;
+done:
+    if (pl >= 0)
+        H5Pclose(pl);
+    if (t >= 0)
+        H5Tclose(t);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Dclose(d);
+    return s;
+}
+
+/* Check tensor kind exists under loc (a path prefix like "/layers/003/") with its shape. */
+static mdi_status check_tensor(hid_t f, const char *prefix, mdi_tensor_kind k, in_info *in,
+                               const char *path, mdi_err *err)
+{
+    char name[64];
+    size_t rows, cols;
+    mdi_tensor_shape(&in->cfg, k, &rows, &cols);
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    int matrix = mdi_tensor_is_matrix(k);
+    snprintf(name, sizeof name, "%s%s", prefix, mdi_tensor_name(k));
+    return check_dataset(f, name, matrix ? 2 : 1, dims, matrix, in, path, err);
+}
+
+/* Tokenizer group: piece count and ids (layer-0 shard only). */
+static mdi_status check_tokenizer(hid_t f, in_info *in, const char *path, mdi_err *err)
+{
+    in->n_pieces = -1;
+    int has = H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
+    if (has && in->first != 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: /tokenizer present outside the layer-0 shard",
+                        path);
+    if (!has)
+        return MDI_OK;
+    hid_t d = H5Dopen2(f, "tokenizer/scores", H5P_DEFAULT);
+    if (d < 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: /tokenizer/scores is missing", path);
+    hid_t sp = H5Dget_space(d);
+    hsize_t n = 0;
+    int ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
+             H5Sget_simple_extent_dims(sp, &n, NULL) >= 0;
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Dclose(d);
+    if (!ok || n > (hsize_t)in->cfg.vocab_size)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: /tokenizer/scores has a bad shape", path);
+    in->n_pieces = (int32_t)n;
+    hid_t g = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
+    if (g < 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot open group /tokenizer", path);
+    mdi_status s;
+    if (!(s = read_int(g, "bos_id", &in->bos, path, err)) &&
+        !(s = read_int(g, "eos_id", &in->eos, path, err)))
+        s = read_int(g, "unk_id", &in->unk, path, err);
+    H5Gclose(g);
+    return s;
+}
+
+/* Every dataset this file must hold, given its layer range. */
+static mdi_status check_tensors(hid_t f, in_info *in, const char *path, mdi_err *err)
+{
+    char prefix[48], group[32];
+    mdi_status s;
+    for (int k = 0; k < MDI_T_COUNT; k++) {
+        mdi_tensor_kind kind = (mdi_tensor_kind)k;
+        if (mdi_tensor_scope_of(kind) != MDI_SCOPE_EXTRA)
+            continue;
+        int want = in->first == 0 && mdi_tensor_present(&in->cfg, kind);
+        if (want && (s = check_tensor(f, "/", kind, in, path, err)))
+            return s;
+        if (!want && H5Lexists(f, mdi_tensor_name(kind), H5P_DEFAULT) > 0)
+            return mdi_errf(err, MDI_ERR_FORMAT, "%s: /%s should not be in this file", path,
+                            mdi_tensor_name(kind));
+    }
+    if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: group /layers is missing", path);
+    for (int32_t l = in->first; l < in->last; l++) {
+        snprintf(group, sizeof group, "/layers/%03d", (int)l);
+        snprintf(prefix, sizeof prefix, "%s/", group);
+        if (H5Lexists(f, group, H5P_DEFAULT) <= 0)
+            return mdi_errf(err, MDI_ERR_FORMAT, "%s: group %s is missing", path, group);
+        for (int k = 0; k < MDI_T_COUNT; k++) {
+            if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER)
+                continue;
+            if ((s = check_tensor(f, prefix, (mdi_tensor_kind)k, in, path, err)))
+                return s;
+        }
+    }
+    return check_tokenizer(f, in, path, err);
+}
+
+/* Open, read and validate one file into in. */
+static mdi_status inspect_file(const char *path, in_info *in, mdi_err *err)
+{
+    struct stat st;
+    memset(in, 0, sizeof *in);
+    if (stat(path, &st) != 0)
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s is not a regular file", path);
+    if (H5Fis_hdf5(path) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s is not an HDF5 file (not an mdi-llm model)", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return mdi_errf(err, MDI_ERR_IO, "%s: HDF5 cannot open the file", path);
+    mdi_status s = read_root(f, in, path, err);
+    if (!s)
+        s = check_tensors(f, in, path, err);
+    H5Fclose(f);
+    return s;
+}
+
+static void print_info(FILE *out, const char *path, const in_info *in)
+{
+    const mdi_config *c = &in->cfg;
+    fprintf(out, "file         %s\n", path);
+    fprintf(out, "format       mdi-llm, version %d\n", (int)in->version);
+    fprintf(out, "model_id     %s\n", in->model_id);
+    fprintf(out,
+            "geometry     dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, "
+            "head_dim %d\n",
+            (int)c->dim, (int)c->hidden_dim, (int)c->n_layers, (int)c->n_heads, (int)c->n_kv_heads,
+            (int)c->head_dim);
+    fprintf(out, "vocab        vocab_size %d, max_seq_len %d, tied_head %d\n", (int)c->vocab_size,
+            (int)c->max_seq_len, (int)c->tied_head);
+    fprintf(out, "rope         %s, theta %g; norm_eps %g\n", in->rope_layout, (double)c->rope_theta,
+            (double)c->norm_eps);
+    fprintf(out, "dtype        %s\n", in->dtype);
+    fprintf(out, "layers       [%d, %d) (%d of %d)\n", (int)in->first, (int)in->last,
+            (int)(in->last - in->first), (int)c->n_layers);
+    fprintf(out, "shard        %d of %d\n", (int)in->index, (int)in->count);
+    if (in->n_pieces >= 0)
+        fprintf(out, "tokenizer    %d pieces (bos %d, eos %d, unk %d)\n", (int)in->n_pieces,
+                (int)in->bos, (int)in->eos, (int)in->unk);
+    else
+        fprintf(out, "tokenizer    %s\n", in->first == 0 ? "none" : "(in the layer-0 shard)");
+    fprintf(out, "tensors      %zu datasets, %llu bytes\n", in->n_datasets,
+            (unsigned long long)in->bytes);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names of the model-*.h5 files in dir, sorted; caller frees each and the array. */
+static mdi_status list_shards(const char *dir, char ***names, size_t *n, mdi_err *err)
+{
+    DIR *d = opendir(dir);
+    size_t cap = 0;
+    *names = NULL;
+    *n = 0;
+    if (!d)
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", dir, strerror(errno));
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "model-", 6) != 0 || len < 9 || strcmp(e->d_name + len - 3, ".h5"))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc(*names, cap * sizeof *grown);
+            if (!grown)
+                goto nomem;
+            *names = grown;
+        }
+        if (!((*names)[*n] = strdup(e->d_name)))
+            goto nomem;
+        (*n)++;
+    }
+    closedir(d);
+    if (*n == 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s holds no model-*.h5 shard files", dir);
+    qsort(*names, *n, sizeof **names, cmp_names);
+    return MDI_OK;
+nomem:
+    closedir(d);
+    return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory listing shards", dir);
+}
+
+/* Shard i (sorted by name) must continue shard i-1 of the same conversion. */
+static mdi_status check_sequence(const char *dir, const in_info *prev, const in_info *cur, size_t i,
+                                 size_t n, mdi_err *err)
+{
+    if (cur->index != (int32_t)i || cur->count != (int32_t)n)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: shard %zu says it is %d of %d, expected %zu of "
+                        "%zu",
+                        dir, i, (int)cur->index, (int)cur->count, i, n);
+    if (i == 0)
+        return cur->first == 0 ? MDI_OK
+                               : mdi_errf(err, MDI_ERR_FORMAT, "%s: shard 0 starts at layer %d",
+                                          dir, (int)cur->first);
+    if (strcmp(prev->model_id, cur->model_id) || !mdi_config_equal(&prev->cfg, &cur->cfg))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %zu comes from a different model", dir, i);
+    if (cur->first != prev->last)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %zu starts at layer %d, expected %d", dir,
+                        i, (int)cur->first, (int)prev->last);
+    return MDI_OK;
+}
+
+/* Every shard of a directory, in order, then the coverage check. */
+static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
+{
+    char **names = NULL, path[IN_PATH_MAX];
+    size_t n = 0;
+    in_info prev, cur;
+    uint64_t total = 0;
+    memset(&prev, 0, sizeof prev);
+    mdi_status s = list_shards(dir, &names, &n, err);
+    for (size_t i = 0; i < n && !s; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if ((s = inspect_file(path, &cur, err)) ||
+            (s = check_sequence(dir, &prev, &cur, i, n, err)))
+            break;
+        if (i > 0)
+            fputc('\n', out);
+        print_info(out, path, &cur);
+        total += cur.bytes;
+        prev = cur;
+    }
+    if (!s && prev.last != prev.cfg.n_layers)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: shards end at layer %d but the model has %d", dir,
+                     (int)prev.last, (int)prev.cfg.n_layers);
+    if (!s)
+        fprintf(out, "\n%s: %zu shards, layers [0, %d), model_id %s, %llu tensor bytes: ok\n", dir,
+                n, (int)prev.cfg.n_layers, prev.model_id, (unsigned long long)total);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return s;
+}
+
+mdi_status cv_inspect(const char *path, FILE *out, mdi_err *err)
+{
+    struct stat st;
+    in_info in;
+    if (!path || !out)
+        return mdi_errf(err, MDI_ERR_ARG, "cv_inspect: path and out are required");
+    if (stat(path, &st) != 0)
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return inspect_dir(path, out, err);
+    mdi_status s = inspect_file(path, &in, err);
+    if (!s)
+        print_info(out, path, &in);
+    return s;
+}

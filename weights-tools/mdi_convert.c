@@ -1,0 +1,313 @@
+/* mdi-convert: command line front end of the converter (parse flags, pick a
+ * reader by input content, write, report). The only place that exits. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hdf5.h>
+
+#include "convert.h"
+#include "inspect.h"
+#include "mdi/plan.h"
+
+#define CLI_VERSION "0.1.0"
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+typedef struct cli_opts {
+    const char *input, *tokenizer, *output, *synthetic, *inspect, *split_text;
+    cv_dtype dtype;
+    int32_t shards;
+    uint64_t seed;
+    int have_shards, have_seed, have_dtype, quiet, help, version;
+    int32_t split[MDI_MAX_LAYERS];
+    int32_t n_split;
+} cli_opts;
+
+static void print_help(FILE *out)
+{
+    fputs("Usage:\n"
+          "  mdi-convert INPUT [--tokenizer FILE] -o OUTPUT [--shards N | --split a,b,c]\n"
+          "              [--dtype f32|f16|bf16] [--quiet]\n"
+          "  mdi-convert --synthetic NAME|CONFIG.json [--seed N] [--tokenizer FILE] -o OUTPUT\n"
+          "              [--shards N | --split a,b,c] [--dtype f32|f16|bf16] [--quiet]\n"
+          "  mdi-convert --inspect PATH\n"
+          "  mdi-convert --help | --version\n"
+          "\n"
+          "Converts a Llama-architecture checkpoint into the mdi-llm HDF5 format\n"
+          "(docs/FORMAT.md): one file, or a directory with one shard file per host.\n"
+          "INPUT is recognised by its content, not its name: a llama2.c checkpoint\n"
+          "(legacy v0, float32), a GGUF file, or a Hugging Face model directory\n"
+          "(config.json + *.safetensors).\n"
+          "\n"
+          "Options:\n"
+          "  -o, --output OUTPUT   where to write: a file, or with --shards N > 1 or --split\n"
+          "                        a directory of model-II-of-NN.LFFF-LLL.h5 files. OUTPUT\n"
+          "                        must not exist (the tool never overwrites; remove it\n"
+          "                        first). Written under OUTPUT.tmp-PID, renamed at the end.\n"
+          "  --tokenizer FILE      tokenizer.bin (llama2.c) or tokenizer.model\n"
+          "                        (SentencePiece). Required for llama2.c input; optional\n"
+          "                        for Hugging Face and --synthetic; not used with GGUF.\n"
+          "  --shards N            split the layers over N shard files, balanced by bytes\n"
+          "                        exactly as the engine plans them (--shards 1: one file)\n"
+          "  --split a,b,c         one shard per entry holding exactly that many layers\n"
+          "                        (the counts must add up to the model's layers)\n"
+          "  --dtype f32|f16|bf16  storage type of the weight matrices (default f32; norm\n"
+          "                        vectors always stay f32; rounding is to nearest even)\n"
+          "  --synthetic SPEC      random weights instead of INPUT: a preset geometry name\n"
+          "                        (e.g. stories260k-geometry, tinyllama-1.1b) or a JSON\n"
+          "                        config file\n"
+          "  --seed N              random seed for --synthetic (default 1)\n"
+          "  --inspect PATH        describe and validate a model file or shard directory\n"
+          "  -q, --quiet           no progress output on stderr\n"
+          "  -h, --help            show this help and exit\n"
+          "  --version             show the version and exit\n"
+          "\n"
+          "Examples:\n"
+          "  mdi-convert stories260K.bin --tokenizer tok512.bin -o stories260K.h5\n"
+          "  mdi-convert stories260K.gguf --shards 2 -o stories260K-shards\n"
+          "  mdi-convert TinyLlama-1.1B-Chat/ --split 6,8,8 --dtype bf16 -o tinyllama\n"
+          "  mdi-convert --synthetic tinyllama-1.1b --seed 7 --dtype f16 -o synth.h5\n"
+          "  mdi-convert --inspect tinyllama\n"
+          "\n"
+          "Exit status: 0 success, 1 conversion failed, 2 usage error.\n",
+          out);
+}
+
+/* Strict decimal int32 in [lo, hi]: digits only, no sign, spaces or suffix. */
+static mdi_status parse_i32(const char *flag, const char *text, int32_t lo, int32_t hi, int32_t *v,
+                            mdi_err *err)
+{
+    char *end;
+    if (!text[0] || text[0] < '0' || text[0] > '9')
+        return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected a number", flag, text);
+    errno = 0;
+    long x = strtol(text, &end, 10);
+    if (*end || errno || x < lo || x > hi)
+        return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected a whole number in [%d, %d]", flag,
+                        text, (int)lo, (int)hi);
+    *v = (int32_t)x;
+    return MDI_OK;
+}
+
+static mdi_status parse_u64(const char *flag, const char *text, uint64_t *v, mdi_err *err)
+{
+    char *end;
+    if (!text[0] || text[0] < '0' || text[0] > '9')
+        return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected a non-negative number", flag, text);
+    errno = 0;
+    unsigned long long x = strtoull(text, &end, 10);
+    if (*end || errno)
+        return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected a whole number below 2^64", flag,
+                        text);
+    *v = (uint64_t)x;
+    return MDI_OK;
+}
+
+static mdi_status parse_dtype(const char *text, cv_dtype *d, mdi_err *err)
+{
+    if (!strcmp(text, "f32"))
+        *d = CV_DTYPE_F32;
+    else if (!strcmp(text, "f16"))
+        *d = CV_DTYPE_F16;
+    else if (!strcmp(text, "bf16"))
+        *d = CV_DTYPE_BF16;
+    else
+        return mdi_errf(err, MDI_ERR_ARG, "--dtype '%s': expected f32, f16 or bf16", text);
+    return MDI_OK;
+}
+
+/* Set *slot to val, refusing a flag given twice. */
+static mdi_status set_once(const char **slot, const char *flag, const char *val, mdi_err *err)
+{
+    if (*slot)
+        return mdi_errf(err, MDI_ERR_ARG, "%s given twice", flag);
+    *slot = val;
+    return MDI_OK;
+}
+
+/* One flag that takes a value (argv[*i] is the flag; the value follows). */
+static mdi_status take_value(cli_opts *o, int argc, char **argv, int *i, mdi_err *err)
+{
+    const char *f = argv[*i];
+    if (*i + 1 >= argc)
+        return mdi_errf(err, MDI_ERR_ARG, "%s needs a value", f);
+    const char *v = argv[++*i];
+    mdi_status s;
+    if (!strcmp(f, "-o") || !strcmp(f, "--output"))
+        return set_once(&o->output, "-o/--output", v, err);
+    if (!strcmp(f, "--tokenizer"))
+        return set_once(&o->tokenizer, f, v, err);
+    if (!strcmp(f, "--synthetic"))
+        return set_once(&o->synthetic, f, v, err);
+    if (!strcmp(f, "--inspect"))
+        return set_once(&o->inspect, f, v, err);
+    if (!strcmp(f, "--split")) {
+        if ((s = set_once(&o->split_text, f, v, err)))
+            return s;
+        return mdi_plan_parse_split(v, o->split, MDI_MAX_LAYERS, &o->n_split, err);
+    }
+    if ((!strcmp(f, "--shards") && o->have_shards++) || (!strcmp(f, "--seed") && o->have_seed++) ||
+        (!strcmp(f, "--dtype") && o->have_dtype++))
+        return mdi_errf(err, MDI_ERR_ARG, "%s given twice", f);
+    if (!strcmp(f, "--shards"))
+        return parse_i32(f, v, 1, MDI_MAX_LAYERS, &o->shards, err);
+    if (!strcmp(f, "--seed"))
+        return parse_u64(f, v, &o->seed, err);
+    return parse_dtype(v, &o->dtype, err);
+}
+
+/* Whether flag takes a value. */
+static int has_value(const char *f)
+{
+    static const char *const with[] = {"-o",          "--output",  "--tokenizer",
+                                       "--synthetic", "--inspect", "--split",
+                                       "--shards",    "--seed",    "--dtype"};
+    for (size_t i = 0; i < sizeof with / sizeof with[0]; i++)
+        if (!strcmp(f, with[i]))
+            return 1;
+    return 0;
+}
+
+static mdi_status parse_args(int argc, char **argv, cli_opts *o, mdi_err *err)
+{
+    mdi_status s;
+    int only_positional = 0;
+    o->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_positional || a[0] != '-' || !a[1]) {
+            if (o->input)
+                return mdi_errf(err, MDI_ERR_ARG, "unexpected extra argument '%s'", a);
+            o->input = a;
+        } else if (!strcmp(a, "--")) {
+            only_positional = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            o->help = 1;
+        } else if (!strcmp(a, "--version")) {
+            o->version = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = 1;
+        } else if (has_value(a)) {
+            if ((s = take_value(o, argc, argv, &i, err)))
+                return s;
+        } else {
+            return mdi_errf(err, MDI_ERR_ARG, "unknown option '%s'", a);
+        }
+    }
+    return MDI_OK;
+}
+
+/* Which combinations make sense, once every flag is known. */
+static mdi_status check_args(const cli_opts *o, mdi_err *err)
+{
+    if (o->inspect) {
+        if (o->input || o->output || o->synthetic || o->tokenizer || o->split_text ||
+            o->have_shards || o->have_seed || o->have_dtype)
+            return mdi_errf(err, MDI_ERR_ARG, "--inspect PATH takes no other arguments");
+        return MDI_OK;
+    }
+    if (o->synthetic && o->input)
+        return mdi_errf(err, MDI_ERR_ARG, "give either INPUT or --synthetic, not both");
+    if (!o->synthetic && !o->input)
+        return mdi_errf(err, MDI_ERR_ARG, "no INPUT given");
+    if (o->have_seed && !o->synthetic)
+        return mdi_errf(err, MDI_ERR_ARG, "--seed only applies to --synthetic");
+    if (!o->output)
+        return mdi_errf(err, MDI_ERR_ARG, "no output given: add -o OUTPUT");
+    if (o->have_shards && o->split_text)
+        return mdi_errf(err, MDI_ERR_ARG, "give either --shards or --split, not both");
+    return MDI_OK;
+}
+
+/* Open the source named by the options, choosing the reader by content. */
+static mdi_status open_source(const cli_opts *o, cv_source *src, mdi_err *err)
+{
+    struct stat st;
+    if (o->synthetic)
+        return cv_open_synthetic(o->synthetic, o->seed, o->tokenizer, src, err);
+    if (stat(o->input, &st) != 0)
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", o->input, strerror(errno));
+    switch (cv_detect(o->input)) {
+    case CV_INPUT_LLAMA2C:
+        return cv_open_llama2c(o->input, o->tokenizer, src, err);
+    case CV_INPUT_GGUF:
+        if (o->tokenizer)
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "%s: --tokenizer is not used with GGUF input (the "
+                            "tokenizer is inside the file)",
+                            o->input);
+        return cv_open_gguf(o->input, src, err);
+    case CV_INPUT_HF_DIR:
+        return cv_open_hf(o->input, o->tokenizer, src, err);
+    case CV_INPUT_UNKNOWN:
+    default:
+        break;
+    }
+    return mdi_errf(err, MDI_ERR_FORMAT,
+                    "%s: not a recognised model (expected a llama2.c checkpoint whose size matches "
+                    "its header, a GGUF file, or a Hugging Face directory with config.json)",
+                    o->input);
+}
+
+/* Convert: open, write, close. */
+static mdi_status run_convert(const cli_opts *o, mdi_err *err)
+{
+    static const char *const dtypes[] = {"f32", "f16", "bf16"};
+    cv_source src;
+    struct stat st;
+    memset(&src, 0, sizeof src);
+    if (lstat(o->output, &st) == 0) /* fail before reading a large input; cv_write checks too */
+        return mdi_errf(err, MDI_ERR_ARG, "%s exists; remove it first", o->output);
+    mdi_status s = open_source(o, &src, err);
+    if (s) {
+        cv_source_close(&src); /* readers clean up on failure; this is only a safety net */
+        return s;
+    }
+    cv_write_opts w = {.dtype = o->dtype, .quiet = o->quiet};
+    w.n_shards = o->split_text ? o->n_split : (o->have_shards ? o->shards : 1);
+    w.split = o->split_text ? o->split : NULL;
+    if (!(s = cv_write(&src, o->output, &w, err)) && !o->quiet)
+        fprintf(stderr, "mdi-convert: wrote %s (%s input, %d layers, %s, %d %s, model_id %s)\n",
+                o->output, src.kind ? src.kind : "?", (int)src.cfg.n_layers, dtypes[o->dtype],
+                (int)(w.n_shards > 1 ? w.n_shards : 1), w.n_shards > 1 ? "shards" : "file",
+                src.model_id);
+    cv_source_close(&src);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    mdi_err err;
+    mdi_err_clear(&err);
+    cli_opts *o = calloc(1, sizeof *o);
+    if (!o) {
+        fputs("mdi-convert: out of memory\n", stderr);
+        return CLI_EXIT_FAIL;
+    }
+    int code = 0;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (parse_args(argc, argv, o, &err)) {
+        fprintf(stderr, "mdi-convert: %s (see mdi-convert --help)\n", err.msg);
+        code = CLI_EXIT_USAGE;
+    } else if (o->help) {
+        print_help(stdout);
+    } else if (o->version) {
+        printf("mdi-convert %s (mdi-llm model format version 1, HDF5 %d.%d.%d)\n", CLI_VERSION,
+               H5_VERS_MAJOR, H5_VERS_MINOR, H5_VERS_RELEASE);
+    } else if (check_args(o, &err)) {
+        fprintf(stderr, "mdi-convert: %s (see mdi-convert --help)\n", err.msg);
+        code = CLI_EXIT_USAGE;
+    } else if (o->inspect ? cv_inspect(o->inspect, stdout, &err) : run_convert(o, &err)) {
+        fprintf(stderr, "mdi-convert: %s\n", err.msg);
+        code = CLI_EXIT_FAIL;
+    }
+    free(o);
+    if (fflush(stdout) != 0 && code == 0) {
+        fputs("mdi-convert: cannot write to standard output\n", stderr);
+        code = CLI_EXIT_FAIL;
+    }
+    exit(code);
+}
