@@ -155,12 +155,13 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
             snprintf(what, sizeof what, "--prompt");
         if ((s = encode_prompt(e->tok, what, texts[i], &e->prompt_ids[i], &e->n_prompt[i], err)))
             break;
-        int64_t need = (int64_t)e->n_prompt[i] + cli->max_tokens;
+        /* the last generated token is never fed back, so it needs no position */
+        int64_t need = (int64_t)e->n_prompt[i] + (cli->max_tokens > 0 ? cli->max_tokens - 1 : 0);
         if (need > c->max_seq_len)
             s = mdi_errf(err, MDI_ERR_RANGE,
-                         "%s has %d tokens and --max-tokens is %d: %lld positions, more than the "
-                         "model's context of %d", what, e->n_prompt[i], cli->max_tokens,
-                         (long long)need, c->max_seq_len);
+                         "%s has %d tokens and --max-tokens is %d: that needs %lld positions, "
+                         "more than the model's context of %d", what, e->n_prompt[i],
+                         cli->max_tokens, (long long)need, c->max_seq_len);
         else if (need > max_pos)
             max_pos = (int32_t)need;
     }
@@ -184,7 +185,12 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
 /* Allocate this rank's stage and read its weights. */
 static mdi_status load_stage(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
 {
-    int threads = cli->threads ? cli->threads : available_cores();
+    int threads = cli->threads, cores = available_cores();
+    if (!threads) { /* share this host's cores among the ranks on it */
+        int local = mdi_ring_local_size(e->comm);
+        threads = cores / (local > 0 ? local : 1);
+        threads = threads < 1 ? 1 : threads;
+    }
     mdi_status s = mdi_tensor_init(threads, &e->tensor, err);
     if (s)
         return s;

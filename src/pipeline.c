@@ -6,7 +6,7 @@
 #include <time.h>
 
 typedef struct sample_state {
-    int32_t *ids;       /* (max_pos) prompt then generated */
+    int32_t *ids;       /* (max_pos + 1) prompt then generated */
     int32_t n_prompt;
     int32_t n_known;    /* ids[0 .. n_known) are decided */
     int32_t n_fed;      /* positions already in the KV cache */
@@ -107,7 +107,7 @@ static mdi_status init_driver(mdi_pipeline *pl, mdi_err *err)
         if (np < 1 || np > sh->max_pos)
             return mdi_errf(err, MDI_ERR_RANGE, "prompt %d has %d tokens; the limit is %d", i, np,
                             sh->max_pos);
-        if (!(ss->ids = calloc((size_t)sh->max_pos, sizeof *ss->ids)))
+        if (!(ss->ids = calloc((size_t)sh->max_pos + 1, sizeof *ss->ids)))
             return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate sample %d", i);
         memcpy(ss->ids, pl->p.prompts[i], (size_t)np * sizeof(int32_t));
         ss->n_prompt = ss->n_known = np;
@@ -219,7 +219,7 @@ static void accept_token(mdi_pipeline *pl, int32_t i, int32_t tok, const mdi_sin
     emit_ids(pl, i, ss->n_known - 1, ss->n_known, sink);
     if (ss->n_generated >= pl->p.max_tokens)
         end_sample(pl, i, MDI_STOP_MAX_TOKENS, sink);
-    else if (ss->n_known >= pl->p.shape.max_pos)
+    else if (ss->n_known > pl->p.shape.max_pos) /* ids[n_known-1] would need one more position */
         end_sample(pl, i, MDI_STOP_CONTEXT, sink);
 }
 

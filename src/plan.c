@@ -62,9 +62,8 @@ mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int3
             return mdi_errf(err, MDI_ERR_RANGE, "split entry %d is %d: every rank needs at least "
                                                 "one layer", r, counts[r]);
         sum += counts[r];
-        if (sum > c->n_layers)
-            break;
-        bounds[r + 1] = (int32_t)sum;
+        if (sum <= c->n_layers)
+            bounds[r + 1] = (int32_t)sum;
     }
     if (sum != c->n_layers)
         return mdi_errf(err, MDI_ERR_RANGE, "split covers %lld layers but the model has %d",

@@ -2,6 +2,7 @@
 #include "mdi/ring.h"
 
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,13 +56,17 @@ static void bind_msg(mdi_ring *r, mdi_msg *m, int b, int32_t n_rows)
     m->x = (float *)(r->bufs[b] + x_offset((size_t)n_rows));
 }
 
-/* Sleep a little while waiting, so oversubscribed ranks leave the core to others. */
+/* Wait politely: a few polls that yield the core, then sleeps that double from
+ * 20 us to 1 ms, so oversubscribed ranks leave the core to the ones computing. */
 static void backoff(long *spins)
 {
-    if (++*spins < 2000)
+    long n = ++*spins;
+    if (n < 64) {
+        sched_yield();
         return;
-    long us = *spins < 4000 ? 20 : 200;
-    struct timespec ts = {0, us * 1000};
+    }
+    long us = 20L << ((n - 64) / 16 < 6 ? (n - 64) / 16 : 6);
+    struct timespec ts = {0, (us > 1000 ? 1000 : us) * 1000};
     nanosleep(&ts, NULL);
 }
 
@@ -360,4 +365,15 @@ mdi_status mdi_ring_bcast(MPI_Comm comm, void *buf, size_t bytes, int root, mdi_
         MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, comm) != MPI_SUCCESS)
         return mdi_errf(err, MDI_ERR_COMM, "broadcast of %zu bytes failed", bytes);
     return MDI_OK;
+}
+
+int mdi_ring_local_size(MPI_Comm comm)
+{
+    MPI_Comm local;
+    int n = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) != MPI_SUCCESS)
+        return 1;
+    MPI_Comm_size(local, &n);
+    MPI_Comm_free(&local);
+    return n;
 }

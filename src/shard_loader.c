@@ -78,8 +78,8 @@ static mdi_status attr_str(hid_t loc, const char *path, const char *name, char *
         size_t len = H5Tget_size(ft);
         hid_t mt = H5Tcopy(H5T_C_S1);
         char tmp[256] = {0};
-        if (len >= sizeof tmp || len >= cap || H5Tset_size(mt, len + 1) < 0 ||
-            H5Aread(a, mt, tmp) < 0)
+        if (len >= sizeof tmp || H5Tset_size(mt, len + 1) < 0 || H5Aread(a, mt, tmp) < 0 ||
+            strlen(tmp) >= cap)
             s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is too long or unreadable",
                          path, name);
         else

@@ -73,4 +73,7 @@ mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void 
 /* Broadcast bytes from root. */
 mdi_status mdi_ring_bcast(MPI_Comm comm, void *buf, size_t bytes, int root, mdi_err *err);
 
+/* Number of ranks of comm on this host (shared-memory node). */
+int mdi_ring_local_size(MPI_Comm comm);
+
 #endif /* MDI_RING_H */

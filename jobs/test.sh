@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: install, build with -Werror,
+# run every ctest test; then the same suite built with AddressSanitizer and
+# UndefinedBehaviorSanitizer. Used by .ci/run.
+#   jobs/test.sh            both builds
+#   MDI_SKIP_SANITIZE=1 jobs/test.sh   only the -Werror build
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+jobs/setup.sh "$here/build-test" -DMDI_WERROR=ON
+(cd build-test && ctest --output-on-failure -j 2)
+if [ "${MDI_SKIP_SANITIZE:-0}" != 1 ]; then
+  jobs/setup.sh "$here/build-asan" -DMDI_WERROR=ON -DMDI_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+  export LSAN_OPTIONS=suppressions=$here/test/lsan.supp:print_suppressions=0
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  (cd build-asan && ctest --output-on-failure -j 2)
+fi

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# stories260K converted from llama2.c and from GGUF reproduces the reference
+# texts exactly, on 1 rank run directly and under mpirun with 1, 2, 3 and 5
+# ranks, from a single file and from shards.
+source "$(dirname "$0")/lib_e2e.sh"
+need_models
+M=$MDI_MODELS_DIR/stories260K
+
+"$MDI_CONVERT" "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/s.h5" --quiet
+"$MDI_CONVERT" "$M/stories260K.gguf" -o "$TMP/g.h5" --quiet
+
+expect_eq "tokenize prompt 1" "1 403 407 261 378" "$("$MDI_LLM" --model "$TMP/s.h5" --tokenize "Once upon a time")"
+expect_eq "tokenize prompt 2" "1 291 376 400 428" "$("$MDI_LLM" --model "$TMP/s.h5" --tokenize "The little dog")"
+
+for model in s g; do
+  out=$("$MDI_LLM" --model "$TMP/$model.h5" --prompt "Once upon a time" --temperature 0 --max-tokens 60 2>"$TMP/err")
+  expect_eq "$model.h5 prompt 1, direct run" "$REF1" "$out"
+  out=$("$MDI_LLM" --model "$TMP/$model.h5" --prompt "The little dog" --temperature 0 --max-tokens 60 2>"$TMP/err")
+  expect_eq "$model.h5 prompt 2, direct run" "$REF2" "$out"
+done
+
+for n in 1 2 3 5; do
+  out=$(run_np "$n" --model "$TMP/s.h5" --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60)
+  expect_eq "single file, $n ranks, prompt 1" "$REF1" "$out"
+  "$MDI_CONVERT" "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/shards$n" --shards "$n" --quiet
+  out=$(run_np "$n" --model "$TMP/shards$n" --prompt "The little dog" --samples 1 --temperature 0 --max-tokens 60)
+  expect_eq "$n shards, $n ranks, prompt 2" "$REF2" "$out"
+done
+
+out=$(run_np 3 --model "$TMP/s.h5" --split 1,3,1 --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60)
+expect_eq "explicit --split 1,3,1" "$REF1" "$out"
+
+# Default S = number of ranks: three greedy samples of one prompt, all the reference.
+run_np 3 --model "$TMP/shards3" --prompt "Once upon a time" --temperature 0 --max-tokens 60 >"$TMP/multi"
+for i in 0 1 2; do
+  expect_eq "3 ranks, default 3 samples, sample $i" "$REF1" "$(sample_text "$i" "$TMP/multi")"
+done
+grep -q '^\[2\] (end: max-tokens, 60 tokens)$' "$TMP/multi" && pass "end record" || fail "end record missing"
+finish

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The recurrent pipeline keeps every sample's text independent of the number
+# of ranks, the group size and the samples beside it; samples that end early
+# (EOS) leave the others unaffected.
+source "$(dirname "$0")/lib_e2e.sh"
+need_models
+M=$MDI_MODELS_DIR/stories260K
+"$MDI_CONVERT" "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/s.h5" --quiet
+printf '%s\n' "Once upon a time" "The little dog" "Tom and Sue went to the park" "A big red" >"$TMP/prompts"
+mapfile -t prompts <"$TMP/prompts"
+
+# check_run LABEL TEMP MAXTOK SEED NRANKS EXTRA... : every sample equals its one-sample run
+check_run() {
+  local label=$1 temp=$2 maxtok=$3 seed=$4 n=$5; shift 5
+  run_np "$n" --model "$TMP/s.h5" --prompt-file "$TMP/prompts" --temperature "$temp" \
+    --max-tokens "$maxtok" --seed "$seed" "$@" >"$TMP/multi"
+  for i in 0 1 2 3; do
+    local want
+    want=$(cat "$TMP/single.$temp.$maxtok.$seed.$i")
+    expect_eq "$label: sample $i" "$want" "$(sample_text "$i" "$TMP/multi")"
+  done
+}
+
+for spec in "0 60 1" "0.8 80 7" "1.0 400 3"; do
+  read -r temp maxtok seed <<<"$spec"
+  for i in 0 1 2 3; do
+    "$MDI_LLM" --model "$TMP/s.h5" --prompt "${prompts[$i]}" --temperature "$temp" \
+      --max-tokens "$maxtok" --seed "$seed" >"$TMP/single.$temp.$maxtok.$seed.$i" 2>"$TMP/err"
+  done
+done
+
+check_run "greedy, 2 ranks" 0 60 1 2
+check_run "greedy, 3 ranks" 0 60 1 3
+check_run "T=0.8 seed 7, 2 ranks" 0.8 80 7 2
+check_run "T=0.8 seed 7, 3 ranks" 0.8 80 7 3
+check_run "T=0.8 seed 7, 1 rank, group size 4" 0.8 80 7 1 --group-size 4
+check_run "T=0.8 seed 7, 2 ranks, group size 2" 0.8 80 7 2 --group-size 2
+check_run "T=0.8 seed 7, 3 ranks, prefill chunk 3" 0.8 80 7 3 --prefill-chunk 3
+
+# Long sampled stories end at EOS at different times; the others go on unaffected.
+check_run "T=1 seed 3, 400 tokens, 3 ranks" 1.0 400 3 3
+n_eos=$(grep -c '(end: eos, ' "$TMP/multi" || true)
+lengths=$(grep -oE '\(end: [a-z-]+, [0-9]+ tokens\)' "$TMP/multi" | sort -u | wc -l)
+if [ "$n_eos" -ge 1 ] && [ "$lengths" -ge 2 ]; then
+  pass "samples ended at different lengths ($n_eos by EOS)"
+else
+  fail "expected some samples to end early by EOS (eos: $n_eos, distinct endings: $lengths)"
+  cat "$TMP/multi" | grep end
+fi
+finish
