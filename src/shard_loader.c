@@ -174,6 +174,7 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open directory", model_path);
     mdi_status s = mdi_errf(err, MDI_ERR_IO, "%s: no shard with index %d (*.h5) on this host",
                             model_path, rank);
+    int32_t seen_count = 0; /* shard_count of the shards that are here */
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
@@ -188,14 +189,20 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
             s = mdi_errf(err, e2.status, "%s", e2.msg);
             break;
         }
-        if (in.shard_index != rank)
+        if (in.shard_index != rank) {
+            seen_count = in.shard_count;
             continue;
+        }
         snprintf(out, cap, "%s", path);
         *info = in;
         s = MDI_OK;
         break;
     }
     closedir(d);
+    if (s == MDI_ERR_IO && seen_count > 0 && rank >= seen_count)
+        s = mdi_errf(err, MDI_ERR_MISMATCH,
+                     "%s holds a %d-way split but this is rank %d: run with -np %d or convert "
+                     "again with --shards N", model_path, seen_count, rank, seen_count);
     return s;
 }
 

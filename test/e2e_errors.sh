@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Bad placements and bad inputs: every rank exits non-zero within seconds,
+# rank 0 prints one line naming the problem, nothing hangs.
+source "$(dirname "$0")/lib_e2e.sh"
+need_models
+M=$MDI_MODELS_DIR/stories260K
+conv() { "$MDI_CONVERT" "$@" --quiet; }
+conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/s.h5"
+conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/a23" --split 2,3
+conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/a32" --split 3,2
+conv "$M/stories260K.gguf" -o "$TMP/g23" --split 2,3
+MPI=("${MPIEXEC[@]}")
+P=(--prompt "Once upon a time" --max-tokens 8)
+
+# one_message NAME PATTERN ARGS... : like expect_fail, and the message is printed once
+one_message() {
+  local name=$1 pat=$2; shift 2
+  expect_fail "$name" "$pat" "$@"
+  local n
+  n=$(grep -cE -- "$pat" "$TMP/err" || true)
+  [ "$n" -le 1 ] || fail "$name: message printed $n times"
+}
+
+mkdir "$TMP/mixed" "$TMP/gap" "$TMP/overlap" "$TMP/missing"
+cp "$TMP"/a23/model-00-of-02.* "$TMP/mixed/"; cp "$TMP"/g23/model-01-of-02.* "$TMP/mixed/"
+cp "$TMP"/a23/model-00-of-02.* "$TMP/gap/"; cp "$TMP"/a32/model-01-of-02.* "$TMP/gap/"
+cp "$TMP"/a32/model-00-of-02.* "$TMP/overlap/"; cp "$TMP"/a23/model-01-of-02.* "$TMP/overlap/"
+cp "$TMP"/a23/model-00-of-02.* "$TMP/missing/"
+
+one_message "shards of two models" "different models" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/mixed" "${P[@]}"
+one_message "gap between shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/gap" "${P[@]}"
+one_message "overlapping shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/overlap" "${P[@]}"
+one_message "missing shard" "rank 1 .*no shard with index 1" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/missing" "${P[@]}"
+one_message "shard count != ranks" "2-way split but this is rank 2: run with -np 2" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23" "${P[@]}"
+one_message "more ranks than layers" "6 ranks but the model has only 5 layers" "${MPI[@]}" -np 6 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "split with wrong entry count" "--split has 3 entries but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 1,2,2 "${P[@]}"
+one_message "split with wrong sum" "split covers 6 layers but the model has 5" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 3,3 "${P[@]}"
+one_message "missing model (3 ranks)" "no such file or directory" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/nope.h5" "${P[@]}"
+one_message "one shard file, not the directory" "expected 0 of 3|2-way split" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23/model-00-of-02.L000-001.h5" "${P[@]}"
+
+echo "not a model" >"$TMP/junk.h5"
+one_message "not an HDF5 file" "not an HDF5 file" "$MDI_LLM" --model "$TMP/junk.h5" "${P[@]}"
+mkdir "$TMP/empty"
+one_message "directory without shards" "no shard with index 0" "$MDI_LLM" --model "$TMP/empty" "${P[@]}"
+
+long=$(printf 'Once upon a time %.0s' $(seq 1 200))
+one_message "prompt longer than context" "more than the model's context of 512" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long" --max-tokens 8
+one_message "prompt + max tokens over context" "needs 516 positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 512
+one_message "empty prompt" "empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt "" --max-tokens 8
+printf 'Once upon\n\xff\xfe broken\n' >"$TMP/badutf8"
+one_message "prompt not UTF-8" "line 2 of --prompt-file is not valid UTF-8" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8
+printf 'Once upon\n\nA dog\n' >"$TMP/blank"
+one_message "blank prompt line" "line 2 of --prompt-file is empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/blank" --max-tokens 8
+one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/none" --max-tokens 8
+one_message "stats file unwritable" "--stats-json .* cannot be written" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/no/such/dir/s.json"
+one_message "group larger than samples" "--group-size 4 is larger than the 2 samples" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 --group-size 4
+
+for bad in "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
+  read -r -a args <<<"$bad"
+  one_message "flag $bad" "${args[0]}" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt hi "${args[@]}"
+done
+
+# --max-tokens 0 is valid: the prompt is echoed, nothing is generated.
+out=$("$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 0 2>/dev/null)
+expect_eq "--max-tokens 0 echoes the prompt" "Once upon a time" "$out"
+finish
