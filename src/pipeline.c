@@ -242,19 +242,26 @@ static mdi_status launch_group(mdi_pipeline *pl, int32_t g, mdi_err *err)
     if (s)
         return s;
     mdi_ring_msg_layout(pl->ring, &m, total);
+    /* generated-token rows first (streamed), then prompt rows (sgemm) */
     int32_t k = 0;
-    for (int32_t i = a; i < b; i++) {
-        const sample_state *ss = &pl->samples[i];
-        int32_t n = ss->done ? 0 : ss->n_known - ss->n_fed;
-        for (int32_t j = 0; j < n && j < budget; j++, k++) {
-            m.rows[k].slot = i;
-            m.rows[k].pos = ss->n_fed + j;
-            pl->row_tokens[k] = ss->ids[ss->n_fed + j];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            m.n_stream = k;
+        for (int32_t i = a; i < b; i++) {
+            const sample_state *ss = &pl->samples[i];
+            int32_t n = ss->done ? 0 : ss->n_known - ss->n_fed;
+            if ((ss->n_fed >= ss->n_prompt) != (pass == 0))
+                continue;
+            for (int32_t j = 0; j < n && j < budget; j++, k++) {
+                m.rows[k].slot = i;
+                m.rows[k].pos = ss->n_fed + j;
+                pl->row_tokens[k] = ss->ids[ss->n_fed + j];
+            }
         }
     }
     double t0 = now_s();
     mdi_stage_embed(pl->st, pl->row_tokens, (size_t)total, m.x);
-    mdi_stage_forward(pl->st, m.x, m.rows, (size_t)total);
+    mdi_stage_forward_mixed(pl->st, m.x, m.rows, (size_t)total, (size_t)m.n_stream);
     pl->stats.compute_s += now_s() - t0;
     m.kind = MDI_MSG_WORK;
     m.group = g;
@@ -354,7 +361,7 @@ static mdi_status run_worker(mdi_pipeline *pl, mdi_err *err)
                 return mdi_errf(err, MDI_ERR_COMM, "message row %d has slot %d position %d out "
                                                    "of range", r, m.rows[r].slot, m.rows[r].pos);
         double t0 = now_s();
-        mdi_stage_forward(pl->st, m.x, m.rows, (size_t)m.n_rows);
+        mdi_stage_forward_mixed(pl->st, m.x, m.rows, (size_t)m.n_rows, (size_t)m.n_stream);
         pl->stats.compute_s += now_s() - t0;
         if ((s = mdi_ring_send(pl->ring, &m, err)))
             return s;

@@ -245,7 +245,7 @@ mdi_status mdi_ring_send(mdi_ring *r, mdi_msg *m, mdi_err *err)
     hdr[0] = m->kind;
     hdr[1] = m->group;
     hdr[2] = m->n_rows;
-    hdr[3] = 0;
+    hdr[3] = m->n_stream;
     size_t bytes = msg_bytes(r, (size_t)m->n_rows);
     if (MPI_Isend(r->bufs[b], (int)bytes, MPI_BYTE, r->next, RING_TAG, r->comm, &r->req[b]) !=
         MPI_SUCCESS)
@@ -283,13 +283,15 @@ mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
     MPI_Get_count(&st, MPI_BYTE, &count);
     const int32_t *hdr = (const int32_t *)r->bufs[b];
     if (count < (int)(HDR_INTS * sizeof(int32_t)) || hdr[2] < 0 ||
-        (size_t)hdr[2] > r->max_rows || (size_t)count != msg_bytes(r, (size_t)hdr[2]))
+        (size_t)hdr[2] > r->max_rows || (size_t)count != msg_bytes(r, (size_t)hdr[2]) ||
+        hdr[3] < 0 || hdr[3] > hdr[2])
         return mdi_errf(err, MDI_ERR_COMM, "malformed message of %d bytes from rank %d", count,
                         r->prev);
     memset(m, 0, sizeof *m);
     bind_msg(r, m, b, hdr[2]);
     m->kind = hdr[0];
     m->group = hdr[1];
+    m->n_stream = hdr[3];
     r->stats.bytes_recv += (uint64_t)count;
     r->stats.msgs_recv++;
     return post_recv(r, err);

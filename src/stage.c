@@ -157,8 +157,18 @@ static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, siz
     }
 }
 
-/* One transformer block on x (n, dim) in place. */
-static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows, size_t n)
+/* y (n, d) = beta * y + x (n, in) @ W^T: streamed for rows [0, ns), BLIS for the rest. */
+static void project(const mdi_stage *st, float *y, const float *x, const float *w, size_t n,
+                    size_t ns, size_t in, size_t d, float beta)
+{
+    mdi_matmul_stream(y, x, w, ns, in, d, beta, st->p.n_threads);
+    if (n > ns)
+        mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta);
+}
+
+/* One transformer block on x (n, dim) in place; rows [0, ns) are streamed. */
+static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows, size_t n,
+                          size_t ns)
 {
     const mdi_config *c = &st->cfg;
     const mdi_layer_weights *w = &st->layers[l];
@@ -168,9 +178,9 @@ static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows
     // attention: xb = rmsnorm(x); q, k, v = xb @ (wq, wk, wv)^T
     for (size_t r = 0; r < n; r++)
         mdi_rmsnorm(st->xb + r * dim, x + r * dim, w->attn_norm, dim, c->norm_eps);
-    mdi_matmul(st->q, st->xb, w->wq, n, dim, qd, 0.0f);
-    mdi_matmul(st->k, st->xb, w->wk, n, dim, kvd, 0.0f);
-    mdi_matmul(st->v, st->xb, w->wv, n, dim, kvd, 0.0f);
+    project(st, st->q, st->xb, w->wq, n, ns, dim, qd, 0.0f);
+    project(st, st->k, st->xb, w->wk, n, ns, dim, kvd, 0.0f);
+    project(st, st->v, st->xb, w->wv, n, ns, dim, kvd, 0.0f);
     // rotate q and k to their positions; append k, v to the sample's cache
     for (size_t r = 0; r < n; r++) {
         size_t slot = (size_t)rows[r].slot, pos = (size_t)rows[r].pos;
@@ -181,20 +191,26 @@ static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows
     }
     attention_rows(st, l, rows, n);
     // x += att @ wo^T
-    mdi_matmul(x, st->att, w->wo, n, qd, dim, 1.0f);
+    project(st, x, st->att, w->wo, n, ns, qd, dim, 1.0f);
     // MLP: x += (silu(xb @ w1^T) * (xb @ w3^T)) @ w2^T with xb = rmsnorm(x)
     for (size_t r = 0; r < n; r++)
         mdi_rmsnorm(st->xb + r * dim, x + r * dim, w->ffn_norm, dim, c->norm_eps);
-    mdi_matmul(st->hb, st->xb, w->w1, n, dim, hid, 0.0f);
-    mdi_matmul(st->hb2, st->xb, w->w3, n, dim, hid, 0.0f);
+    project(st, st->hb, st->xb, w->w1, n, ns, dim, hid, 0.0f);
+    project(st, st->hb2, st->xb, w->w3, n, ns, dim, hid, 0.0f);
     mdi_swiglu(st->hb, st->hb2, n * hid);
-    mdi_matmul(x, st->hb, w->w2, n, hid, dim, 1.0f);
+    project(st, x, st->hb, w->w2, n, ns, hid, dim, 1.0f);
+}
+
+void mdi_stage_forward_mixed(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows,
+                             size_t n_stream)
+{
+    for (size_t l = 0; l < (size_t)mdi_stage_n_layers(st); l++)
+        layer_forward(st, l, x, rows, n_rows, n_stream);
 }
 
 void mdi_stage_forward(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows)
 {
-    for (size_t l = 0; l < (size_t)mdi_stage_n_layers(st); l++)
-        layer_forward(st, l, x, rows, n_rows);
+    mdi_stage_forward_mixed(st, x, rows, n_rows, 0);
 }
 
 void mdi_stage_logits(mdi_stage *st, const float *x, size_t n, float *logits)
@@ -202,5 +218,6 @@ void mdi_stage_logits(mdi_stage *st, const float *x, size_t n, float *logits)
     size_t dim = (size_t)st->cfg.dim;
     for (size_t i = 0; i < n; i++)
         mdi_rmsnorm(st->logit_x + i * dim, x + i * dim, st->final_norm, dim, st->cfg.norm_eps);
-    mdi_matmul(logits, st->logit_x, st->output, n, dim, (size_t)st->cfg.vocab_size, 0.0f);
+    mdi_matmul_stream(logits, st->logit_x, st->output, n, dim, (size_t)st->cfg.vocab_size, 0.0f,
+                      st->p.n_threads);
 }

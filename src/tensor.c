@@ -10,6 +10,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 /* AMD family from CPUID leaf 1 (0 when not AMD or not x86). */
 static unsigned amd_family(void)
@@ -78,6 +81,57 @@ void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n,
     /* C (rows, d) = A (rows, n) * B (n, d) where B = W^T: B(k, j) = w[j * n + k]. */
     bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)d, (dim_t)n, &alpha,
               (float *)x, (inc_t)n, 1, (float *)w, 1, (inc_t)n, &beta, y, (inc_t)d, 1);
+}
+
+/* Dot product with four 8-wide accumulators: the order of operations depends
+ * only on n. */
+static inline float dot_stream(const float *a, const float *b, size_t n)
+{
+    size_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+#else
+    float acc[32] = {0};
+    for (; i + 32 <= n; i += 32)
+        for (size_t j = 0; j < 32; j++)
+            acc[j] += a[i + j] * b[i + j];
+    for (size_t w = 16; w > 0; w /= 2)
+        for (size_t j = 0; j < w; j++)
+            acc[j] += acc[j + w];
+    float r = acc[0];
+#endif
+    for (; i < n; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
+void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
+                       float beta, int n_threads)
+{
+    if (rows == 0)
+        return;
+    long D = (long)d;
+    // y[r, j] = beta * y[r, j] + W[j, :] . x[r, :]; W row j is read from memory once
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
+    for (long j = 0; j < D; j++) {
+        const float *wj = w + (size_t)j * n;
+        for (size_t r = 0; r < rows; r++) {
+            float v = dot_stream(wj, x + r * n, n);
+            float *yj = y + r * d + (size_t)j;
+            *yj = beta == 0.0f ? v : beta * *yj + v;
+        }
+    }
 }
 
 float mdi_dot(const float *a, const float *b, size_t n)

@@ -21,6 +21,7 @@ typedef struct mdi_msg {
     int32_t kind;
     int32_t group;  /* sample group id */
     int32_t n_rows;
+    int32_t n_stream; /* rows [0, n_stream) are generated tokens (see mdi_stage_forward_mixed) */
     int32_t buf;    /* pool index (internal) */
     mdi_row *rows;  /* (max_rows) */
     float *x;       /* (max_rows, dim) */

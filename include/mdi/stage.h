@@ -86,6 +86,13 @@ void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float
  * position order). Writes the KV cache of those positions. */
 void mdi_stage_forward(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows);
 
+/* The same, where rows [0, n_stream) are generated tokens, whose matrix
+ * products stream the weights (mdi_matmul_stream), and the rest are prompt
+ * rows, which go through BLIS sgemm. A row's result depends only on which of
+ * the two it is, never on the other rows in the call. */
+void mdi_stage_forward_mixed(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows,
+                             size_t n_stream);
+
 /* logits (n, vocab) = head(final_norm(x rows)): x (n, dim), n <= max_logit_rows. */
 void mdi_stage_logits(mdi_stage *st, const float *x, size_t n, float *logits);
 

@@ -28,6 +28,12 @@ mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
 void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                 float beta);
 
+/* Same product for a few rows, bandwidth-bound: W is streamed from memory
+ * once, each output element is one dot product in a fixed order, so a row's
+ * result does not depend on how many rows share the call or on n_threads. */
+void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
+                       float beta, int n_threads);
+
 /* out (n) = x (n) / rms(x) * w (n); out may alias x. */
 void mdi_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
 
