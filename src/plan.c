@@ -132,6 +132,10 @@ static mdi_status check_shards(const mdi_shard_info *in, int32_t n, int32_t *bou
         if (in[r].shard_count != n || in[r].shard_index != r)
             return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d has shard %d of %d, expected %d of %d",
                             r, in[r].shard_index, in[r].shard_count, r, n);
+        if (in[r].layer_last <= in[r].layer_first)
+            return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d's shard has the empty layer range "
+                                                   "[%d, %d)", r, in[r].layer_first,
+                            in[r].layer_last);
         if (in[r].layer_first != bounds[r])
             return mdi_errf(err, MDI_ERR_MISMATCH,
                             "rank %d's shard starts at layer %d but layer %d is next: the shards "
@@ -158,8 +162,8 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
     if (infos[0].shard_count > 1) {
         if ((s = check_shards(infos, n_ranks, bounds, err)))
             return s;
-        for (int32_t r = 0; counts && r < n_counts && r < n_ranks; r++)
-            if (counts[r] != bounds[r + 1] - bounds[r] || n_counts != n_ranks)
+        for (int32_t r = 0; counts && r < n_ranks; r++)
+            if (n_counts != n_ranks || counts[r] != bounds[r + 1] - bounds[r])
                 return mdi_errf(err, MDI_ERR_MISMATCH,
                                 "--split disagrees with the shards' own layer ranges");
         return MDI_OK;
