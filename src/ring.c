@@ -26,6 +26,7 @@ struct mdi_ring {
     MPI_Request *req;      /* (n_bufs) */
     int recv_fifo[RING_RECV_AHEAD];
     int recv_head, recv_count;
+    char prev_host[64], next_host[64]; /* for messages naming a silent neighbour */
     mdi_ring_stats stats;
 };
 
@@ -94,8 +95,8 @@ static mdi_status reap_sends(mdi_ring *r, int block, mdi_err *err)
             break;
         if (now_s() - t0 > r->timeout_s)
             return mdi_errf(err, MDI_ERR_TIMEOUT,
-                            "rank %d did not take a message from rank %d within %.0f s (stalled "
-                            "or unreachable)", r->next, r->rank, r->timeout_s);
+                            "rank %d (%s) did not take a message within %.0f s: that stage is "
+                            "stalled or unreachable", r->next, r->next_host, r->timeout_s);
         backoff(&spins);
     }
     r->stats.wait_s += now_s() - t0;
@@ -141,6 +142,23 @@ static mdi_status post_recv(mdi_ring *r, mdi_err *err)
     return MDI_OK;
 }
 
+/* Collective: every rank's host name, to name a neighbour that goes silent. */
+static mdi_status learn_neighbours(mdi_ring *r, mdi_err *err)
+{
+    char me[64] = {0}, *all = calloc((size_t)r->size, sizeof me);
+    if (!all)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the host table");
+    gethostname(me, sizeof me - 1);
+    mdi_status s = mdi_ring_allgather(r->comm, me, sizeof me, all, err);
+    if (!s) {
+        memcpy(r->prev_host, all + (size_t)r->prev * sizeof me, sizeof me);
+        memcpy(r->next_host, all + (size_t)r->next * sizeof me, sizeof me);
+        r->prev_host[sizeof me - 1] = r->next_host[sizeof me - 1] = '\0';
+    }
+    free(all);
+    return s;
+}
+
 mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs,
                            double timeout_s, mdi_ring **out, mdi_err *err)
 {
@@ -157,7 +175,10 @@ mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_buf
     r->timeout_s = timeout_s;
     r->n_bufs = n_bufs < RING_RECV_AHEAD + 2 ? RING_RECV_AHEAD + 2 : n_bufs;
     r->buf_bytes = msg_bytes(r, max_rows);
-    mdi_status s = MDI_OK;
+    /* the collective first, before any step that could fail on one rank only */
+    mdi_status s = learn_neighbours(r, err);
+    if (s)
+        goto fail;
     if (max_rows == 0 || dim == 0 || r->buf_bytes > (size_t)INT_MAX) {
         s = mdi_errf(err, MDI_ERR_RANGE, "a message of %zu rows x %zu floats is too large for MPI",
                      max_rows, dim);
@@ -271,8 +292,8 @@ mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
         reap_sends(r, 0, err);
         if (now_s() - t0 > r->timeout_s)
             return mdi_errf(err, MDI_ERR_TIMEOUT,
-                            "no message from rank %d for %.0f s: that stage stopped answering",
-                            r->prev, r->timeout_s);
+                            "no message from rank %d (%s) for %.0f s: that stage stopped "
+                            "answering", r->prev, r->prev_host, r->timeout_s);
         backoff(&spins);
     }
     r->stats.wait_s += now_s() - t0;
