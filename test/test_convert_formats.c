@@ -1,23 +1,12 @@
-/* Converter readers against each other: llama2.c .bin, GGUF and Hugging Face
- * forms of stories260K must give the same tensors and vocabulary; the
- * synthetic source is deterministic; malformed files built in a temporary
- * directory fail with the expected message instead of crashing. */
+/* Converter readers against each other (label model): llama2.c .bin, GGUF and
+ * Hugging Face forms of stories260K must give the same tensors and
+ * vocabulary; malformed files built in a temporary directory fail with the
+ * expected message instead of crashing. The synthetic source's own tests are
+ * in test_convert_synthetic.c (no model files needed). */
 #define _XOPEN_SOURCE 700
-#include "test_util.h"
+#include "convert_test_util.h"
 
-#include <ftw.h>
-#include <math.h>
-#include <unistd.h>
-
-#include "convert.h"
 #include "json.h"
-
-#define PATH_CAP 4096
-
-/* Paths shared by the tests: a private temporary directory. */
-typedef struct fx {
-    char tmp[64];
-} fx;
 
 typedef struct blob {
     unsigned char *p;
@@ -42,26 +31,11 @@ static blob slurp(const char *path)
     return b;
 }
 
-static void spit(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* dir/name into buf (PATH_CAP bytes). */
 static const char *pjoin(char *buf, const char *dir, const char *name)
 {
     int n = snprintf(buf, PATH_CAP, "%s/%s", dir, name);
     assert_true(n > 0 && n < PATH_CAP);
-    return buf;
-}
-
-/* tmp/name into buf. */
-static const char *tmp_path(const fx *x, const char *name, char *buf)
-{
-    snprintf(buf, PATH_CAP, "%s/%s", x->tmp, name);
     return buf;
 }
 
@@ -88,85 +62,7 @@ static char *replace(const char *s, const char *find, const char *repl)
     return out;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int fx_setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (!x)
-        return -1;
-    snprintf(x->tmp, sizeof x->tmp, "/tmp/mdi-fmt-XXXXXX");
-    if (!mkdtemp(x->tmp)) {
-        free(x);
-        return -1;
-    }
-    *state = x;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    fx *x = *state;
-    nftw(x->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(x);
-    return 0;
-}
-
 /* ---- comparing sources ---------------------------------------------------------- */
-
-/* Read (kind, layer) of src into a new buffer of *n floats. */
-static float *read_tensor(cv_source *src, mdi_tensor_kind kind, int32_t layer, size_t *n)
-{
-    size_t r, c;
-    mdi_err err = {0};
-    mdi_tensor_shape(&src->cfg, kind, &r, &c);
-    float *t = malloc(r * c * sizeof *t);
-    assert_non_null(t);
-    if (src->read(src, kind, layer, t, &err) != MDI_OK)
-        fail_msg("%s: read %s layer %d: %s", src->kind, mdi_tensor_name(kind), (int)layer, err.msg);
-    *n = r * c;
-    return t;
-}
-
-/* Largest |a - b| between tensor (ka, la) of a and (kb, lb) of b (same shape). */
-static double max_diff(cv_source *a, mdi_tensor_kind ka, int32_t la, cv_source *b,
-                       mdi_tensor_kind kb, int32_t lb)
-{
-    size_t na, nb;
-    float *x = read_tensor(a, ka, la, &na), *y = read_tensor(b, kb, lb, &nb);
-    assert_int_equal(na, nb);
-    double worst = 0.0;
-    for (size_t i = 0; i < na; i++) {
-        double d = x[i] == y[i] ? 0.0 : fabs((double)x[i] - (double)y[i]);
-        worst = d > worst || isnan(d) ? d : worst;
-    }
-    free(x);
-    free(y);
-    return worst;
-}
-
-/* Every layer tensor and every extra both sources store agree within tol (0: bit-identical). */
-static void expect_same_tensors(cv_source *a, cv_source *b, double tol)
-{
-    for (int32_t l = 0; l < a->cfg.n_layers; l++)
-        for (int k = 0; k < MDI_T_COUNT; k++)
-            if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) {
-                double d = max_diff(a, (mdi_tensor_kind)k, l, b, (mdi_tensor_kind)k, l);
-                if (d > tol)
-                    fail_msg("%s vs %s: %s layer %d differs by %g", a->kind, b->kind,
-                             mdi_tensor_name((mdi_tensor_kind)k), (int)l, d);
-            }
-    assert_true(max_diff(a, MDI_T_EMBED, 0, b, MDI_T_EMBED, 0) <= tol);
-    assert_true(max_diff(a, MDI_T_FINAL_NORM, 0, b, MDI_T_FINAL_NORM, 0) <= tol);
-    /* The head: stored, or the embedding when tied. */
-    mdi_tensor_kind ha = a->cfg.tied_head ? MDI_T_EMBED : MDI_T_OUTPUT;
-    mdi_tensor_kind hb = b->cfg.tied_head ? MDI_T_EMBED : MDI_T_OUTPUT;
-    assert_true(max_diff(a, ha, 0, b, hb, 0) <= tol);
-}
 
 static void expect_same_vocab(const mdi_vocab *a, const mdi_vocab *b)
 {
@@ -181,26 +77,6 @@ static void expect_same_vocab(const mdi_vocab *a, const mdi_vocab *b)
     assert_int_equal(a->eos_id, b->eos_id);
     assert_int_equal(a->unk_id, b->unk_id);
     assert_int_equal(a->add_dummy_prefix, b->add_dummy_prefix);
-}
-
-static void expect_model_id(const cv_source *s)
-{
-    assert_int_equal(strlen(s->model_id), 16);
-    assert_int_equal(strspn(s->model_id, "0123456789abcdef"), 16);
-}
-
-/* A failed open: status not ok, message holds both needles, src left zeroed. */
-static void expect_fail(mdi_status s, cv_source *src, const mdi_err *err, const char *n1,
-                        const char *n2)
-{
-    if (s == MDI_OK)
-        fail_msg("open succeeded, expected an error containing '%s'", n1);
-    if (!strstr(err->msg, n1) || (n2 && !strstr(err->msg, n2)))
-        fail_msg("message '%s' lacks '%s'%s%s", err->msg, n1, n2 ? " / " : "", n2 ? n2 : "");
-    assert_null(src->impl);
-    assert_null(src->read);
-    assert_int_equal(src->vocab.n, 0);
-    cv_source_close(src); /* safe on the zeroed struct */
 }
 
 /* The stories260K reference: llama2.c checkpoint with tok512.bin. */
@@ -906,177 +782,7 @@ static void test_gguf_errors(void **state)
     free(g.b.p);
 }
 
-/* ---- synthetic -------------------------------------------------------------------- */
-
-/* Open a synthetic source, failing the test on error. */
-static void open_syn(const char *spec, uint64_t seed, const char *tok, cv_source *s)
-{
-    mdi_err err = {0};
-    if (cv_open_synthetic(spec, seed, tok, s, &err) != MDI_OK)
-        fail_msg("synthetic %s: %s", spec, err.msg);
-    assert_string_equal(s->kind, "synthetic");
-    expect_model_id(s);
-}
-
-/* Values of (kind, layer) lie in the documented range, are not constant and average near 0. */
-static void expect_plausible(cv_source *s, mdi_tensor_kind kind, int32_t layer)
-{
-    size_t n, r, c;
-    float *v = read_tensor(s, kind, layer, &n);
-    mdi_tensor_shape(&s->cfg, kind, &r, &c);
-    double bound = kind == MDI_T_EMBED ? 0.1 : 1.0 / sqrt((double)c), sum = 0, sq = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!mdi_tensor_is_matrix(kind)) {
-            assert_true(v[i] == 1.0f);
-            continue;
-        }
-        assert_true(fabs(v[i]) <= bound * (1 + 1e-6));
-        sum += v[i];
-        sq += (double)v[i] * v[i];
-    }
-    if (mdi_tensor_is_matrix(kind)) {
-        /* uniform on [-a, a]: mean 0 (std a/sqrt(3n)), mean square a^2/3 */
-        assert_true(fabs(sum / (double)n) < 6 * bound / sqrt(3.0 * (double)n));
-        assert_true(fabs(sq / (double)n / (bound * bound / 3) - 1) < 0.1);
-    }
-    free(v);
-}
-
-static void test_synthetic_deterministic(void **state)
-{
-    (void)state;
-    cv_source a, b, c;
-    open_syn("tiny", 7, NULL, &a);
-    open_syn("tiny", 7, NULL, &b);
-    open_syn("tiny", 8, NULL, &c);
-    assert_string_equal(a.model_id, b.model_id);
-    assert_string_not_equal(a.model_id, c.model_id);
-    assert_int_equal(a.cfg.tied_head, 0);
-    expect_same_tensors(&a, &b, 0.0);
-    for (int32_t l = 0; l < a.cfg.n_layers; l++)
-        for (int k = 0; k < MDI_T_COUNT; k++) {
-            mdi_tensor_kind kind = (mdi_tensor_kind)k;
-            if (mdi_tensor_scope_of(kind) != MDI_SCOPE_LAYER && l > 0)
-                continue;
-            expect_plausible(&a, kind, l);
-            if (mdi_tensor_is_matrix(kind))
-                assert_true(max_diff(&a, kind, l, &c, kind, l) > 0.0); /* another seed */
-            if (mdi_tensor_is_matrix(kind) && l > 0 && mdi_tensor_scope_of(kind) == MDI_SCOPE_LAYER)
-                assert_true(max_diff(&a, kind, l, &a, kind, l - 1) > 0.0); /* another layer */
-        }
-    assert_true(max_diff(&a, MDI_T_W1, 2, &a, MDI_T_W3, 2) > 0.0); /* another kind, same shape */
-    assert_true(max_diff(&a, MDI_T_EMBED, 0, &a, MDI_T_OUTPUT, 0) > 0.0);
-    /* Reads in any order give the same values. */
-    assert_true(max_diff(&a, MDI_T_WQ, 3, &b, MDI_T_WQ, 3) == 0.0);
-    assert_true(max_diff(&b, MDI_T_WQ, 3, &a, MDI_T_WQ, 3) == 0.0);
-    /* Byte-level vocabulary of exactly vocab_size pieces. */
-    assert_int_equal(a.vocab.n, a.cfg.vocab_size);
-    assert_int_equal(a.vocab.bos_id, 1);
-    assert_int_equal(a.vocab.eos_id, 2);
-    assert_int_equal(a.vocab.unk_id, 0);
-    assert_int_equal(a.vocab.types[3], MDI_PIECE_BYTE);
-    assert_memory_equal(a.vocab.bytes + a.vocab.offsets[3 + 0x41], "<0x41>", 6);
-    assert_int_equal(a.vocab.types[259], MDI_PIECE_UNUSED);
-    assert_memory_equal(a.vocab.bytes + a.vocab.offsets[259], "<unused_0>", 10);
-    mdi_err err = {0};
-    assert_int_equal(mdi_vocab_validate(&a.vocab, &err), MDI_OK);
-    /* Bad reads. */
-    float one;
-    assert_int_not_equal(a.read(&a, MDI_T_ATTN_NORM, 4, &one, &err), MDI_OK);
-    assert_int_not_equal(a.read(&a, MDI_T_ATTN_NORM, -1, &one, &err), MDI_OK);
-    cv_source_close(&a);
-    cv_source_close(&b);
-    cv_source_close(&c);
-}
-
-static void test_synthetic_presets(void **state)
-{
-    (void)state;
-    cv_source t, s;
-    mdi_err err = {0};
-    open_syn("tinyllama-1.1b", 1, NULL, &t);
-    const mdi_config want = {2048, 5632, 22, 32, 4, 64, 32000, 2048, 10000.0f, 1e-5f, 0};
-    assert_true(mdi_config_equal(&t.cfg, &want));
-    assert_int_equal(t.vocab.n, 32000);
-    expect_plausible(&t, MDI_T_WK, 21);
-    expect_plausible(&t, MDI_T_FFN_NORM, 0);
-    cv_source_close(&t);
-    open_syn("stories260k", 1, NULL, &s);
-    const mdi_config st = {64, 172, 5, 8, 4, 8, 512, 512, 10000.0f, 1e-5f, 1};
-    assert_true(mdi_config_equal(&s.cfg, &st));
-    float x;
-    assert_int_equal(s.read(&s, MDI_T_OUTPUT, 0, &x, &err), MDI_ERR_ARG); /* tied: no head */
-    cv_source_close(&s);
-}
-
-/* Expect cv_open_synthetic on a config file holding text to fail with needle. */
-static void syn_case(const fx *x, const char *text, const char *tok, const char *needle)
-{
-    char p[PATH_CAP];
-    cv_source s;
-    mdi_err err = {0};
-    spit(tmp_path(x, "syn.json", p), text, strlen(text));
-    expect_fail(cv_open_synthetic(p, 1, tok, &s, &err), &s, &err, needle, NULL);
-}
-
-static void test_synthetic_config_files(void **state)
-{
-    fx *x = *state;
-    cv_source a, b;
-    char p[PATH_CAP];
-    mdi_err err = {0};
-    const char *ours = "{\"dim\": 64, \"hidden_dim\": 172, \"n_layers\": 5, \"n_heads\": 8,"
-                       " \"n_kv_heads\": 4, \"vocab_size\": 512, \"max_seq_len\": 512,"
-                       " \"rope_theta\": 10000.0, \"norm_eps\": 1e-5, \"tied_head\": 1}";
-    spit(tmp_path(x, "ours.json", p), ours, strlen(ours));
-    open_syn(p, 3, NULL, &a);
-    open_syn("stories260k", 3, NULL, &b);
-    assert_true(mdi_config_equal(&a.cfg, &b.cfg));
-    assert_string_equal(a.model_id, b.model_id); /* the id depends on geometry and seed only */
-    expect_same_tensors(&a, &b, 0.0);
-    cv_source_close(&a);
-    cv_source_close(&b);
-    const char *mini = "{\"hidden_size\": 32, \"intermediate_size\": 48, \"num_hidden_layers\": 1,"
-                       " \"num_attention_heads\": 2, \"vocab_size\": 259,"
-                       " \"max_position_embeddings\": 16, \"tie_word_embeddings\": false}";
-    spit(tmp_path(x, "hf.json", p), mini, strlen(mini));
-    open_syn(p, 3, NULL, &a);
-    assert_int_equal(a.cfg.n_kv_heads, 2); /* defaults */
-    assert_int_equal(a.cfg.head_dim, 16);
-    assert_true(a.cfg.rope_theta == 10000.0f && a.cfg.norm_eps == 1e-5f);
-    assert_int_equal(a.vocab.n, 259);
-    cv_source_close(&a);
-
-    syn_case(x,
-             "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 2, \"n_heads\": 4,"
-             " \"n_kv_heads\": 3, \"vocab_size\": 300, \"max_seq_len\": 64}",
-             NULL, "not a multiple of n_kv_heads");
-    syn_case(x,
-             "{\"dim\": 64, \"hidden_dim\": 128, \"n_heads\": 4, \"vocab_size\": 300,"
-             " \"max_seq_len\": 64}",
-             NULL, "'n_layers' (or 'num_hidden_layers') is missing");
-    syn_case(x, "{\"dim\": \"64\"}", NULL, "'dim' is a string, expected an integer");
-    syn_case(x, "{\"dim\": 64, \"hidden_size\": 64}", NULL, "both 'dim' and 'hidden_size'");
-    syn_case(x,
-             "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 2, \"n_heads\": 4,"
-             " \"vocab_size\": 100, \"max_seq_len\": 64}",
-             NULL, "too small for the byte-level tokenizer");
-    syn_case(x,
-             "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 2, \"n_heads\": 4,"
-             " \"vocab_size\": 300, \"max_seq_len\": 64, \"norm_eps\": 0}",
-             NULL, "norm_eps");
-    syn_case(x,
-             "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 1e10, \"n_heads\": 4,"
-             " \"vocab_size\": 300, \"max_seq_len\": 64}",
-             NULL, "'n_layers' = 10000000000 is out of range");
-    syn_case(x, "{\"dim\": 64, \"rope_scaling\": {\"factor\": 2}}", NULL,
-             "rope_scaling is not supported");
-    syn_case(x, "{\"dim\": 64,}", NULL, "syn.json: line 1 column 12");
-    cv_source s;
-    expect_fail(cv_open_synthetic("no-such-preset", 1, NULL, &s, &err), &s, &err,
-                "'no-such-preset' is neither a preset", NULL);
-    expect_fail(cv_open_synthetic(NULL, 1, NULL, &s, &err), &s, &err, "no preset", NULL);
-}
+/* ---- synthetic source with a real tokenizer file ------------------------------- */
 
 static void test_synthetic_tokenizer(void **state)
 {
@@ -1098,11 +804,10 @@ static void test_synthetic_tokenizer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gguf_matches_llama2c),    cmocka_unit_test(test_hf_matches_llama2c),
-        cmocka_unit_test(test_hf_f16_bf16_and_shards),  cmocka_unit_test(test_hf_errors),
-        cmocka_unit_test(test_gguf_f16_bf16),           cmocka_unit_test(test_gguf_errors),
-        cmocka_unit_test(test_synthetic_deterministic), cmocka_unit_test(test_synthetic_presets),
-        cmocka_unit_test(test_synthetic_config_files),  cmocka_unit_test(test_synthetic_tokenizer),
+        cmocka_unit_test(test_gguf_matches_llama2c),   cmocka_unit_test(test_hf_matches_llama2c),
+        cmocka_unit_test(test_hf_f16_bf16_and_shards), cmocka_unit_test(test_hf_errors),
+        cmocka_unit_test(test_gguf_f16_bf16),          cmocka_unit_test(test_gguf_errors),
+        cmocka_unit_test(test_synthetic_tokenizer),
     };
     return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

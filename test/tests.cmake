@@ -5,7 +5,7 @@
 #  test/e2e_<name>.sh   end-to-end scripts run with bash, label "e2e"
 # Every test sees MDI_MODELS_DIR, MDI_BUILD_DIR, MDI_SOURCE_DIR, MDI_LLM,
 # MDI_CONVERT and MDI_MPIEXEC (mpiexec plus the flags this machine needs).
-set(MDI_MODEL_TESTS tokenizer_llama2 convert_formats stage_ref)
+set(MDI_MODEL_TESTS tokenizer_llama2 tokenizer_model_file convert_formats stage_ref)
 
 set(MDI_MPIEXEC_FLAGS --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader,tcp)
 execute_process(COMMAND id -u OUTPUT_VARIABLE MDI_UID OUTPUT_STRIP_TRAILING_WHITESPACE)

@@ -144,7 +144,7 @@ static mdi_status write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t 
         goto fail;
     }
     if ((dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 || H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
-        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) {
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0) {
         s = mdi_errf(err, MDI_ERR_INTERNAL, "HDF5: cannot set up the layout of %s%s", where, name);
         goto fail;
     }
@@ -162,12 +162,26 @@ static mdi_status write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t 
     }
 fail:
     if (dset >= 0 && H5Dclose(dset) < 0 && !s)
-        s = mdi_errf(err, MDI_ERR_IO, "%s: cannot close dataset %s%s", path, where, name);
+        s = mdi_errf(err, MDI_ERR_IO, "%s: cannot close dataset %s%s (disk full?)", path,
+                     where, name);
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (space >= 0)
         H5Sclose(space);
     return s;
+}
+
+/* Create group name under loc without modification times (as for datasets), so
+ * that converting the same source twice gives byte-identical files. */
+static hid_t create_group(hid_t loc, const char *name)
+{
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
+    if (gcpl < 0)
+        return -1;
+    if (H5Pset_obj_track_times(gcpl, 0) >= 0)
+        g = H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    H5Pclose(gcpl);
+    return g;
 }
 
 /* Read tensor kind (of layer, or an extra when layer < 0), check it is finite,
@@ -249,7 +263,7 @@ static mdi_status write_tokenizer(wr_ctx *w, hid_t f, mdi_err *err)
     const char *p = w->path, *at = "/tokenizer/";
     hsize_t n = (hsize_t)v->n, total = (hsize_t)v->offsets[v->n], n1 = n + 1;
     mdi_status s;
-    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = create_group(f, "tokenizer");
     if (g < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot create group /tokenizer", p);
     s = write_dataset(g, "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &total, v->bytes, at, p, err);
@@ -293,7 +307,7 @@ static mdi_status write_layer(wr_ctx *w, hid_t layers, int32_t l, mdi_err *err)
     mdi_status s = MDI_OK;
     snprintf(name, sizeof name, "%03d", (int)l);
     snprintf(where, sizeof where, "/layers/%s/", name);
-    hid_t g = H5Gcreate2(layers, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = create_group(layers, name);
     if (g < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot create group /layers/%s", w->path, name);
     for (int k = 0; k < MDI_T_COUNT && !s; k++) {
@@ -325,7 +339,7 @@ static mdi_status write_shard(wr_ctx *w, const char *path, int32_t index, int32_
         goto fail_file;
     if (first == 0 && (s = write_extras(w, f, err)))
         goto fail_file;
-    if ((layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    if ((layers = create_group(f, "layers")) < 0) {
         s = mdi_errf(err, MDI_ERR_IO, "%s: cannot create group /layers", path);
         goto fail_file;
     }
