@@ -77,6 +77,17 @@ uint16_t cv_f32_to_bf16(float f);
 float cv_f16_to_f32(uint16_t h);
 float cv_bf16_to_f32(uint16_t h);
 
+/* pread exactly n bytes at off (retrying short reads); a short file is an
+ * MDI_ERR_FORMAT naming path and offset. */
+mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                         mdi_err *err);
+/* Little-endian int32 at p. */
+int32_t cv_le_i32(const unsigned char *p);
+/* Fold bytes [0, size) of fd into the FNV-1a hash *h (1 MiB at a time). */
+mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_err *err);
+/* A model id: h as 16 lower-case hex digits. */
+void cv_model_id(uint64_t h, char id[17]);
+
 /* FNV-1a 64-bit, for model ids: h = cv_fnv1a(h, data, n), start with CV_FNV_INIT. */
 #define CV_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t cv_fnv1a(uint64_t h, const void *data, size_t n);

@@ -32,29 +32,6 @@ mdi_status cv_gguf_err(const gcur *c, mdi_status s, const char *fmt, ...)
     return mdi_errf(c->err, s, "%s: %s", c->path, msg);
 }
 
-/* pread exactly n bytes at off, retrying short reads. */
-mdi_status cv_gguf_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                              mdi_err *err)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        size_t want = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t got = pread(fd, p, want, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return mdi_errf(err, MDI_ERR_IO, "%s: read at offset %llu failed: %s", path,
-                            (unsigned long long)off, strerror(errno));
-        if (got == 0)
-            return mdi_errf(err, MDI_ERR_FORMAT, "%s: unexpected end of file at offset %llu", path,
-                            (unsigned long long)off);
-        p += got;
-        n -= (size_t)got;
-        off += (uint64_t)got;
-    }
-    return MDI_OK;
-}
-
 /* Fail unless n more bytes of `what` are available at the cursor. */
 static mdi_status cur_need(gcur *c, uint64_t n, const char *what)
 {
@@ -75,7 +52,7 @@ mdi_status cv_gguf_cur_read(gcur *c, void *dst, size_t n, const char *what)
             uint64_t left = c->size - c->pos;
             c->buf_pos = c->pos;
             c->buf_len = left < GGUF_BUF_BYTES ? (size_t)left : GGUF_BUF_BYTES;
-            s = cv_gguf_pread_full(c->fd, c->buf, c->buf_len, c->pos, c->path, c->err);
+            s = cv_pread_full(c->fd, c->buf, c->buf_len, c->pos, c->path, c->err);
             if (s != MDI_OK) {
                 c->buf_len = 0;
                 return s;

@@ -98,9 +98,6 @@ mdi_status cv_gguf_err(const gcur *c, mdi_status s, const char *fmt, ...)
 #endif
     ;
 
-/* pread exactly n bytes at off, retrying short reads. */
-mdi_status cv_gguf_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                              mdi_err *err);
 
 /* Copy n bytes at the cursor into dst and advance; `what` names them in errors. */
 mdi_status cv_gguf_cur_read(gcur *c, void *dst, size_t n, const char *what);

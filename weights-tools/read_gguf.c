@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define GGUF_HASH_CHUNK ((size_t)1 << 20)
 #define GGUF_MAX_NAME 1024
 
 /* ggml tensor types we read. */
@@ -278,24 +277,6 @@ static mdi_status read_vocab(gcur *c, const gmeta *m, int32_t vocab_size, mdi_vo
     return MDI_OK;
 }
 
-/* FNV-1a 64 over the whole file, as 16 hex digits. */
-static mdi_status hash_file(int fd, uint64_t size, const char *path, char id[17], mdi_err *err)
-{
-    unsigned char *buf = malloc(GGUF_HASH_CHUNK);
-    if (!buf)
-        return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for hashing", path);
-    uint64_t h = CV_FNV_INIT;
-    mdi_status s = MDI_OK;
-    for (uint64_t off = 0; off < size && s == MDI_OK; off += GGUF_HASH_CHUNK) {
-        size_t n = size - off < GGUF_HASH_CHUNK ? (size_t)(size - off) : GGUF_HASH_CHUNK;
-        if ((s = cv_gguf_pread_full(fd, buf, n, off, path, err)) == MDI_OK)
-            h = cv_fnv1a(h, buf, n);
-    }
-    free(buf);
-    snprintf(id, 17, "%016llx", (unsigned long long)h);
-    return s;
-}
-
 /* Read tensor (kind, layer) as float32 into out (rows * cols floats). */
 static mdi_status gguf_read(cv_source *src, mdi_tensor_kind kind, int32_t layer, float *out,
                             mdi_err *err)
@@ -310,11 +291,11 @@ static mdi_status gguf_read(cv_source *src, mdi_tensor_kind kind, int32_t layer,
     mdi_tensor_shape(&src->cfg, kind, &rows, &cols);
     size_t n = rows * cols;
     if (t->type == GGML_F32)
-        return cv_gguf_pread_full(g->fd, out, n * 4, g->data_off + t->off, g->path, err);
+        return cv_pread_full(g->fd, out, n * 4, g->data_off + t->off, g->path, err);
     /* 16-bit values go in the upper half of out and widen in place, front to back:
      * out[i] (bytes 4i..4i+3) never overwrites a half at byte 2n + 2j with j > i. */
     unsigned char *half = (unsigned char *)out + n * 2;
-    mdi_status s = cv_gguf_pread_full(g->fd, half, n * 2, g->data_off + t->off, g->path, err);
+    mdi_status s = cv_pread_full(g->fd, half, n * 2, g->data_off + t->off, g->path, err);
     if (s != MDI_OK)
         return s;
     for (size_t i = 0; i < n; i++) {
@@ -357,8 +338,9 @@ static mdi_status gguf_parse(gcur *c, gguf_impl *g, cv_source *src)
         s = read_tensors(c, g, &src->cfg, n_tensors, align);
     if (s == MDI_OK)
         s = read_vocab(c, m, src->cfg.vocab_size, &src->vocab);
-    if (s == MDI_OK)
-        s = hash_file(g->fd, c->size, c->path, src->model_id, c->err);
+    uint64_t h = CV_FNV_INIT;
+    if (s == MDI_OK && (s = cv_hash_fd(g->fd, c->size, c->path, &h, c->err)) == MDI_OK)
+        cv_model_id(h, src->model_id);
     free(m);
     return s;
 }

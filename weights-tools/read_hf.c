@@ -26,7 +26,6 @@
 #define HF_MAX_CONFIG ((size_t)16 << 20)
 #define HF_MAX_INDEX ((size_t)64 << 20)
 #define HF_MAX_HEADER ((uint64_t)100 << 20) /* the safetensors specification's limit */
-#define HF_HASH_CHUNK ((size_t)1 << 20)
 #define HF_PATH_MAX 4096
 
 typedef enum { HF_F32 = 0, HF_F16, HF_BF16 } hf_dtype;
@@ -80,50 +79,15 @@ static mdi_status prefix_err(mdi_err *err, mdi_status s, const char *what)
     return mdi_errf(err, s, "%s: %s", what, msg);
 }
 
-/* pread exactly n bytes at off, retrying short reads. */
-static mdi_status pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                             mdi_err *err)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        size_t want = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t got = pread(fd, p, want, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return mdi_errf(err, MDI_ERR_IO, "%s: read at offset %llu failed: %s", path,
-                            (unsigned long long)off, strerror(errno));
-        if (got == 0)
-            return mdi_errf(err, MDI_ERR_FORMAT, "%s: unexpected end of file at offset %llu", path,
-                            (unsigned long long)off);
-        p += got;
-        n -= (size_t)got;
-        off += (uint64_t)got;
-    }
-    return MDI_OK;
-}
-
 /* Fold the whole content of path into the FNV-1a hash *h. */
 static mdi_status hash_path(const char *path, uint64_t *h, mdi_err *err)
 {
+    struct stat sb;
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    unsigned char *buf = malloc(HF_HASH_CHUNK);
-    mdi_status s = buf ? MDI_OK : mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory", path);
-    for (uint64_t off = 0; s == MDI_OK; off += HF_HASH_CHUNK) {
-        ssize_t got = pread(fd, buf, HF_HASH_CHUNK, (off_t)off);
-        if (got < 0 && errno == EINTR) {
-            off -= HF_HASH_CHUNK;
-            continue;
-        }
-        if (got < 0)
-            s = mdi_errf(err, MDI_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        if (got <= 0)
-            break;
-        *h = cv_fnv1a(*h, buf, (size_t)got);
-    }
-    free(buf);
+    mdi_status s = fstat(fd, &sb) == 0 ? cv_hash_fd(fd, (uint64_t)sb.st_size, path, h, err)
+                                       : mdi_errf(err, MDI_ERR_IO, "%s: cannot stat", path);
     close(fd);
     return s;
 }
@@ -410,7 +374,7 @@ static mdi_status st_open(hf_impl *h, size_t fi, const mdi_config *cfg, mdi_err 
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: header length at offset 0 + 8 bytes runs past end of file (size %llu)",
                         f->path, (unsigned long long)f->size);
-    mdi_status s = pread_full(f->fd, &n, 8, 0, f->path, err);
+    mdi_status s = cv_pread_full(f->fd, &n, 8, 0, f->path, err);
     if (s == MDI_OK && n > f->size - 8)
         s = mdi_errf(err, MDI_ERR_FORMAT,
                      "%s: header length %llu at offset 8 runs past end of file (size %llu)",
@@ -426,7 +390,7 @@ static mdi_status st_open(hf_impl *h, size_t fi, const mdi_config *cfg, mdi_err 
     if (!buf)
         return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for a %llu-byte header", f->path,
                         (unsigned long long)n);
-    s = pread_full(f->fd, buf, (size_t)n, 8, f->path, err);
+    s = cv_pread_full(f->fd, buf, (size_t)n, 8, f->path, err);
     if (s == MDI_OK)
         s = cv_json_parse(buf, (size_t)n, f->path, &hdr, err);
     free(buf);
@@ -612,12 +576,12 @@ static mdi_status hf_read(cv_source *src, mdi_tensor_kind kind, int32_t layer, f
     size_t n = rows * cols;
     mdi_status s;
     if (t->dtype == HF_F32) {
-        s = pread_full(f->fd, out, n * 4, t->off, f->path, err);
+        s = cv_pread_full(f->fd, out, n * 4, t->off, f->path, err);
     } else {
         /* 16-bit values go in the upper half of out and widen in place, front to back:
          * out[i] (bytes 4i..4i+3) never overwrites a half at byte 2n + 2j with j > i. */
         unsigned char *half = (unsigned char *)out + n * 2;
-        s = pread_full(f->fd, half, n * 2, t->off, f->path, err);
+        s = cv_pread_full(f->fd, half, n * 2, t->off, f->path, err);
         for (size_t i = 0; s == MDI_OK && i < n; i++) {
             uint16_t v;
             memcpy(&v, half + 2 * i, 2);
@@ -655,7 +619,7 @@ static mdi_status hf_model_id(const hf_impl *h, char id[17], mdi_err *err)
         s = hash_path(path, &fnv, err);
     for (size_t i = 0; s == MDI_OK && i < h->n_files; i++)
         s = hash_path(h->files[i].path, &fnv, err);
-    snprintf(id, 17, "%016llx", (unsigned long long)fnv);
+    cv_model_id(fnv, id);
     return s;
 }
 

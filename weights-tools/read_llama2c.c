@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #define L2C_HEADER_BYTES 28
-#define L2C_HASH_CHUNK ((size_t)1 << 20)
 
 typedef struct l2c_impl {
     int fd;
@@ -32,36 +31,6 @@ static const mdi_tensor_kind l2c_order[] = {
     MDI_T_EMBED,    MDI_T_ATTN_NORM, MDI_T_WQ, MDI_T_WK, MDI_T_WV,         MDI_T_WO,
     MDI_T_FFN_NORM, MDI_T_W1,        MDI_T_W2, MDI_T_W3, MDI_T_FINAL_NORM,
 };
-
-/* pread exactly n bytes at off, retrying short reads. */
-static mdi_status pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                             mdi_err *err)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t got = pread(fd, p, n, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return mdi_errf(err, MDI_ERR_IO, "%s: read at offset %llu failed: %s", path,
-                            (unsigned long long)off, strerror(errno));
-        if (got == 0)
-            return mdi_errf(err, MDI_ERR_FORMAT, "%s: unexpected end of file at offset %llu", path,
-                            (unsigned long long)off);
-        p += got;
-        n -= (size_t)got;
-        off += (uint64_t)got;
-    }
-    return MDI_OK;
-}
-
-static int32_t le_i32(const unsigned char *p)
-{
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    int32_t v;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
 
 /* Prefix err's message with "path: " (copying first: source and target overlap). */
 static mdi_status prefix_err(mdi_err *err, mdi_status s, const char *path, const char *suffix)
@@ -97,7 +66,7 @@ static mdi_status parse_header(const char *path, const unsigned char *h, mdi_con
                                   MDI_MAX_HEADS, MDI_MAX_VOCAB,  MDI_MAX_SEQ};
     mdi_status s;
     for (int i = 0; i < 7; i++) {
-        f[i] = le_i32(h + 4 * i);
+        f[i] = cv_le_i32(h + 4 * i);
         int32_t v = f[i];
         if (i == 5 && v < 0 && v >= -MDI_MAX_VOCAB)
             v = -v;
@@ -178,7 +147,7 @@ static mdi_status l2c_read(cv_source *src, mdi_tensor_kind kind, int32_t layer, 
                         (int)src->cfg.n_layers);
     mdi_tensor_shape(&src->cfg, kind, &rows, &cols);
     uint64_t off = im->base[kind] + (is_layer ? (uint64_t)layer * im->stride[kind] : 0);
-    mdi_status s = pread_full(im->fd, out, rows * cols * sizeof(float), off, im->path, err);
+    mdi_status s = cv_pread_full(im->fd, out, rows * cols * sizeof(float), off, im->path, err);
     if (s) {
         char what[64];
         snprintf(what, sizeof what, " (tensor %s)", mdi_tensor_name(kind));
@@ -196,27 +165,6 @@ static void l2c_close(cv_source *src)
         close(im->fd);
     free(im);
     src->impl = NULL;
-}
-
-/* FNV-1a 64 over every byte of the file, as 16 hex digits into id. */
-static mdi_status hash_file(int fd, uint64_t size, const char *path, char id[17], mdi_err *err)
-{
-    unsigned char *buf = malloc(L2C_HASH_CHUNK);
-    if (!buf)
-        return mdi_errf(err, MDI_ERR_NOMEM, "%s: no memory for a 1 MiB hash buffer", path);
-    uint64_t h = CV_FNV_INIT;
-    mdi_status s = MDI_OK;
-    for (uint64_t off = 0; off < size;) {
-        size_t n = size - off < L2C_HASH_CHUNK ? (size_t)(size - off) : L2C_HASH_CHUNK;
-        if ((s = pread_full(fd, buf, n, off, path, err)))
-            break;
-        h = cv_fnv1a(h, buf, n);
-        off += n;
-    }
-    free(buf);
-    if (!s)
-        snprintf(id, 17, "%016llx", (unsigned long long)h);
-    return s;
 }
 
 /* Open path, parse and validate the header and size into im and src->cfg. */
@@ -238,7 +186,7 @@ static mdi_status open_checkpoint(const char *path, cv_source *src, l2c_impl *im
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: %llu bytes is too short for a llama2.c header (28 bytes)", path,
                         (unsigned long long)*size);
-    if ((s = pread_full(im->fd, hdr, sizeof hdr, 0, path, err)) ||
+    if ((s = cv_pread_full(im->fd, hdr, sizeof hdr, 0, path, err)) ||
         (s = parse_header(path, hdr, &src->cfg, err)))
         return s;
     return compute_layout(path, &src->cfg, *size, im, err);
@@ -274,8 +222,10 @@ mdi_status cv_open_llama2c(const char *path, const char *tokenizer_path, cv_sour
         goto fail;
     if ((s = cv_read_tokenizer_file(tokenizer_path, src->cfg.vocab_size, &src->vocab, err)))
         goto fail;
-    if ((s = hash_file(im->fd, size, path, src->model_id, err)))
+    uint64_t h = CV_FNV_INIT;
+    if ((s = cv_hash_fd(im->fd, size, path, &h, err)))
         goto fail;
+    cv_model_id(h, src->model_id);
     return MDI_OK;
 fail:
     cv_source_close(src);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,13 +34,56 @@ uint64_t cv_fnv1a(uint64_t h, const void *data, size_t n)
 
 /* ---- input detection ------------------------------------------------------ */
 
-/* Little-endian int32 at p. */
-static int32_t le_i32(const unsigned char *p)
+int32_t cv_le_i32(const unsigned char *p)
 {
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     int32_t v;
     memcpy(&v, &u, sizeof v);
     return v;
+}
+
+mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                         mdi_err *err)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        size_t want = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+        ssize_t got = pread(fd, p, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return mdi_errf(err, MDI_ERR_IO, "%s: read at offset %llu failed: %s", path,
+                            (unsigned long long)off, strerror(errno));
+        if (got == 0)
+            return mdi_errf(err, MDI_ERR_FORMAT, "%s: unexpected end of file at offset %llu", path,
+                            (unsigned long long)off);
+        p += got;
+        n -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return MDI_OK;
+}
+
+#define CV_HASH_CHUNK ((size_t)1 << 20)
+
+mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_err *err)
+{
+    unsigned char *buf = malloc(CV_HASH_CHUNK);
+    if (!buf)
+        return mdi_errf(err, MDI_ERR_NOMEM, "%s: no memory for a 1 MiB hash buffer", path);
+    mdi_status s = MDI_OK;
+    for (uint64_t off = 0; off < size && !s; off += CV_HASH_CHUNK) {
+        size_t n = size - off < CV_HASH_CHUNK ? (size_t)(size - off) : CV_HASH_CHUNK;
+        if (!(s = cv_pread_full(fd, buf, n, off, path, err)))
+            *h = cv_fnv1a(*h, buf, n);
+    }
+    free(buf);
+    return s;
+}
+
+void cv_model_id(uint64_t h, char id[17])
+{
+    snprintf(id, 17, "%016llx", (unsigned long long)h);
 }
 
 static int in_range(int32_t v, int32_t hi)
@@ -52,9 +96,9 @@ static int in_range(int32_t v, int32_t hi)
  * appended when vocab_size < 0). */
 static int llama2c_plausible(const unsigned char hdr[28], uint64_t file_size)
 {
-    int32_t dim = le_i32(hdr), hidden = le_i32(hdr + 4), L = le_i32(hdr + 8);
-    int32_t heads = le_i32(hdr + 12), kv = le_i32(hdr + 16), vocab = le_i32(hdr + 20);
-    int32_t seq = le_i32(hdr + 24);
+    int32_t dim = cv_le_i32(hdr), hidden = cv_le_i32(hdr + 4), L = cv_le_i32(hdr + 8);
+    int32_t heads = cv_le_i32(hdr + 12), kv = cv_le_i32(hdr + 16), vocab = cv_le_i32(hdr + 20);
+    int32_t seq = cv_le_i32(hdr + 24);
     if (!in_range(dim, MDI_MAX_DIM) || !in_range(hidden, MDI_MAX_HIDDEN) ||
         !in_range(L, MDI_MAX_LAYERS) || !in_range(heads, MDI_MAX_HEADS) || !in_range(kv, heads) ||
         !in_range(seq, MDI_MAX_SEQ) || vocab == 0 || vocab < -MDI_MAX_VOCAB ||
