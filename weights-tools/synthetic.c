@@ -188,16 +188,21 @@ static mdi_status synthetic_config(const char *spec, mdi_config *cfg, mdi_err *e
     return config_from_file(spec, cfg, err);
 }
 
-/* The byte-level vocabulary: <unk>, <s>, </s>, <0x00>..<0xFF>, then <unused_N> up to n. */
+/* The byte-level vocabulary: <unk>, <s>, </s>, <0x00>..<0xFF>, then (when
+ * there is room) U+2581 so that spaces encode to one piece and decode to a
+ * space, then <unused_N> up to n. */
 static mdi_status byte_vocab(int32_t n, mdi_vocab *v, mdi_err *err)
 {
     static const char *const special[3] = {"<unk>", "<s>", "</s>"};
     static const int32_t special_type[3] = {MDI_PIECE_UNKNOWN, MDI_PIECE_CONTROL,
                                             MDI_PIECE_CONTROL};
+    static const char space[] = "\xe2\x96\x81";
     char piece[32];
     uint64_t total = 5 + 3 + 4 + 256 * 6;
     for (int32_t i = SYN_BYTE_VOCAB; i < n; i++)
-        total += (uint64_t)snprintf(piece, sizeof piece, "<unused_%d>", (int)(i - SYN_BYTE_VOCAB));
+        total += i == SYN_BYTE_VOCAB ? 3
+                                     : (uint64_t)snprintf(piece, sizeof piece, "<unused_%d>",
+                                                          (int)(i - SYN_BYTE_VOCAB - 1));
     mdi_status s = mdi_vocab_alloc(v, n, total, err);
     if (s != MDI_OK)
         return s;
@@ -208,20 +213,23 @@ static mdi_status byte_vocab(int32_t n, mdi_vocab *v, mdi_err *err)
             len = snprintf(piece, sizeof piece, "%s", special[i]);
         else if (i < SYN_BYTE_VOCAB)
             len = snprintf(piece, sizeof piece, "<0x%02X>", (unsigned)(i - 3));
+        else if (i == SYN_BYTE_VOCAB)
+            len = snprintf(piece, sizeof piece, "%s", space);
         else
-            len = snprintf(piece, sizeof piece, "<unused_%d>", (int)(i - SYN_BYTE_VOCAB));
+            len = snprintf(piece, sizeof piece, "<unused_%d>", (int)(i - SYN_BYTE_VOCAB - 1));
         memcpy(v->bytes + off, piece, (size_t)len);
         off += (uint64_t)len;
         v->offsets[i + 1] = off;
         v->scores[i] = 0.0f;
-        v->types[i] = i < 3                ? special_type[i]
-                      : i < SYN_BYTE_VOCAB ? MDI_PIECE_BYTE
-                                           : MDI_PIECE_UNUSED;
+        v->types[i] = i < 3                 ? special_type[i]
+                      : i < SYN_BYTE_VOCAB  ? MDI_PIECE_BYTE
+                      : i == SYN_BYTE_VOCAB ? MDI_PIECE_NORMAL
+                                            : MDI_PIECE_UNUSED;
     }
     v->unk_id = 0;
     v->bos_id = 1;
     v->eos_id = 2;
-    v->add_dummy_prefix = 0; /* no U+2581 piece: a dummy prefix would only add three bytes */
+    v->add_dummy_prefix = 0; /* text is encoded as given, without a leading space */
     return mdi_vocab_validate(v, err);
 }
 
