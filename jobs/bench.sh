@@ -92,6 +92,6 @@ set xlabel "samples in flight (S)"; set ylabel "tokens/s"; set key left top; set
 plot for [c in "$configs"] "< grep '^".c.",' $out/bench.csv" using 4:6 with linespoints title c." (ranks x threads)"
 set output "$out/memory.png"
 set title "Peak RSS of the largest rank"; set xlabel "ranks"; set ylabel "MB"; set style fill solid
-plot "< grep ',1,[0-9]*,1,' $out/bench.csv | sort -t, -k2n" using 2:10 with linespoints title "S = 1"
+plot "< awk -F, 'NR > 1 && \$4 == 1' $out/bench.csv | sort -t, -k2n" using 2:10 with linespoints title "S = 1"
 GP
 echo "# wrote $out/bench.csv, $out/throughput.png, $out/memory.png"
