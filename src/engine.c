@@ -113,6 +113,14 @@ static mdi_status encode_prompt(const mdi_tokenizer *tok, const char *what, cons
     if (!(*ids = malloc(cap * sizeof **ids)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate prompt ids");
     mdi_status s = mdi_tokenizer_encode(tok, text, len, 1, *ids, cap, &got, err);
+    if (s == MDI_ERR_RANGE && got > cap) { /* byte fallback: a space can cost 3 ids */
+        int32_t *more = got <= INT32_MAX ? realloc(*ids, got * sizeof **ids) : NULL;
+        if (!more)
+            return mdi_errf(err, MDI_ERR_NOMEM, "%s: cannot allocate %zu prompt ids", what, got);
+        *ids = more;
+        cap = got;
+        s = mdi_tokenizer_encode(tok, text, len, 1, *ids, cap, &got, err);
+    }
     if (s)
         return s;
     *n = (int32_t)got;

@@ -122,6 +122,9 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
     mdi_sink sink = {&o, out_text, out_end};
     if (mdi_engine_run(&e, &sink, &err)) {
         fprintf(stderr, "mdi-llm: rank %d: %s\n", rank, err.msg);
+        for (int32_t i = 0; o.len && i < e.shape.n_samples; i++)
+            if (o.len[i]) /* keep the unfinished lines generated so far */
+                out_flush_line(&o, i);
         fflush(stdout);
         MPI_Abort(comm, 1);
     }

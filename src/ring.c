@@ -10,8 +10,12 @@
 #include <unistd.h>
 
 #define RING_TAG 7
+#define RING_TAG_PING 8 /* rank 0 -> k: are you alive? (only after the ring went silent) */
+#define RING_TAG_PONG 9 /* k -> rank 0: yes, and what I am waiting for */
 #define RING_RECV_AHEAD 2
 #define HDR_INTS 4
+#define RING_HOST_MAX 64
+#define RING_GRACE_MAX_S 5.0
 
 typedef enum { BUF_FREE = 0, BUF_RECV, BUF_USER, BUF_SEND } buf_state;
 
@@ -19,14 +23,18 @@ struct mdi_ring {
     MPI_Comm comm;
     int rank, size, prev, next;
     size_t max_rows, dim, buf_bytes;
-    double timeout_s;
+    double timeout_s;     /* --timeout: rank 0 checks every rank after this much silence */
+    double wait_limit_s;  /* rank 0: timeout_s; others wait longer (2 timeout_s + grace_s) */
+    double grace_s;       /* rank 0: how long ranks get to answer that check */
+    double wait_t0;       /* start of the current wait (0: not waiting) */
+    int wait_on;          /* the rank that wait is for */
     int n_bufs;
     unsigned char **bufs;  /* (n_bufs) each buf_bytes */
     buf_state *state;      /* (n_bufs) */
     MPI_Request *req;      /* (n_bufs) */
     int recv_fifo[RING_RECV_AHEAD];
     int recv_head, recv_count;
-    char prev_host[64], next_host[64]; /* for messages naming a silent neighbour */
+    char (*hosts)[RING_HOST_MAX]; /* (size) host names, for messages naming a silent stage */
     mdi_ring_stats stats;
 };
 
@@ -71,11 +79,121 @@ static void backoff(long *spins)
     nanosleep(&ts, NULL);
 }
 
+/* What a rank reports when rank 0 checks on it. */
+typedef struct ring_pong {
+    double waited_s;    /* how long it has been waiting for a message (0: it is not) */
+    int32_t waiting_on; /* the rank it waits for (-1: none) */
+    int32_t pad;
+} ring_pong;
+
+/* Not rank 0: if rank 0 is checking which ranks are alive, say so and what we wait for. */
+static void answer_check(mdi_ring *r)
+{
+    int flag = 0;
+    int32_t token;
+    if (r->rank == 0 ||
+        MPI_Iprobe(0, RING_TAG_PING, r->comm, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || !flag)
+        return;
+    ring_pong p = {r->wait_t0 > 0 ? now_s() - r->wait_t0 : 0.0, r->wait_t0 > 0 ? r->wait_on : -1,
+                   0};
+    if (MPI_Recv(&token, 1, MPI_INT32_T, 0, RING_TAG_PING, r->comm, MPI_STATUS_IGNORE) ==
+        MPI_SUCCESS)
+        MPI_Send(&p, (int)sizeof p, MPI_BYTE, 0, RING_TAG_PONG, r->comm);
+}
+
+/* Rank 0, after the ring went quiet (`what` says how): ask every other rank to
+ * answer within grace_s, and put in err the rank(s) that did not, or else the
+ * rank that has waited longest and the one it waits for. Always an error. */
+static mdi_status diagnose(mdi_ring *r, const char *what, mdi_err *err)
+{
+    static const int32_t token = 1;
+    int n = r->size;
+    if (n == 1)
+        return mdi_errf(err, MDI_ERR_TIMEOUT, "%s", what);
+    ring_pong *pong = calloc((size_t)n, sizeof *pong);
+    MPI_Request *req = calloc(2 * (size_t)n, sizeof *req); /* [0, n) answers, [n, 2n) checks */
+    if (!pong || !req) {
+        free(pong);
+        free(req);
+        return mdi_errf(err, MDI_ERR_TIMEOUT, "%s: the ring stopped", what);
+    }
+    int left = 0;
+    for (int k = 0; k < 2 * n; k++)
+        req[k] = MPI_REQUEST_NULL;
+    for (int k = 1; k < n; k++)
+        pong[k].waiting_on = -2; /* no answer (yet) */
+    for (int k = 1; k < n; k++) {
+        if (MPI_Irecv(&pong[k], (int)sizeof pong[k], MPI_BYTE, k, RING_TAG_PONG, r->comm,
+                      &req[k]) == MPI_SUCCESS)
+            left++;
+        /* a check that cannot be sent simply goes unanswered */
+        MPI_Isend(&token, 1, MPI_INT32_T, k, RING_TAG_PING, r->comm, &req[n + k]);
+    }
+    double t0 = now_s();
+    long spins = 0;
+    while (left > 0 && now_s() - t0 < r->grace_s) {
+        for (int k = 1; k < n; k++) {
+            int done = 0;
+            if (req[k] != MPI_REQUEST_NULL &&
+                MPI_Test(&req[k], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done)
+                left--;
+        }
+        backoff(&spins);
+    }
+    char who[256] = "";
+    size_t len = 0;
+    int silent = 0, longest = 0;
+    pong[0].waited_s = now_s() - r->wait_t0;
+    pong[0].waiting_on = r->wait_on;
+    for (int k = 1; k < n; k++) {
+        if (req[k] != MPI_REQUEST_NULL) { /* no answer: stop listening for it */
+            MPI_Cancel(&req[k]);
+            MPI_Wait(&req[k], MPI_STATUS_IGNORE);
+            pong[k].waiting_on = -2;
+        }
+        if (req[n + k] != MPI_REQUEST_NULL)
+            MPI_Request_free(&req[n + k]); /* a check nobody took; the job is ending */
+        if (pong[k].waiting_on == -2 && silent++ < 4 && len < sizeof who)
+            len += (size_t)snprintf(who + len, sizeof who - len, "%s%d (%s)", len ? ", " : "", k,
+                                    r->hosts[k]);
+        if (pong[k].waiting_on >= 0 && pong[k].waited_s > pong[longest].waited_s)
+            longest = k;
+    }
+    mdi_status s;
+    if (silent)
+        s = mdi_errf(err, MDI_ERR_TIMEOUT,
+                     "%s %s%s stopped answering: %s, and %s did not answer a check within %.1f s",
+                     silent > 1 ? "ranks" : "rank", who, silent > 4 ? ", ..." : "", what,
+                     silent > 1 ? "they" : "it", r->grace_s);
+    else
+        s = mdi_errf(err, MDI_ERR_TIMEOUT,
+                     "%s; every rank answered a check, and rank %d (%s) has waited longest (%.0f "
+                     "s) for rank %d (%s): that stage or the link to it is stuck",
+                     what, longest, r->hosts[longest], pong[longest].waited_s,
+                     pong[longest].waiting_on, r->hosts[pong[longest].waiting_on]);
+    free(pong);
+    free(req);
+    return s;
+}
+
+/* Not rank 0: our wait (`what`, for neighbour `peer`) ran out. Rank 0 would
+ * have ended the run long before if it were working, so it is rank 0 that
+ * stopped answering (unless rank 0 is the neighbour, which says as much). */
+static mdi_status worker_timeout(mdi_ring *r, int peer, const char *what, mdi_err *err)
+{
+    if (peer == 0)
+        return mdi_errf(err, MDI_ERR_TIMEOUT, "%s: that stage stopped answering", what);
+    return mdi_errf(err, MDI_ERR_TIMEOUT,
+                    "rank 0 (%s) stopped answering: %s, and rank 0 did not end the run after "
+                    "its own %.0f s timeout", r->hosts[0], what, r->timeout_s);
+}
+
 /* Complete send requests that are done; if block, wait until at least one is. */
 static mdi_status reap_sends(mdi_ring *r, int block, mdi_err *err)
 {
     double t0 = now_s();
     long spins = 0;
+    int own_wait = 0;
     for (;;) {
         int freed = 0, sending = 0;
         for (int b = 0; b < r->n_bufs; b++) {
@@ -93,12 +211,22 @@ static mdi_status reap_sends(mdi_ring *r, int block, mdi_err *err)
         }
         if (!block || freed || !sending)
             break;
-        if (now_s() - t0 > r->timeout_s)
-            return mdi_errf(err, MDI_ERR_TIMEOUT,
-                            "rank %d (%s) did not take a message within %.0f s: that stage is "
-                            "stalled or unreachable", r->next, r->next_host, r->timeout_s);
+        if (!r->wait_t0) { /* not already inside a wait for a message */
+            r->wait_t0 = t0;
+            r->wait_on = r->next;
+            own_wait = 1;
+        }
+        if (now_s() - t0 > r->wait_limit_s) {
+            char what[160];
+            snprintf(what, sizeof what, "rank %d (%s) did not take a message within %.0f s",
+                     r->next, r->hosts[r->next], r->wait_limit_s);
+            return r->rank == 0 ? diagnose(r, what, err) : worker_timeout(r, r->next, what, err);
+        }
+        answer_check(r);
         backoff(&spins);
     }
+    if (own_wait)
+        r->wait_t0 = 0.0;
     r->stats.wait_s += now_s() - t0;
     return MDI_OK;
 }
@@ -142,20 +270,16 @@ static mdi_status post_recv(mdi_ring *r, mdi_err *err)
     return MDI_OK;
 }
 
-/* Collective: every rank's host name, to name a neighbour that goes silent. */
-static mdi_status learn_neighbours(mdi_ring *r, mdi_err *err)
+/* Collective: every rank's host name, to name a stage that goes silent. */
+static mdi_status learn_hosts(mdi_ring *r, mdi_err *err)
 {
-    char me[64] = {0}, *all = calloc((size_t)r->size, sizeof me);
-    if (!all)
+    char me[RING_HOST_MAX] = {0};
+    if (!(r->hosts = calloc((size_t)r->size, sizeof *r->hosts)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the host table");
     gethostname(me, sizeof me - 1);
-    mdi_status s = mdi_ring_allgather(r->comm, me, sizeof me, all, err);
-    if (!s) {
-        memcpy(r->prev_host, all + (size_t)r->prev * sizeof me, sizeof me);
-        memcpy(r->next_host, all + (size_t)r->next * sizeof me, sizeof me);
-        r->prev_host[sizeof me - 1] = r->next_host[sizeof me - 1] = '\0';
-    }
-    free(all);
+    mdi_status s = mdi_ring_allgather(r->comm, me, sizeof me, r->hosts, err);
+    for (int k = 0; k < r->size; k++)
+        r->hosts[k][RING_HOST_MAX - 1] = '\0';
     return s;
 }
 
@@ -172,11 +296,16 @@ mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_buf
     r->next = (r->rank + 1) % r->size;
     r->max_rows = max_rows;
     r->dim = dim;
+    /* Rank 0 notices a silent ring first and names the stage that stopped; the
+     * others wait longer, so they speak only when rank 0 itself is the one. */
+    r->grace_s = timeout_s / 2 < 0.5 ? 0.5 : timeout_s / 2;
+    r->grace_s = r->grace_s > RING_GRACE_MAX_S ? RING_GRACE_MAX_S : r->grace_s;
     r->timeout_s = timeout_s;
+    r->wait_limit_s = r->rank == 0 ? timeout_s : 2 * timeout_s + r->grace_s;
     r->n_bufs = n_bufs < RING_RECV_AHEAD + 2 ? RING_RECV_AHEAD + 2 : n_bufs;
     r->buf_bytes = msg_bytes(r, max_rows);
     /* the collective first, before any step that could fail on one rank only */
-    mdi_status s = learn_neighbours(r, err);
+    mdi_status s = learn_hosts(r, err);
     if (s)
         goto fail;
     if (max_rows == 0 || dim == 0 || r->buf_bytes > (size_t)INT_MAX) {
@@ -226,6 +355,7 @@ void mdi_ring_free(mdi_ring *r)
     free(r->bufs);
     free(r->state);
     free(r->req);
+    free(r->hosts);
     free(r);
 }
 
@@ -283,6 +413,8 @@ mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
     MPI_Status st;
     double t0 = now_s();
     long spins = 0;
+    r->wait_t0 = t0;
+    r->wait_on = r->prev;
     for (;;) {
         int done = 0;
         if (MPI_Test(&r->req[b], &done, &st) != MPI_SUCCESS)
@@ -290,12 +422,20 @@ mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
         if (done)
             break;
         reap_sends(r, 0, err);
-        if (now_s() - t0 > r->timeout_s)
-            return mdi_errf(err, MDI_ERR_TIMEOUT,
-                            "no message from rank %d (%s) for %.0f s: that stage stopped "
-                            "answering", r->prev, r->prev_host, r->timeout_s);
+        if (now_s() - t0 > r->wait_limit_s) {
+            char what[160];
+            if (r->rank == 0)
+                snprintf(what, sizeof what, "no message came back round the ring for %.0f s",
+                         r->wait_limit_s);
+            else
+                snprintf(what, sizeof what, "no message from rank %d (%s) for %.0f s", r->prev,
+                         r->hosts[r->prev], r->wait_limit_s);
+            return r->rank == 0 ? diagnose(r, what, err) : worker_timeout(r, r->prev, what, err);
+        }
+        answer_check(r);
         backoff(&spins);
     }
+    r->wait_t0 = 0.0;
     r->stats.wait_s += now_s() - t0;
     r->recv_head = (r->recv_head + 1) % RING_RECV_AHEAD;
     r->recv_count--;

@@ -71,7 +71,9 @@ static mdi_status attr_str(hid_t loc, const char *path, const char *name, char *
     mdi_status s = MDI_OK;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     hid_t ft = a < 0 ? -1 : H5Aget_type(a);
-    if (ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a); /* one string: H5Aread fills all of them into tmp */
+    if (ft < 0 || sp < 0 || H5Sget_simple_extent_npoints(sp) != 1 ||
+        H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is not a fixed-length string",
                      path, name);
     } else {
@@ -86,6 +88,8 @@ static mdi_status attr_str(hid_t loc, const char *path, const char *name, char *
             snprintf(buf, cap, "%s", tmp);
         H5Tclose(mt);
     }
+    if (sp >= 0)
+        H5Sclose(sp);
     if (ft >= 0)
         H5Tclose(ft);
     if (a >= 0)
@@ -98,9 +102,11 @@ static mdi_status read_info(hid_t f, const char *path, mdi_shard_info *in, mdi_e
     char fmt[64] = "";
     mdi_status s;
     memset(in, 0, sizeof *in);
-    if ((s = attr_str(f, path, "format", fmt, sizeof fmt, err)))
+    if (H5Aexists(f, "format") <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: not an mdi-llm model (no 'format' attribute)",
                         path);
+    if ((s = attr_str(f, path, "format", fmt, sizeof fmt, err)))
+        return s;
     if (strcmp(fmt, MDI_FORMAT_NAME) != 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: format is '%s', expected '%s'", path, fmt,
                         MDI_FORMAT_NAME);
@@ -225,11 +231,18 @@ static mdi_status read_tensor(hid_t loc, const char *path, const char *name, siz
     }
     H5Sget_simple_extent_dims(sp, dims, NULL);
     if (nd != (is_matrix ? 2 : 1) || dims[0] != rows || (is_matrix && dims[1] != cols)) {
-        s = mdi_errf(err, MDI_ERR_FORMAT,
-                     "%s: dataset '%s' has shape (%llu%s%llu), the attributes imply (%zu%s%zu)",
-                     path, name, (unsigned long long)dims[0], nd == 2 ? ", " : "",
-                     nd == 2 ? (unsigned long long)dims[1] : 0ULL, rows, is_matrix ? ", " : "",
-                     is_matrix ? cols : (size_t)0);
+        char has[48], want[48];
+        if (nd == 2)
+            snprintf(has, sizeof has, "(%llu, %llu)", (unsigned long long)dims[0],
+                     (unsigned long long)dims[1]);
+        else
+            snprintf(has, sizeof has, "(%llu)", (unsigned long long)dims[0]);
+        if (is_matrix)
+            snprintf(want, sizeof want, "(%zu, %zu)", rows, cols);
+        else
+            snprintf(want, sizeof want, "(%zu)", rows);
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' has shape %s, the attributes imply %s",
+                     path, name, has, want);
         goto done;
     }
     if (H5Tget_class(ty) != H5T_FLOAT) {
@@ -312,9 +325,9 @@ done:
     return s;
 }
 
-/* Read a 1-D dataset of n elements of mem_type under the tokenizer group. */
+/* Read a 1-D dataset of n (<= max_n) elements of mem_type under the tokenizer group. */
 static mdi_status read_vec(hid_t g, const char *path, const char *name, hid_t mem_type,
-                           hsize_t *n, void **out, size_t elem, mdi_err *err)
+                           hsize_t max_n, hsize_t *n, void **out, size_t elem, mdi_err *err)
 {
     if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '/tokenizer/%s' is missing", path, name);
@@ -326,7 +339,12 @@ static mdi_status read_vec(hid_t g, const char *path, const char *name, hid_t me
         goto done;
     }
     H5Sget_simple_extent_dims(sp, n, NULL);
-    if (*n > ((hsize_t)1 << 32) || !(*out = malloc((size_t)(*n ? *n : 1) * elem)) ||
+    if (*n > max_n) { /* a shape that lies must not become a huge allocation */
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: '/tokenizer/%s' has %llu elements, more than %llu",
+                     path, name, (unsigned long long)*n, (unsigned long long)max_n);
+        goto done;
+    }
+    if (!(*out = malloc((size_t)(*n ? *n : 1) * elem)) ||
         H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read '/tokenizer/%s'", path, name);
 done:
@@ -350,10 +368,15 @@ mdi_status mdi_shard_load_vocab(const char *path, mdi_vocab *v, mdi_err *err)
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: group '/tokenizer' is missing", path);
         goto done;
     }
-    if ((s = read_vec(g, path, "bytes", H5T_NATIVE_UINT8, &nb, (void **)&v->bytes, 1, err)) ||
-        (s = read_vec(g, path, "offsets", H5T_NATIVE_UINT64, &no, (void **)&v->offsets, 8, err)) ||
-        (s = read_vec(g, path, "scores", H5T_NATIVE_FLOAT, &ns, (void **)&v->scores, 4, err)) ||
-        (s = read_vec(g, path, "types", H5T_NATIVE_INT32, &nt, (void **)&v->types, 4, err)) ||
+    const hsize_t max_n = (hsize_t)MDI_MAX_VOCAB + 1, max_bytes = (hsize_t)MDI_MAX_VOCAB * 64;
+    if ((s = read_vec(g, path, "bytes", H5T_NATIVE_UINT8, max_bytes, &nb, (void **)&v->bytes, 1,
+                      err)) ||
+        (s = read_vec(g, path, "offsets", H5T_NATIVE_UINT64, max_n, &no, (void **)&v->offsets, 8,
+                      err)) ||
+        (s = read_vec(g, path, "scores", H5T_NATIVE_FLOAT, max_n, &ns, (void **)&v->scores, 4,
+                      err)) ||
+        (s = read_vec(g, path, "types", H5T_NATIVE_INT32, max_n, &nt, (void **)&v->types, 4,
+                      err)) ||
         (s = attr_int(g, path, "bos_id", &v->bos_id, err)) ||
         (s = attr_int(g, path, "eos_id", &v->eos_id, err)) ||
         (s = attr_int(g, path, "unk_id", &v->unk_id, err)) ||
@@ -366,8 +389,13 @@ mdi_status mdi_shard_load_vocab(const char *path, mdi_vocab *v, mdi_err *err)
     }
     v->n = (int32_t)ns;
     mdi_err e2;
+    int32_t vocab_size = 0;
     if (mdi_vocab_validate(v, &e2))
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: tokenizer: %s", path, e2.msg);
+    else if (!(s = attr_int(f, path, "vocab_size", &vocab_size, err)) && v->n > vocab_size)
+        s = mdi_errf(err, MDI_ERR_FORMAT, /* its ids would index past the embedding */
+                     "%s: tokenizer has %d pieces, more than vocab_size %d", path, v->n,
+                     vocab_size);
 done:
     if (s)
         mdi_vocab_free(v);

@@ -37,7 +37,11 @@ typedef struct mdi_ring_stats {
 
 typedef struct mdi_ring mdi_ring; /* opaque */
 
-/* Collective over comm. n_bufs >= 3 buffers of max_rows x dim; posts one receive. */
+/* Collective over comm. n_bufs >= 3 buffers of max_rows x dim; posts one receive.
+ * timeout_s: after that long without a message, rank 0 checks which ranks
+ * still answer (within min(max(timeout_s / 2, 0.5), 5) s) and fails naming the
+ * stage that stopped; the other ranks wait 2 x timeout_s + that grace, so they
+ * fail first only when rank 0 itself has stopped, and then they name it. */
 mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs,
                            double timeout_s, mdi_ring **out, mdi_err *err);
 /* Waits for outstanding sends, cancels the posted receive, frees. */
@@ -54,7 +58,8 @@ void mdi_ring_msg_layout(mdi_ring *r, mdi_msg *m, int32_t n_rows);
 mdi_status mdi_ring_send(mdi_ring *r, mdi_msg *m, mdi_err *err);
 /* Wait (up to the timeout) for the next message from the previous rank, and
  * post the following receive. The message's buffer is the caller's until it
- * is sent or released. */
+ * is sent or released. While waiting, ranks other than 0 answer rank 0's
+ * liveness checks. MDI_ERR_TIMEOUT names the rank that stopped answering. */
 mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err);
 /* Give a received buffer back without sending it. */
 void mdi_ring_release(mdi_ring *r, mdi_msg *m);
