@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Faults at run time, on 3 ranks of a synthetic model slow enough to interrupt
+# (dim 512, 8 layers, byte-level vocabulary; smaller in sanitizer builds; no model
+# files needed):
+#  - a rank killed with SIGKILL mid-generation ends the job within 10 s,
+#    mpirun names the rank that was lost, and the text streamed before the
+#    kill is kept (a prefix of the text of the same greedy run);
+#  - a rank stopped with SIGSTOP is found by rank 0 after --timeout 3, whose one
+#    line names the stage that stopped answering; the job ends within 15 s;
+#  - rank 0 itself stopped: rank 1 names it (workers wait 2 x --timeout + grace).
+# Every wait is bounded; stopped and running processes are killed on any exit.
+source "$(dirname "$0")/lib_e2e.sh"
+NP=3
+RUN_PID="" # mpirun of the case under way
+declare -a RANK_PIDS=()
+
+LLM_EXE=$(readlink -f "$MDI_LLM")
+
+# signal_ranks SIG : send SIG to the case's rank processes that are still mdi-llm
+# (a pid that has been reused by another program is left alone)
+signal_ranks() {
+  local p
+  for p in "${RANK_PIDS[@]}"; do
+    [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$LLM_EXE" ] && kill "-$1" "$p" 2>/dev/null || true
+  done
+}
+
+# End the case's processes (continue the stopped ones so they can die).
+cleanup_run() {
+  signal_ranks CONT
+  [ -n "$RUN_PID" ] && kill -KILL "$RUN_PID" 2>/dev/null || true
+  signal_ranks KILL
+  [ -n "$RUN_PID" ] && wait "$RUN_PID" 2>/dev/null || true
+  RUN_PID=""
+  RANK_PIDS=()
+}
+
+cleanup() {
+  cleanup_run
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# About 80 tokens/s on 3 ranks either way; the seeds give greedy text that does not
+# repeat one piece, so the prefix check means something.
+if ldd "$MDI_LLM" 2>/dev/null | grep libasan >/dev/null; then # sanitizer build: ~30x slower
+  CONFIG='{"dim": 128, "hidden_dim": 344, "n_layers": 6, "n_heads": 4, "vocab_size": 512'
+  SEED=9
+else
+  CONFIG='{"dim": 512, "hidden_dim": 1376, "n_layers": 8, "n_heads": 8, "vocab_size": 512'
+  SEED=8
+fi
+echo "$CONFIG, \"max_seq_len\": 2048}" >"$TMP/model.json"
+"$MDI_CONVERT" --synthetic "$TMP/model.json" --seed "$SEED" -o "$TMP/shards" --shards "$NP" --quiet
+GEN=(--model "$TMP/shards" --prompt "Once upon a time" --temperature 0)
+
+# start NAME ARGS... : mpirun on NP ranks in the background; RUN_PID, RANK_PIDS[rank]
+start() {
+  local name=$1; shift
+  RANK_PIDS=()
+  "${MPIEXEC[@]}" -np "$NP" "$MDI_LLM" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  RUN_PID=$!
+  local i p r
+  for i in $(seq 1 100); do # up to 10 s for every rank to start
+    for p in $(pgrep -P "$RUN_PID" 2>/dev/null || true); do
+      r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+      [ -n "$r" ] && RANK_PIDS[$r]=$p
+    done
+    [ "${#RANK_PIDS[@]}" -eq "$NP" ] && return 0
+    sleep 0.1
+  done
+  echo "start $name: found ${#RANK_PIDS[@]} of $NP rank processes"
+  return 1
+}
+
+# wait_output NAME BYTES : until stdout holds BYTES bytes (up to 60 s; 1 if the run ended first)
+wait_output() {
+  local i
+  for i in $(seq 1 600); do
+    [ "$(stat -c %s "$TMP/$1.out")" -ge "$2" ] && return 0
+    kill -0 "$RUN_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# wait_end LIMIT : wait up to LIMIT s for mpirun to exit; sets RC (124: still running,
+# then killed) and ELAPSED (tenths of a second)
+wait_end() {
+  local limit=$1 t0=${EPOCHREALTIME/./} i
+  for i in $(seq 1 $((limit * 10))); do
+    kill -0 "$RUN_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  ELAPSED=$(( (${EPOCHREALTIME/./} - t0) / 100000 ))
+  if kill -0 "$RUN_PID" 2>/dev/null; then
+    RC=124
+    cleanup_run
+    return
+  fi
+  RC=0
+  wait "$RUN_PID" || RC=$?
+  RUN_PID=""
+  cleanup_run # ranks mpirun left behind, if any
+}
+
+# ---- reference: the same greedy run, run to its end ----------------------------------
+timeout 120 "${MPIEXEC[@]}" -np "$NP" "$MDI_LLM" "${GEN[@]}" --samples 1 --max-tokens 300 --quiet \
+  >"$TMP/ref.out" 2>"$TMP/ref.err" || { fail "reference run"; cat "$TMP/ref.err"; exit 1; }
+REF_LEN=$(( $(stat -c %s "$TMP/ref.out") - 1 )) # without the final newline
+
+# ---- a rank is killed ------------------------------------------------------------------
+if start kill "${GEN[@]}" --samples 1 --max-tokens 2000 && wait_output kill 400; then
+  kill -KILL "${RANK_PIDS[1]}"
+  wait_end 10
+  n=$(stat -c %s "$TMP/kill.out")
+  if [ "$RC" -eq 124 ]; then fail "killed rank: job still running 10 s after the kill"
+  elif [ "$RC" -eq 0 ]; then fail "killed rank: mpirun exited 0"
+  else pass "killed rank: job ended with status $RC after $((ELAPSED / 10)).$((ELAPSED % 10)) s"; fi
+  if grep -qE "rank 1 .*(signal 9|Killed)" "$TMP/kill.err"; then pass "killed rank: stderr names rank 1"
+  else fail "killed rank: stderr does not name rank 1:"; head -20 "$TMP/kill.err"; fi
+  m=$(( n < REF_LEN ? n : REF_LEN ))
+  if [ "$n" -ge 400 ] && cmp -s -n "$m" "$TMP/kill.out" "$TMP/ref.out"; then
+    pass "killed rank: the $n bytes streamed before the kill are kept and match the greedy run"
+  else fail "killed rank: output of $n bytes is not a prefix of the greedy run"; fi
+else
+  fail "killed rank: no output to interrupt"; head -5 "$TMP/kill.err"; cleanup_run
+fi
+
+# ---- a rank stops answering ------------------------------------------------------------
+# stall VICTIM SAMPLES MAX PATTERN : SIGSTOP rank VICTIM; the job must end within 15 s
+# with 1 to MAX lines matching PATTERN
+stall() {
+  local victim=$1 samples=$2 max=$3 pat=$4 name="stop$1"
+  # one sample streams its text: wait for some; several print whole lines: give them 3 s
+  if ! start "$name" "${GEN[@]}" --samples "$samples" --max-tokens 2000 --timeout 3 ||
+     { [ "$samples" -eq 1 ] && ! wait_output "$name" 100; } ||
+     { [ "$samples" -gt 1 ] && ! { sleep 3; kill -0 "$RUN_PID"; }; }; then
+    fail "stopped rank $victim: no output to interrupt"; head -5 "$TMP/$name.err"; cleanup_run
+    return
+  fi
+  kill -STOP "${RANK_PIDS[$victim]}"
+  wait_end 15
+  if [ "$RC" -eq 124 ]; then fail "stopped rank $victim: job still running after 15 s"; return; fi
+  if [ "$RC" -eq 0 ]; then fail "stopped rank $victim: mpirun exited 0"; return; fi
+  local k
+  k=$(grep -cE -- "$pat" "$TMP/$name.err" || true)
+  if [ "$k" -ge 1 ] && [ "$k" -le "$max" ]; then
+    pass "stopped rank $victim: ended after $((ELAPSED / 10)).$((ELAPSED % 10)) s, status $RC: $(grep -m1 -E -- "$pat" "$TMP/$name.err")"
+  else
+    fail "stopped rank $victim: '$pat' printed $k times in:"; grep mdi-llm "$TMP/$name.err" | head -5
+  fi
+}
+stall 1 1 1 "^mdi-llm: rank 0: rank 1 \(.*\) stopped answering: no message came back round the ring for 3 s"
+stall 2 3 1 "^mdi-llm: rank 0: rank 2 \(.*\) stopped answering"
+# several samples print whole lines; the unfinished ones are printed before the abort
+if [ "$(grep -c '^\[[012]\] Once' "$TMP/stop2.out")" -eq 3 ]; then
+  pass "stopped rank 2: every sample's text so far is kept"
+else fail "stopped rank 2: sample text lost:"; head -c 300 "$TMP/stop2.out"; echo; fi
+# rank 0 stopped: rank 1 (waiting on it) and rank 2 may both speak; both blame rank 0
+stall 0 1 2 "^mdi-llm: rank [12]: (no message from rank 0 \(.*\) for 8 s: that stage|rank 0 \(.*\)) stopped answering"
+finish
