@@ -63,8 +63,8 @@ for c in $configs; do
     read -r g tps ttft busy_min busy_max rss_max rss0 sent gen < <(jq -r '[.group_size, .tokens_per_s, .first_token_s,
         ([.per_rank[].busy_fraction]|min), ([.per_rank[].busy_fraction]|max),
         ([.per_rank[].peak_rss_bytes]|max/1048576|floor), (.per_rank[0].peak_rss_bytes/1048576|floor),
-        (.per_rank[0].bytes_sent), .tokens_generated] | @tsv' "$j")
-    wire=$([ "$r" -gt 1 ] && echo $(( sent / (gen > 0 ? gen : 1) )) || echo 0)
+        (.per_rank[0].wire_bytes_per_token|floor), .tokens_generated] | @tsv' "$j")
+    wire=$([ "$r" -gt 1 ] && echo "$sent" || echo 0)
     wgbs=$(awk -v tps="$tps" -v g="$g" -v w="$wbytes" 'BEGIN{printf "%.2f", tps / g * w / 1e9}')
     eff=$(awk -v x="$wgbs" -v b="$bw" 'BEGIN{printf "%.2f", x / b}')
     echo "$c,$r,$t,$s,$g,$tps,$ttft,$busy_min,$busy_max,$rss_max,$rss0,$wire,$wgbs,$bw,$eff" >>"$out/bench.csv"

@@ -337,6 +337,7 @@ typedef struct rank_stats {
     int64_t peak_rss_kb;
     double compute_s, wait_s, wall_s;
     uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv, weight_bytes, kv_bytes;
+    uint64_t decode_rows_sent, decode_bytes_sent;
 } rank_stats;
 
 static void json_str(FILE *f, const char *s)
@@ -377,12 +378,14 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
         fprintf(f, ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"kv_cache_bytes\": %llu,"
                    " \"compute_s\": %.6f, \"wait_s\": %.6f, \"wall_s\": %.6f, \"busy_fraction\": "
                    "%.4f, \"bytes_sent\": %llu, \"bytes_recv\": %llu, \"msgs_sent\": %llu, "
-                   "\"msgs_recv\": %llu}%s\n",
+                   "\"msgs_recv\": %llu, \"wire_bytes_per_token\": %.1f}%s\n",
                 (long long)x->peak_rss_kb * 1024, (unsigned long long)x->weight_bytes,
                 (unsigned long long)x->kv_bytes, x->compute_s, x->wait_s, x->wall_s,
                 x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0,
                 (unsigned long long)x->bytes_sent, (unsigned long long)x->bytes_recv,
                 (unsigned long long)x->msgs_sent, (unsigned long long)x->msgs_recv,
+                x->decode_rows_sent ? (double)x->decode_bytes_sent / (double)x->decode_rows_sent
+                                    : 0.0,
                 r + 1 < e->n_ranks ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
@@ -411,6 +414,8 @@ mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
     me.bytes_recv = rs->bytes_recv;
     me.msgs_sent = rs->msgs_sent;
     me.msgs_recv = rs->msgs_recv;
+    me.decode_rows_sent = rs->decode_rows_sent;
+    me.decode_bytes_sent = rs->decode_bytes_sent;
     me.weight_bytes = mdi_stage_weight_bytes(&e->stage);
     me.kv_bytes = mdi_kv_bytes(&e->stage.kv);
     mdi_status s = mdi_ring_allgather(e->comm, &me, sizeof me, all, err);

@@ -404,6 +404,10 @@ mdi_status mdi_ring_send(mdi_ring *r, mdi_msg *m, mdi_err *err)
     r->state[b] = BUF_SEND;
     r->stats.bytes_sent += bytes;
     r->stats.msgs_sent++;
+    if (m->n_rows > 0 && m->n_stream == m->n_rows) {
+        r->stats.decode_rows_sent += (uint64_t)m->n_rows;
+        r->stats.decode_bytes_sent += bytes;
+    }
     return MDI_OK;
 }
 

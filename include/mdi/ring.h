@@ -33,6 +33,8 @@ typedef struct mdi_ring_stats {
     uint64_t bytes_recv;
     uint64_t msgs_sent;
     uint64_t msgs_recv;
+    uint64_t decode_rows_sent;  /* rows of messages that held only generated tokens */
+    uint64_t decode_bytes_sent; /* bytes of those messages, header included */
 } mdi_ring_stats;
 
 typedef struct mdi_ring mdi_ring; /* opaque */
