@@ -33,16 +33,24 @@ static int parse(int argc, char **argv, opts *o)
         }
         long v = strtol(argv[i + 1], NULL, 10);
         if (v <= 0) {
-            fprintf(stderr, "mdi-bench: %s '%s' must be a positive integer\n", argv[i], argv[i + 1]);
+            fprintf(stderr, "mdi-bench: %s '%s' must be a positive integer\n", argv[i],
+                    argv[i + 1]);
             return -1;
         }
-        if (!strcmp(argv[i], "--mb")) o->mb = (size_t)v;
-        else if (!strcmp(argv[i], "--m")) o->m = (size_t)v;
-        else if (!strcmp(argv[i], "--n")) o->n = (size_t)v;
-        else if (!strcmp(argv[i], "--k")) o->k = (size_t)v;
-        else if (!strcmp(argv[i], "--rows")) o->rows = (size_t)v;
-        else if (!strcmp(argv[i], "--threads")) o->threads = (int)v;
-        else if (!strcmp(argv[i], "--reps")) o->reps = (int)v;
+        if (!strcmp(argv[i], "--mb"))
+            o->mb = (size_t)v;
+        else if (!strcmp(argv[i], "--m"))
+            o->m = (size_t)v;
+        else if (!strcmp(argv[i], "--n"))
+            o->n = (size_t)v;
+        else if (!strcmp(argv[i], "--k"))
+            o->k = (size_t)v;
+        else if (!strcmp(argv[i], "--rows"))
+            o->rows = (size_t)v;
+        else if (!strcmp(argv[i], "--threads"))
+            o->threads = (int)v;
+        else if (!strcmp(argv[i], "--reps"))
+            o->reps = (int)v;
         else {
             fprintf(stderr, "mdi-bench: unknown option '%s'\n", argv[i]);
             return -1;
@@ -122,7 +130,8 @@ static double bench_triad(const opts *o)
 
 static double bench_sgemm(const opts *o)
 {
-    float *x = filled(o->m * o->k, 0.5f), *w = filled(o->n * o->k, 0.25f), *y = filled(o->m * o->n, 0);
+    float *x = filled(o->m * o->k, 0.5f), *w = filled(o->n * o->k, 0.25f),
+          *y = filled(o->m * o->n, 0);
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();

@@ -15,8 +15,10 @@ mdi_status mdi_kv_init(mdi_kv_cache *kv, size_t n_slots, size_t n_layers, size_t
         return mdi_errf(err, MDI_ERR_ARG, "KV cache dimensions must be positive");
     if (n > SIZE_MAX / n_layers || (n *= n_layers) > SIZE_MAX / max_pos ||
         (n *= max_pos) > SIZE_MAX / kv_dim / sizeof(float) / 2)
-        return mdi_errf(err, MDI_ERR_RANGE, "KV cache of %zu slots x %zu layers x %zu positions "
-                                            "overflows", n_slots, n_layers, max_pos);
+        return mdi_errf(err, MDI_ERR_RANGE,
+                        "KV cache of %zu slots x %zu layers x %zu positions "
+                        "overflows",
+                        n_slots, n_layers, max_pos);
     n *= kv_dim;
     kv->k = mdi_alloc_floats(n);
     kv->v = mdi_alloc_floats(n);

@@ -168,8 +168,8 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
         if (need > c->max_seq_len)
             s = mdi_errf(err, MDI_ERR_RANGE,
                          "%s has %d tokens and --max-tokens is %d: that needs %lld positions, "
-                         "more than the model's context of %d", what, e->n_prompt[i],
-                         cli->max_tokens, (long long)need, c->max_seq_len);
+                         "more than the model's context of %d",
+                         what, e->n_prompt[i], cli->max_tokens, (long long)need, c->max_seq_len);
         else if (need > max_pos)
             max_pos = (int32_t)need;
     }
@@ -252,8 +252,7 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
     MPI_Comm_rank(comm, &e->rank);
     MPI_Comm_size(comm, &e->n_ranks);
 
-    ls = mdi_shard_locate(cli->model, e->rank, e->shard_path, sizeof e->shard_path, &e->info,
-                          &le);
+    ls = mdi_shard_locate(cli->model, e->rank, e->shard_path, sizeof e->shard_path, &e->info, &le);
     if ((s = mdi_ring_agree(comm, ls, &le, err)))
         return s;
     ls = place(e, cli, &le); /* same inputs and verdict on every rank */
@@ -363,7 +362,8 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
             e->shape.n_samples, e->shape.group_size);
     fprintf(f, "  \"model_id\": ");
     json_str(f, e->info.model_id);
-    fprintf(f, ",\n  \"n_layers\": %d,\n  \"prompt_tokens\": %lld,\n  \"tokens_generated\": %lld,\n",
+    fprintf(f,
+            ",\n  \"n_layers\": %d,\n  \"prompt_tokens\": %lld,\n  \"tokens_generated\": %lld,\n",
             e->info.cfg.n_layers, (long long)ps->prompt_tokens, (long long)ps->tokens_generated);
     fprintf(f, "  \"wall_s\": %.6f,\n  \"first_token_s\": %.6f,\n  \"tokens_per_s\": %.4f,\n",
             ps->wall_s, ps->first_token_s, tps);
@@ -375,15 +375,16 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
         fprintf(f, ", \"layer_first\": %d, \"layer_last\": %d, \"threads\": %d, \"blis_arch\": ",
                 x->layer_first, x->layer_last, x->threads);
         json_str(f, x->blis_arch);
-        fprintf(f, ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"kv_cache_bytes\": %llu,"
-                   " \"compute_s\": %.6f, \"wait_s\": %.6f, \"wall_s\": %.6f, \"busy_fraction\": "
-                   "%.4f, \"bytes_sent\": %llu, \"bytes_recv\": %llu, \"msgs_sent\": %llu, "
-                   "\"msgs_recv\": %llu, \"wire_bytes_per_token\": %.1f}%s\n",
+        fprintf(f,
+                ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"kv_cache_bytes\": %llu,"
+                " \"compute_s\": %.6f, \"wait_s\": %.6f, \"wall_s\": %.6f, \"busy_fraction\": "
+                "%.4f, \"bytes_sent\": %llu, \"bytes_recv\": %llu, \"msgs_sent\": %llu, "
+                "\"msgs_recv\": %llu, \"wire_bytes_per_token\": %.1f}%s\n",
                 (long long)x->peak_rss_kb * 1024, (unsigned long long)x->weight_bytes,
                 (unsigned long long)x->kv_bytes, x->compute_s, x->wait_s, x->wall_s,
-                x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0,
-                (unsigned long long)x->bytes_sent, (unsigned long long)x->bytes_recv,
-                (unsigned long long)x->msgs_sent, (unsigned long long)x->msgs_recv,
+                x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0, (unsigned long long)x->bytes_sent,
+                (unsigned long long)x->bytes_recv, (unsigned long long)x->msgs_sent,
+                (unsigned long long)x->msgs_recv,
                 x->decode_rows_sent ? (double)x->decode_bytes_sent / (double)x->decode_rows_sent
                                     : 0.0,
                 r + 1 < e->n_ranks ? "," : "");

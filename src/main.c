@@ -14,8 +14,8 @@
 typedef struct out_ctx {
     FILE *f;
     int multi;
-    char *lines;  /* (n_samples, LINE_CAP) pending partial lines */
-    size_t *len;  /* (n_samples) */
+    char *lines; /* (n_samples, LINE_CAP) pending partial lines */
+    size_t *len; /* (n_samples) */
 } out_ctx;
 
 static void out_flush_line(out_ctx *o, int32_t i)
@@ -104,12 +104,16 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
         return fail(rank, &err, 1);
     }
     if (e.tensor.slow_kernels)
-        fprintf(stderr, "mdi-llm: rank %d: warning: BLIS uses its slow generic kernels on this CPU;"
-                        " set BLIS_ARCH_TYPE (see README)\n", rank);
+        fprintf(stderr,
+                "mdi-llm: rank %d: warning: BLIS uses its slow generic kernels on this CPU;"
+                " set BLIS_ARCH_TYPE (see README)\n",
+                rank);
     if (rank == 0 && !cli->quiet)
-        fprintf(stderr, "mdi-llm: %d ranks, layers [%d, %d) on rank 0, %d samples, group size %d, "
-                        "%d threads per rank, BLIS %s\n", e.n_ranks, e.layer_first, e.layer_last,
-                e.shape.n_samples, e.shape.group_size, e.tensor.n_threads, e.tensor.blis_arch);
+        fprintf(stderr,
+                "mdi-llm: %d ranks, layers [%d, %d) on rank 0, %d samples, group size %d, "
+                "%d threads per rank, BLIS %s\n",
+                e.n_ranks, e.layer_first, e.layer_last, e.shape.n_samples, e.shape.group_size,
+                e.tensor.n_threads, e.tensor.blis_arch);
     out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL};
     if (rank == 0 && o.multi) {
         o.lines = malloc((size_t)e.shape.n_samples * LINE_CAP);
@@ -163,8 +167,8 @@ int main(int argc, char **argv)
     } else if (cli.tokenize) {
         mdi_err le;
         mdi_err_clear(&le);
-        mdi_status ls = rank == 0 ? mdi_engine_tokenize(cli.model, cli.tokenize, stdout, &le)
-                                  : MDI_OK;
+        mdi_status ls =
+            rank == 0 ? mdi_engine_tokenize(cli.model, cli.tokenize, stdout, &le) : MDI_OK;
         if (mdi_ring_agree(comm, ls, &le, &err))
             code = fail(rank, &err, 1);
     } else {

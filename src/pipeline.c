@@ -6,10 +6,10 @@
 #include <time.h>
 
 typedef struct sample_state {
-    int32_t *ids;       /* (max_pos + 1) prompt then generated */
+    int32_t *ids; /* (max_pos + 1) prompt then generated */
     int32_t n_prompt;
-    int32_t n_known;    /* ids[0 .. n_known) are decided */
-    int32_t n_fed;      /* positions already in the KV cache */
+    int32_t n_known; /* ids[0 .. n_known) are decided */
+    int32_t n_fed;   /* positions already in the KV cache */
     int32_t n_generated;
     mdi_stop_reason done;
     mdi_rng rng;
@@ -198,8 +198,8 @@ static void emit_ids(mdi_pipeline *pl, int32_t i, int32_t from, int32_t to, cons
     for (int32_t k = from; k < to && sink && sink->text; k++) {
         char buf[8];
         size_t n = 0;
-        const char *t = mdi_tokenizer_decode(pl->p.tok, k > 0 ? ss->ids[k - 1] : -1, ss->ids[k],
-                                             buf, &n);
+        const char *t =
+            mdi_tokenizer_decode(pl->p.tok, k > 0 ? ss->ids[k - 1] : -1, ss->ids[k], buf, &n);
         if (n)
             sink->text(sink->ctx, i, t, n);
     }
@@ -281,8 +281,7 @@ static void finish_group(mdi_pipeline *pl, mdi_msg *m, const mdi_sink *sink)
         ss->n_fed = m->rows[r].pos + 1;
         if (ss->n_fed < ss->n_known)
             continue;
-        memcpy(pl->logit_rows + (size_t)n_logit * dim, m->x + (size_t)r * dim,
-               dim * sizeof(float));
+        memcpy(pl->logit_rows + (size_t)n_logit * dim, m->x + (size_t)r * dim, dim * sizeof(float));
         pl->logit_sample[n_logit++] = m->rows[r].slot;
     }
     mdi_ring_release(pl->ring, m);
@@ -292,8 +291,8 @@ static void finish_group(mdi_pipeline *pl, mdi_msg *m, const mdi_sink *sink)
     mdi_stage_logits(pl->st, pl->logit_rows, (size_t)n_logit, pl->logits);
     for (int32_t j = 0; j < n_logit; j++) {
         int32_t i = pl->logit_sample[j];
-        int32_t tok = mdi_sampler_sample(&pl->sampler, pl->logits + (size_t)j * vocab,
-                                         &pl->samples[i].rng);
+        int32_t tok =
+            mdi_sampler_sample(&pl->sampler, pl->logits + (size_t)j * vocab, &pl->samples[i].rng);
         accept_token(pl, i, tok, sink);
     }
     pl->stats.compute_s += now_s() - t0;
@@ -358,8 +357,10 @@ static mdi_status run_worker(mdi_pipeline *pl, mdi_err *err)
         for (int32_t r = 0; r < m.n_rows; r++)
             if (m.rows[r].slot < 0 || m.rows[r].slot >= pl->p.shape.n_samples ||
                 m.rows[r].pos < 0 || m.rows[r].pos >= pl->p.shape.max_pos)
-                return mdi_errf(err, MDI_ERR_COMM, "message row %d has slot %d position %d out "
-                                                   "of range", r, m.rows[r].slot, m.rows[r].pos);
+                return mdi_errf(err, MDI_ERR_COMM,
+                                "message row %d has slot %d position %d out "
+                                "of range",
+                                r, m.rows[r].slot, m.rows[r].pos);
         double t0 = now_s();
         mdi_stage_forward_mixed(pl->st, m.x, m.rows, (size_t)m.n_rows, (size_t)m.n_stream);
         pl->stats.compute_s += now_s() - t0;

@@ -59,8 +59,10 @@ mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int3
     bounds[0] = 0;
     for (int32_t r = 0; r < n_ranks; r++) {
         if (counts[r] < 1)
-            return mdi_errf(err, MDI_ERR_RANGE, "split entry %d is %d: every rank needs at least "
-                                                "one layer", r, counts[r]);
+            return mdi_errf(err, MDI_ERR_RANGE,
+                            "split entry %d is %d: every rank needs at least "
+                            "one layer",
+                            r, counts[r]);
         sum += counts[r];
         if (sum <= c->n_layers)
             bounds[r + 1] = (int32_t)sum;
@@ -87,14 +89,13 @@ mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, 
                             "--split '%s': expected positive layer counts separated by commas",
                             text);
         if (k == cap)
-            return mdi_errf(err, MDI_ERR_RANGE, "--split '%s' has more than %d entries", text,
-                            cap);
+            return mdi_errf(err, MDI_ERR_RANGE, "--split '%s' has more than %d entries", text, cap);
         counts[k++] = (int32_t)v;
         if (*end == '\0')
             break;
         if (*end != ',')
-            return mdi_errf(err, MDI_ERR_ARG,
-                            "--split '%s': unexpected character '%c'", text, *end);
+            return mdi_errf(err, MDI_ERR_ARG, "--split '%s': unexpected character '%c'", text,
+                            *end);
         p = end + 1;
     }
     *n = k;
@@ -107,14 +108,16 @@ static mdi_status check_same_model(const mdi_shard_info *in, int32_t n, mdi_err 
         if (strcmp(in[r].model_id, in[0].model_id) != 0)
             return mdi_errf(err, MDI_ERR_MISMATCH,
                             "rank %d's model file is from model %s but rank 0's is from model %s: "
-                            "shards of different models", r, in[r].model_id, in[0].model_id);
+                            "shards of different models",
+                            r, in[r].model_id, in[0].model_id);
         if (!mdi_config_equal(&in[r].cfg, &in[0].cfg))
             return mdi_errf(err, MDI_ERR_MISMATCH,
                             "rank %d's model file has a different geometry from rank 0's", r);
         if ((in[r].shard_count > 1) != (in[0].shard_count > 1))
             return mdi_errf(err, MDI_ERR_MISMATCH,
                             "rank %d and rank 0 disagree: one has a whole-model file, the other a "
-                            "shard", r);
+                            "shard",
+                            r);
     }
     return MDI_OK;
 }
@@ -125,21 +128,23 @@ static mdi_status check_shards(const mdi_shard_info *in, int32_t n, int32_t *bou
     if (in[0].shard_count != n)
         return mdi_errf(err, MDI_ERR_MISMATCH,
                         "the shards are a %d-way split but %d ranks were started: run with -np %d "
-                        "or convert again with --shards %d", in[0].shard_count, n,
-                        in[0].shard_count, n);
+                        "or convert again with --shards %d",
+                        in[0].shard_count, n, in[0].shard_count, n);
     bounds[0] = 0;
     for (int32_t r = 0; r < n; r++) {
         if (in[r].shard_count != n || in[r].shard_index != r)
             return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d has shard %d of %d, expected %d of %d",
                             r, in[r].shard_index, in[r].shard_count, r, n);
         if (in[r].layer_last <= in[r].layer_first)
-            return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d's shard has the empty layer range "
-                                                   "[%d, %d)", r, in[r].layer_first,
-                            in[r].layer_last);
+            return mdi_errf(err, MDI_ERR_MISMATCH,
+                            "rank %d's shard has the empty layer range "
+                            "[%d, %d)",
+                            r, in[r].layer_first, in[r].layer_last);
         if (in[r].layer_first != bounds[r])
             return mdi_errf(err, MDI_ERR_MISMATCH,
                             "rank %d's shard starts at layer %d but layer %d is next: the shards "
-                            "leave a gap or overlap", r, in[r].layer_first, bounds[r]);
+                            "leave a gap or overlap",
+                            r, in[r].layer_first, bounds[r]);
         bounds[r + 1] = in[r].layer_last;
     }
     if (bounds[n] != L)
@@ -158,7 +163,8 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
     if (n_ranks > c->n_layers)
         return mdi_errf(err, MDI_ERR_RANGE,
                         "%d ranks but the model has only %d layers: every rank needs at least "
-                        "one layer", n_ranks, c->n_layers);
+                        "one layer",
+                        n_ranks, c->n_layers);
     if (infos[0].shard_count > 1) {
         if ((s = check_shards(infos, n_ranks, bounds, err)))
             return s;
@@ -170,11 +176,14 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
     }
     for (int32_t r = 0; r < n_ranks; r++)
         if (infos[r].layer_first != 0 || infos[r].layer_last != c->n_layers)
-            return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d's file does not hold the whole model", r);
+            return mdi_errf(err, MDI_ERR_MISMATCH, "rank %d's file does not hold the whole model",
+                            r);
     if (counts) {
         if (n_counts != n_ranks)
-            return mdi_errf(err, MDI_ERR_MISMATCH, "--split has %d entries but %d ranks were "
-                                                   "started", n_counts, n_ranks);
+            return mdi_errf(err, MDI_ERR_MISMATCH,
+                            "--split has %d entries but %d ranks were "
+                            "started",
+                            n_counts, n_ranks);
         return mdi_plan_from_counts(c, counts, n_ranks, bounds, err);
     }
     return mdi_plan_balanced(c, n_ranks, bounds, err);

@@ -23,15 +23,15 @@ struct mdi_ring {
     MPI_Comm comm;
     int rank, size, prev, next;
     size_t max_rows, dim, buf_bytes;
-    double timeout_s;     /* --timeout: rank 0 checks every rank after this much silence */
-    double wait_limit_s;  /* rank 0: timeout_s; others wait longer (2 timeout_s + grace_s) */
-    double grace_s;       /* rank 0: how long ranks get to answer that check */
-    double wait_t0;       /* start of the current wait (0: not waiting) */
-    int wait_on;          /* the rank that wait is for */
+    double timeout_s;    /* --timeout: rank 0 checks every rank after this much silence */
+    double wait_limit_s; /* rank 0: timeout_s; others wait longer (2 timeout_s + grace_s) */
+    double grace_s;      /* rank 0: how long ranks get to answer that check */
+    double wait_t0;      /* start of the current wait (0: not waiting) */
+    int wait_on;         /* the rank that wait is for */
     int n_bufs;
-    unsigned char **bufs;  /* (n_bufs) each buf_bytes */
-    buf_state *state;      /* (n_bufs) */
-    MPI_Request *req;      /* (n_bufs) */
+    unsigned char **bufs; /* (n_bufs) each buf_bytes */
+    buf_state *state;     /* (n_bufs) */
+    MPI_Request *req;     /* (n_bufs) */
     int recv_fifo[RING_RECV_AHEAD];
     int recv_head, recv_count;
     char (*hosts)[RING_HOST_MAX]; /* (size) host names, for messages naming a silent stage */
@@ -185,7 +185,8 @@ static mdi_status worker_timeout(mdi_ring *r, int peer, const char *what, mdi_er
         return mdi_errf(err, MDI_ERR_TIMEOUT, "%s: that stage stopped answering", what);
     return mdi_errf(err, MDI_ERR_TIMEOUT,
                     "rank 0 (%s) stopped answering: %s, and rank 0 did not end the run after "
-                    "its own %.0f s timeout", r->hosts[0], what, r->timeout_s);
+                    "its own %.0f s timeout",
+                    r->hosts[0], what, r->timeout_s);
 }
 
 /* Complete send requests that are done; if block, wait until at least one is. */
@@ -283,8 +284,8 @@ static mdi_status learn_hosts(mdi_ring *r, mdi_err *err)
     return s;
 }
 
-mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs,
-                           double timeout_s, mdi_ring **out, mdi_err *err)
+mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs, double timeout_s,
+                           mdi_ring **out, mdi_err *err)
 {
     mdi_ring *r = calloc(1, sizeof *r);
     if (!r)
@@ -447,9 +448,8 @@ mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
     const int32_t *hdr = (const int32_t *)r->bufs[b];
-    if (count < (int)(HDR_INTS * sizeof(int32_t)) || hdr[2] < 0 ||
-        (size_t)hdr[2] > r->max_rows || (size_t)count != msg_bytes(r, (size_t)hdr[2]) ||
-        hdr[3] < 0 || hdr[3] > hdr[2])
+    if (count < (int)(HDR_INTS * sizeof(int32_t)) || hdr[2] < 0 || (size_t)hdr[2] > r->max_rows ||
+        (size_t)count != msg_bytes(r, (size_t)hdr[2]) || hdr[3] < 0 || hdr[3] > hdr[2])
         return mdi_errf(err, MDI_ERR_COMM, "malformed message of %d bytes from rank %d", count,
                         r->prev);
     memset(m, 0, sizeof *m);
@@ -481,8 +481,7 @@ typedef struct agree_rec {
     char msg[MDI_ERR_MSG_MAX - 96];
 } agree_rec;
 
-mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err,
-                          mdi_err *err)
+mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err, mdi_err *err)
 {
     int size;
     MPI_Comm_size(comm, &size);
@@ -517,8 +516,7 @@ done:
     return s;
 }
 
-mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out,
-                              mdi_err *err)
+mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out, mdi_err *err)
 {
     if (bytes > (size_t)INT_MAX ||
         MPI_Allgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, comm) != MPI_SUCCESS)
@@ -528,8 +526,7 @@ mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void 
 
 mdi_status mdi_ring_bcast(MPI_Comm comm, void *buf, size_t bytes, int root, mdi_err *err)
 {
-    if (bytes > (size_t)INT_MAX ||
-        MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, comm) != MPI_SUCCESS)
+    if (bytes > (size_t)INT_MAX || MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, comm) != MPI_SUCCESS)
         return mdi_errf(err, MDI_ERR_COMM, "broadcast of %zu bytes failed", bytes);
     return MDI_OK;
 }

@@ -29,8 +29,8 @@ static mdi_status h5_open(const char *path, hid_t *out, mdi_err *err)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot be read", path);
     fclose(f);
     if (H5Fis_hdf5(path) <= 0)
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s: not an HDF5 file (convert models with mdi-convert)",
-                        path);
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: not an HDF5 file (convert models with mdi-convert)", path);
     hid_t f5 = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f5 < 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: HDF5 library cannot open it", path);
@@ -74,16 +74,16 @@ static mdi_status attr_str(hid_t loc, const char *path, const char *name, char *
     hid_t sp = a < 0 ? -1 : H5Aget_space(a); /* one string: H5Aread fills all of them into tmp */
     if (ft < 0 || sp < 0 || H5Sget_simple_extent_npoints(sp) != 1 ||
         H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
-        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is not a fixed-length string",
-                     path, name);
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is not a fixed-length string", path,
+                     name);
     } else {
         size_t len = H5Tget_size(ft);
         hid_t mt = H5Tcopy(H5T_C_S1);
         char tmp[256] = {0};
         if (len >= sizeof tmp || H5Tset_size(mt, len + 1) < 0 || H5Aread(a, mt, tmp) < 0 ||
             strlen(tmp) >= cap)
-            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is too long or unreadable",
-                         path, name);
+            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is too long or unreadable", path,
+                         name);
         else
             snprintf(buf, cap, "%s", tmp);
         H5Tclose(mt);
@@ -114,18 +114,24 @@ static mdi_status read_info(hid_t f, const char *path, mdi_shard_info *in, mdi_e
         return s;
     if (in->format_version < 1 || in->format_version > MDI_FORMAT_VERSION)
         return mdi_errf(err, MDI_ERR_UNSUPPORTED,
-                        "%s: format version %d is not supported (this build reads up to %d)",
-                        path, in->format_version, MDI_FORMAT_VERSION);
+                        "%s: format version %d is not supported (this build reads up to %d)", path,
+                        in->format_version, MDI_FORMAT_VERSION);
     mdi_config *c = &in->cfg;
     struct {
         const char *name;
         int32_t *dst;
-    } ints[] = {{"dim", &c->dim},           {"hidden_dim", &c->hidden_dim},
-                {"n_layers", &c->n_layers}, {"n_heads", &c->n_heads},
-                {"n_kv_heads", &c->n_kv_heads}, {"head_dim", &c->head_dim},
-                {"vocab_size", &c->vocab_size}, {"max_seq_len", &c->max_seq_len},
-                {"tied_head", &c->tied_head},   {"layer_first", &in->layer_first},
-                {"layer_last", &in->layer_last}, {"shard_index", &in->shard_index},
+    } ints[] = {{"dim", &c->dim},
+                {"hidden_dim", &c->hidden_dim},
+                {"n_layers", &c->n_layers},
+                {"n_heads", &c->n_heads},
+                {"n_kv_heads", &c->n_kv_heads},
+                {"head_dim", &c->head_dim},
+                {"vocab_size", &c->vocab_size},
+                {"max_seq_len", &c->max_seq_len},
+                {"tied_head", &c->tied_head},
+                {"layer_first", &in->layer_first},
+                {"layer_last", &in->layer_last},
+                {"shard_index", &in->shard_index},
                 {"shard_count", &in->shard_count}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if ((s = attr_int(f, path, ints[i].name, ints[i].dst, err)))
@@ -143,13 +149,12 @@ static mdi_status read_info(hid_t f, const char *path, mdi_shard_info *in, mdi_e
     mdi_err e2;
     if (mdi_config_validate(c, &e2))
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: %s", path, e2.msg);
-    if (in->layer_first < 0 || in->layer_first >= in->layer_last ||
-        in->layer_last > c->n_layers)
+    if (in->layer_first < 0 || in->layer_first >= in->layer_last || in->layer_last > c->n_layers)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: layer range [%d, %d) is invalid for %d layers",
                         path, in->layer_first, in->layer_last, c->n_layers);
     if (in->shard_count < 1 || in->shard_index < 0 || in->shard_index >= in->shard_count)
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %d of %d is invalid", path,
-                        in->shard_index, in->shard_count);
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %d of %d is invalid", path, in->shard_index,
+                        in->shard_count);
     in->has_extras = in->layer_first == 0;
     return MDI_OK;
 }
@@ -208,7 +213,8 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
     if (s == MDI_ERR_IO && seen_count > 0 && rank >= seen_count)
         s = mdi_errf(err, MDI_ERR_MISMATCH,
                      "%s holds a %d-way split but this is rank %d: run with -np %d or convert "
-                     "again with --shards N", model_path, seen_count, rank, seen_count);
+                     "again with --shards N",
+                     model_path, seen_count, rank, seen_count);
     return s;
 }
 
@@ -256,8 +262,10 @@ static mdi_status read_tensor(hid_t loc, const char *path, const char *name, siz
     size_t n = rows * cols;
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(dst[i])) {
-            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' holds a non-finite value (%g) "
-                                              "at element %zu", path, name, (double)dst[i], i);
+            s = mdi_errf(err, MDI_ERR_FORMAT,
+                         "%s: dataset '%s' holds a non-finite value (%g) "
+                         "at element %zu",
+                         path, name, (double)dst[i], i);
             break;
         }
     }
@@ -308,8 +316,9 @@ mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err)
         goto done;
     }
     if (st->p.layer_first < in.layer_first || st->p.layer_last > in.layer_last) {
-        s = mdi_errf(err, MDI_ERR_MISMATCH, "%s: holds layers [%d, %d) but this rank needs [%d, %d)",
-                     path, in.layer_first, in.layer_last, st->p.layer_first, st->p.layer_last);
+        s = mdi_errf(err, MDI_ERR_MISMATCH,
+                     "%s: holds layers [%d, %d) but this rank needs [%d, %d)", path, in.layer_first,
+                     in.layer_last, st->p.layer_first, st->p.layer_last);
         goto done;
     }
     for (int32_t l = st->p.layer_first; l < st->p.layer_last && !s; l++)
@@ -382,8 +391,7 @@ mdi_status mdi_shard_load_vocab(const char *path, mdi_vocab *v, mdi_err *err)
         (s = attr_int(g, path, "unk_id", &v->unk_id, err)) ||
         (s = attr_int(g, path, "add_dummy_prefix", &v->add_dummy_prefix, err)))
         goto done;
-    if (no < 1 || ns != no - 1 || nt != ns || ns > (hsize_t)INT32_MAX ||
-        v->offsets[no - 1] != nb) {
+    if (no < 1 || ns != no - 1 || nt != ns || ns > (hsize_t)INT32_MAX || v->offsets[no - 1] != nb) {
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: tokenizer arrays disagree in length", path);
         goto done;
     }

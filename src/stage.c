@@ -51,16 +51,18 @@ static mdi_status alloc_scratch(mdi_stage *st, mdi_err *err)
     const mdi_config *c = &st->cfg;
     size_t R = st->p.max_rows, qd = mdi_config_q_dim(c), kvd = mdi_config_kv_dim(c);
     float **bufs[] = {&st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2};
-    size_t widths[] = {(size_t)c->dim, qd, kvd, kvd, qd, (size_t)c->hidden_dim,
+    size_t widths[] = {(size_t)c->dim,       qd, kvd, kvd, qd, (size_t)c->hidden_dim,
                        (size_t)c->hidden_dim};
     for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
-        if (R > SIZE_MAX / widths[i] / sizeof(float) || !(*bufs[i] = mdi_alloc_floats(R * widths[i])))
+        if (R > SIZE_MAX / widths[i] / sizeof(float) ||
+            !(*bufs[i] = mdi_alloc_floats(R * widths[i])))
             return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate scratch for %zu rows", R);
     }
     st->scores = mdi_alloc_floats((size_t)st->p.n_threads * st->p.max_pos);
     if (!st->scores)
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate attention scores");
-    if (st->p.has_extras && !(st->logit_x = mdi_alloc_floats(st->p.max_logit_rows * (size_t)c->dim)))
+    if (st->p.has_extras &&
+        !(st->logit_x = mdi_alloc_floats(st->p.max_logit_rows * (size_t)c->dim)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate logit rows");
     return MDI_OK;
 }
@@ -122,8 +124,9 @@ mdi_status mdi_stage_init(mdi_stage *st, const mdi_config *cfg, const mdi_stage_
 
 void mdi_stage_free(mdi_stage *st)
 {
-    float *bufs[] = {st->layer_data, st->embedding, st->final_norm, st->xb, st->q, st->k,
-                     st->v, st->att, st->hb, st->hb2, st->scores, st->logit_x};
+    float *bufs[] = {st->layer_data, st->embedding, st->final_norm, st->xb,
+                     st->q,          st->k,         st->v,          st->att,
+                     st->hb,         st->hb2,       st->scores,     st->logit_x};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mdi_free_floats(bufs[i]);
     if (st->output != st->embedding)

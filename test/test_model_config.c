@@ -86,13 +86,13 @@ typedef struct bad_field {
     const char *name;
 } bad_field;
 
-#define INT_FIELD(f, v)                                                                            \
-    {                                                                                              \
-        offsetof(mdi_config, f), 0, (v), #f                                                        \
+#define INT_FIELD(f, v)                     \
+    {                                       \
+        offsetof(mdi_config, f), 0, (v), #f \
     }
-#define FLOAT_FIELD(f, v)                                                                          \
-    {                                                                                              \
-        offsetof(mdi_config, f), 1, (v), #f                                                        \
+#define FLOAT_FIELD(f, v)                   \
+    {                                       \
+        offsetof(mdi_config, f), 1, (v), #f \
     }
 
 static void test_validate_rejects(void **state)

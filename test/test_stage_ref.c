@@ -20,16 +20,17 @@ static void load_llama2c(FILE *f, mdi_stage *st)
 {
     const mdi_config *c = &st->cfg;
     size_t L = (size_t)c->n_layers, dim = (size_t)c->dim;
-    mdi_tensor_kind order[] = {MDI_T_ATTN_NORM, MDI_T_WQ, MDI_T_WK,       MDI_T_WV, MDI_T_WO,
-                               MDI_T_FFN_NORM,  MDI_T_W1, MDI_T_W2,       MDI_T_W3};
+    mdi_tensor_kind order[] = {MDI_T_ATTN_NORM, MDI_T_WQ, MDI_T_WK, MDI_T_WV, MDI_T_WO,
+                               MDI_T_FFN_NORM,  MDI_T_W1, MDI_T_W2, MDI_T_W3};
     assert_int_equal(fread(st->embedding, sizeof(float), (size_t)c->vocab_size * dim, f),
                      (size_t)c->vocab_size * dim);
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
         size_t r, cl;
         mdi_tensor_shape(c, order[k], &r, &cl);
         for (size_t l = 0; l < L; l++)
-            assert_int_equal(fread(mdi_stage_tensor(st, order[k], (int32_t)l), sizeof(float),
-                                   r * cl, f), r * cl);
+            assert_int_equal(
+                fread(mdi_stage_tensor(st, order[k], (int32_t)l), sizeof(float), r * cl, f),
+                r * cl);
     }
     assert_int_equal(fread(st->final_norm, sizeof(float), dim, f), dim);
 }
@@ -43,15 +44,27 @@ static void open_stage(mdi_stage *st, size_t max_rows, size_t slots)
     assert_non_null(f);
     int32_t h[7];
     assert_int_equal(fread(h, sizeof h[0], 7, f), 7);
-    mdi_config c = {.dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3],
-                    .n_kv_heads = h[4], .head_dim = h[0] / h[3], .vocab_size = h[5],
-                    .max_seq_len = h[6], .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+    mdi_config c = {.dim = h[0],
+                    .hidden_dim = h[1],
+                    .n_layers = h[2],
+                    .n_heads = h[3],
+                    .n_kv_heads = h[4],
+                    .head_dim = h[0] / h[3],
+                    .vocab_size = h[5],
+                    .max_seq_len = h[6],
+                    .rope_theta = 10000.0f,
+                    .norm_eps = 1e-5f,
                     .tied_head = 1};
     mdi_err err;
     assert_int_equal(mdi_config_validate(&c, &err), MDI_OK);
-    mdi_stage_params p = {.layer_first = 0, .layer_last = c.n_layers, .has_extras = 1,
-                          .n_slots = slots, .max_pos = N_POS, .max_rows = max_rows,
-                          .max_logit_rows = max_rows, .n_threads = 1};
+    mdi_stage_params p = {.layer_first = 0,
+                          .layer_last = c.n_layers,
+                          .has_extras = 1,
+                          .n_slots = slots,
+                          .max_pos = N_POS,
+                          .max_rows = max_rows,
+                          .max_logit_rows = max_rows,
+                          .n_threads = 1};
     assert_int_equal(mdi_stage_init(st, &c, &p, &err), MDI_OK);
     load_llama2c(f, st);
     fclose(f);

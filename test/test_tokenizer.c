@@ -85,10 +85,10 @@ static void check_enc(const mdi_tokenizer *t, const char *text, size_t len, int 
             fail_msg("id %zu is %d, expected %d", i, (int)ids[i], (int)want[i]);
 }
 
-#define CHECK(t, text, bos, ...)                                                                   \
-    do {                                                                                           \
-        const int32_t want_[] = {__VA_ARGS__};                                                     \
-        check_enc(t, text, sizeof(text) - 1, bos, want_, sizeof want_ / sizeof want_[0]);          \
+#define CHECK(t, text, bos, ...)                                                          \
+    do {                                                                                  \
+        const int32_t want_[] = {__VA_ARGS__};                                            \
+        check_enc(t, text, sizeof(text) - 1, bos, want_, sizeof want_ / sizeof want_[0]); \
     } while (0)
 
 #define ID(k) (N_SPECIAL + (k)) /* id of extra piece k */

@@ -18,11 +18,11 @@
 typedef struct cv_source cv_source;
 
 struct cv_source {
-    mdi_config cfg;     /* validated geometry */
-    mdi_vocab vocab;    /* owned; freed by cv_source_close */
-    char model_id[17];  /* 16 hex digits + NUL, derived from the source content */
-    const char *kind;   /* "llama2c", "gguf", "hf", "synthetic" (static string) */
-    void *impl;         /* reader state */
+    mdi_config cfg;    /* validated geometry */
+    mdi_vocab vocab;   /* owned; freed by cv_source_close */
+    char model_id[17]; /* 16 hex digits + NUL, derived from the source content */
+    const char *kind;  /* "llama2c", "gguf", "hf", "synthetic" (static string) */
+    void *impl;        /* reader state */
     /* Read tensor `kind` of layer `layer` (ignored for extras) as float32 into
      * out, which holds rows*cols floats of mdi_tensor_shape(). */
     mdi_status (*read)(cv_source *src, mdi_tensor_kind kind, int32_t layer, float *out,
@@ -35,7 +35,12 @@ struct cv_source {
 void cv_source_close(cv_source *src);
 
 /* What the input path is, judged from its content (magic bytes), not its name. */
-typedef enum { CV_INPUT_UNKNOWN = 0, CV_INPUT_LLAMA2C, CV_INPUT_GGUF, CV_INPUT_HF_DIR } cv_input_kind;
+typedef enum {
+    CV_INPUT_UNKNOWN = 0,
+    CV_INPUT_LLAMA2C,
+    CV_INPUT_GGUF,
+    CV_INPUT_HF_DIR
+} cv_input_kind;
 cv_input_kind cv_detect(const char *path);
 
 /* Readers. Each validates every length/offset/shape against the file size
@@ -61,9 +66,9 @@ typedef enum { CV_DTYPE_F32 = 0, CV_DTYPE_F16, CV_DTYPE_BF16 } cv_dtype;
 
 typedef struct cv_write_opts {
     cv_dtype dtype;
-    int32_t n_shards;           /* 0 or 1: one file; > 1: a directory of shards */
-    const int32_t *split;       /* optional explicit layers per shard (n_shards entries) */
-    int quiet;                  /* no progress output */
+    int32_t n_shards;     /* 0 or 1: one file; > 1: a directory of shards */
+    const int32_t *split; /* optional explicit layers per shard (n_shards entries) */
+    int quiet;            /* no progress output */
 } cv_write_opts;
 
 /* Write src to out: one file when n_shards <= 1, else a directory of shards
@@ -79,8 +84,7 @@ float cv_bf16_to_f32(uint16_t h);
 
 /* pread exactly n bytes at off (retrying short reads); a short file is an
  * MDI_ERR_FORMAT naming path and offset. */
-mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                         mdi_err *err);
+mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, mdi_err *err);
 /* Little-endian int32 at p. */
 int32_t cv_le_i32(const unsigned char *p);
 /* Fold bytes [0, size) of fd into the FNV-1a hash *h (1 MiB at a time). */

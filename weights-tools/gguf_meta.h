@@ -56,22 +56,22 @@ typedef struct garr {
 } garr;
 
 /* Metadata keys read as numbers: X(enum, key). */
-#define GGUF_NUM_KEYS(X)                                                                           \
-    X(K_DIM, "llama.embedding_length")                                                             \
-    X(K_HIDDEN, "llama.feed_forward_length")                                                       \
-    X(K_LAYERS, "llama.block_count")                                                               \
-    X(K_HEADS, "llama.attention.head_count")                                                       \
-    X(K_KV_HEADS, "llama.attention.head_count_kv")                                                 \
-    X(K_CTX, "llama.context_length")                                                               \
-    X(K_THETA, "llama.rope.freq_base")                                                             \
-    X(K_EPS, "llama.attention.layer_norm_rms_epsilon")                                             \
-    X(K_ROPE_DIM, "llama.rope.dimension_count")                                                    \
-    X(K_KEY_LEN, "llama.attention.key_length")                                                     \
-    X(K_VOCAB, "llama.vocab_size")                                                                 \
-    X(K_ALIGN, "general.alignment")                                                                \
-    X(K_BOS, "tokenizer.ggml.bos_token_id")                                                        \
-    X(K_EOS, "tokenizer.ggml.eos_token_id")                                                        \
-    X(K_UNK, "tokenizer.ggml.unknown_token_id")                                                    \
+#define GGUF_NUM_KEYS(X)                               \
+    X(K_DIM, "llama.embedding_length")                 \
+    X(K_HIDDEN, "llama.feed_forward_length")           \
+    X(K_LAYERS, "llama.block_count")                   \
+    X(K_HEADS, "llama.attention.head_count")           \
+    X(K_KV_HEADS, "llama.attention.head_count_kv")     \
+    X(K_CTX, "llama.context_length")                   \
+    X(K_THETA, "llama.rope.freq_base")                 \
+    X(K_EPS, "llama.attention.layer_norm_rms_epsilon") \
+    X(K_ROPE_DIM, "llama.rope.dimension_count")        \
+    X(K_KEY_LEN, "llama.attention.key_length")         \
+    X(K_VOCAB, "llama.vocab_size")                     \
+    X(K_ALIGN, "general.alignment")                    \
+    X(K_BOS, "tokenizer.ggml.bos_token_id")            \
+    X(K_EOS, "tokenizer.ggml.eos_token_id")            \
+    X(K_UNK, "tokenizer.ggml.unknown_token_id")        \
     X(K_ADD_SPACE, "tokenizer.ggml.add_space_prefix")
 
 typedef enum {
@@ -97,7 +97,6 @@ mdi_status cv_gguf_err(const gcur *c, mdi_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-
 
 /* Copy n bytes at the cursor into dst and advance; `what` names them in errors. */
 mdi_status cv_gguf_cur_read(gcur *c, void *dst, size_t n, const char *what);

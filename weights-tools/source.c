@@ -42,8 +42,7 @@ int32_t cv_le_i32(const unsigned char *p)
     return v;
 }
 
-mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                         mdi_err *err)
+mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, mdi_err *err)
 {
     unsigned char *p = buf;
     while (n > 0) {

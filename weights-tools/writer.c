@@ -162,8 +162,8 @@ static mdi_status write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t 
     }
 fail:
     if (dset >= 0 && H5Dclose(dset) < 0 && !s)
-        s = mdi_errf(err, MDI_ERR_IO, "%s: cannot close dataset %s%s (disk full?)", path,
-                     where, name);
+        s = mdi_errf(err, MDI_ERR_IO, "%s: cannot close dataset %s%s (disk full?)", path, where,
+                     name);
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (space >= 0)

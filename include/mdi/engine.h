@@ -22,7 +22,7 @@ typedef struct mdi_engine {
     MPI_Comm comm;
     int rank, n_ranks;
     char shard_path[4096];
-    mdi_shard_info info;      /* of this rank's file */
+    mdi_shard_info info; /* of this rank's file */
     int32_t layer_first, layer_last;
     mdi_tensor_info tensor;
     mdi_run_shape shape;
@@ -34,8 +34,8 @@ typedef struct mdi_engine {
     mdi_vocab vocab;
     mdi_tokenizer *tok;
     int32_t n_prompts;
-    int32_t **prompt_ids;     /* (n_samples) each (n_prompt[i]) */
-    int32_t *n_prompt;        /* (n_samples) */
+    int32_t **prompt_ids; /* (n_samples) each (n_prompt[i]) */
+    int32_t *n_prompt;    /* (n_samples) */
 } mdi_engine;
 
 /* Collective over comm. On failure every rank gets the same status and err. */

@@ -50,18 +50,18 @@ typedef enum { MDI_SCOPE_LAYER = 0, MDI_SCOPE_EXTRA = 1 } mdi_tensor_scope;
 
 /* X(enum, dataset name, scope, rows, cols); rows/cols are expressions of `c`
  * (a const mdi_config *). Matrices are (out, in) row-major; vectors have cols 1. */
-#define MDI_TENSOR_LIST(X)                                                                      \
-    X(MDI_T_ATTN_NORM, "attn_norm", MDI_SCOPE_LAYER, c->dim, 1)                                 \
-    X(MDI_T_WQ, "wq", MDI_SCOPE_LAYER, (int64_t)c->n_heads * c->head_dim, c->dim)               \
-    X(MDI_T_WK, "wk", MDI_SCOPE_LAYER, (int64_t)c->n_kv_heads * c->head_dim, c->dim)            \
-    X(MDI_T_WV, "wv", MDI_SCOPE_LAYER, (int64_t)c->n_kv_heads * c->head_dim, c->dim)            \
-    X(MDI_T_WO, "wo", MDI_SCOPE_LAYER, c->dim, (int64_t)c->n_heads * c->head_dim)               \
-    X(MDI_T_FFN_NORM, "ffn_norm", MDI_SCOPE_LAYER, c->dim, 1)                                   \
-    X(MDI_T_W1, "w1", MDI_SCOPE_LAYER, c->hidden_dim, c->dim)                                   \
-    X(MDI_T_W2, "w2", MDI_SCOPE_LAYER, c->dim, c->hidden_dim)                                   \
-    X(MDI_T_W3, "w3", MDI_SCOPE_LAYER, c->hidden_dim, c->dim)                                   \
-    X(MDI_T_EMBED, "token_embedding", MDI_SCOPE_EXTRA, c->vocab_size, c->dim)                   \
-    X(MDI_T_FINAL_NORM, "final_norm", MDI_SCOPE_EXTRA, c->dim, 1)                               \
+#define MDI_TENSOR_LIST(X)                                                           \
+    X(MDI_T_ATTN_NORM, "attn_norm", MDI_SCOPE_LAYER, c->dim, 1)                      \
+    X(MDI_T_WQ, "wq", MDI_SCOPE_LAYER, (int64_t)c->n_heads * c->head_dim, c->dim)    \
+    X(MDI_T_WK, "wk", MDI_SCOPE_LAYER, (int64_t)c->n_kv_heads * c->head_dim, c->dim) \
+    X(MDI_T_WV, "wv", MDI_SCOPE_LAYER, (int64_t)c->n_kv_heads * c->head_dim, c->dim) \
+    X(MDI_T_WO, "wo", MDI_SCOPE_LAYER, c->dim, (int64_t)c->n_heads * c->head_dim)    \
+    X(MDI_T_FFN_NORM, "ffn_norm", MDI_SCOPE_LAYER, c->dim, 1)                        \
+    X(MDI_T_W1, "w1", MDI_SCOPE_LAYER, c->hidden_dim, c->dim)                        \
+    X(MDI_T_W2, "w2", MDI_SCOPE_LAYER, c->dim, c->hidden_dim)                        \
+    X(MDI_T_W3, "w3", MDI_SCOPE_LAYER, c->hidden_dim, c->dim)                        \
+    X(MDI_T_EMBED, "token_embedding", MDI_SCOPE_EXTRA, c->vocab_size, c->dim)        \
+    X(MDI_T_FINAL_NORM, "final_norm", MDI_SCOPE_EXTRA, c->dim, 1)                    \
     X(MDI_T_OUTPUT, "output", MDI_SCOPE_EXTRA, c->vocab_size, c->dim)
 
 typedef enum {

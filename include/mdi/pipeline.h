@@ -48,11 +48,11 @@ typedef struct mdi_run_shape {
 int32_t mdi_pipeline_auto_group_size(int32_t n_samples, int32_t n_ranks);
 
 typedef struct mdi_pipeline_stats {
-    double compute_s;        /* forward passes, head and sampling */
-    double wall_s;           /* the whole run on this rank */
-    double first_token_s;    /* rank 0: start -> first sampled token of any sample */
+    double compute_s;         /* forward passes, head and sampling */
+    double wall_s;            /* the whole run on this rank */
+    double first_token_s;     /* rank 0: start -> first sampled token of any sample */
     int64_t tokens_generated; /* rank 0 */
-    int64_t prompt_tokens;   /* rank 0 */
+    int64_t prompt_tokens;    /* rank 0 */
 } mdi_pipeline_stats;
 
 typedef struct mdi_pipeline mdi_pipeline; /* opaque */

@@ -19,16 +19,16 @@ typedef enum { MDI_MSG_WORK = 1, MDI_MSG_STOP = 2 } mdi_msg_kind;
  * Views into a pool buffer; valid until released/sent. */
 typedef struct mdi_msg {
     int32_t kind;
-    int32_t group;  /* sample group id */
+    int32_t group; /* sample group id */
     int32_t n_rows;
     int32_t n_stream; /* rows [0, n_stream) are generated tokens (see mdi_stage_forward_mixed) */
-    int32_t buf;    /* pool index (internal) */
-    mdi_row *rows;  /* (max_rows) */
-    float *x;       /* (max_rows, dim) */
+    int32_t buf;      /* pool index (internal) */
+    mdi_row *rows;    /* (max_rows) */
+    float *x;         /* (max_rows, dim) */
 } mdi_msg;
 
 typedef struct mdi_ring_stats {
-    double wait_s;      /* time blocked waiting for a message or a free buffer */
+    double wait_s; /* time blocked waiting for a message or a free buffer */
     uint64_t bytes_sent;
     uint64_t bytes_recv;
     uint64_t msgs_sent;
@@ -44,8 +44,8 @@ typedef struct mdi_ring mdi_ring; /* opaque */
  * still answer (within min(max(timeout_s / 2, 0.5), 5) s) and fails naming the
  * stage that stopped; the other ranks wait 2 x timeout_s + that grace, so they
  * fail first only when rank 0 itself has stopped, and then they name it. */
-mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs,
-                           double timeout_s, mdi_ring **out, mdi_err *err);
+mdi_status mdi_ring_create(MPI_Comm comm, size_t max_rows, size_t dim, int n_bufs, double timeout_s,
+                           mdi_ring **out, mdi_err *err);
 /* Waits for outstanding sends, cancels the posted receive, frees. */
 void mdi_ring_free(mdi_ring *r);
 
@@ -73,11 +73,9 @@ const mdi_ring_stats *mdi_ring_get_stats(const mdi_ring *r);
 /* Every rank passes its local status and message; all return the same
  * verdict: MDI_OK, or the first failing rank's status with its message
  * (prefixed with that rank and host when the ring has several ranks). */
-mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err,
-                          mdi_err *err);
+mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err, mdi_err *err);
 /* Every rank's `bytes` bytes of `in` land in out (size x bytes), on all ranks. */
-mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out,
-                              mdi_err *err);
+mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out, mdi_err *err);
 /* Broadcast bytes from root. */
 mdi_status mdi_ring_bcast(MPI_Comm comm, void *buf, size_t bytes, int root, mdi_err *err);
 

@@ -35,12 +35,12 @@ typedef struct mdi_row {
 } mdi_row;
 
 typedef struct mdi_stage_params {
-    int32_t layer_first;  /* [layer_first, layer_last) of the whole model */
+    int32_t layer_first; /* [layer_first, layer_last) of the whole model */
     int32_t layer_last;
-    int has_extras;       /* holds embedding, final norm, output head */
-    size_t n_slots;       /* samples in flight (KV cache slots) */
-    size_t max_pos;       /* positions per slot (<= max_seq_len) */
-    size_t max_rows;      /* largest number of rows in one forward call */
+    int has_extras;        /* holds embedding, final norm, output head */
+    size_t n_slots;        /* samples in flight (KV cache slots) */
+    size_t max_pos;        /* positions per slot (<= max_seq_len) */
+    size_t max_rows;       /* largest number of rows in one forward call */
     size_t max_logit_rows; /* rows for which logits are computed at once */
     int n_threads;
 } mdi_stage_params;
@@ -48,11 +48,11 @@ typedef struct mdi_stage_params {
 typedef struct mdi_stage {
     mdi_config cfg;
     mdi_stage_params p;
-    float *layer_data;     /* (n_local_layers, layer_params) in MDI_TENSOR_LIST order */
+    float *layer_data;         /* (n_local_layers, layer_params) in MDI_TENSOR_LIST order */
     mdi_layer_weights *layers; /* (n_local_layers) views into layer_data */
-    float *embedding;      /* (vocab, dim) or NULL */
-    float *final_norm;     /* (dim) or NULL */
-    float *output;         /* (vocab, dim): own buffer, or == embedding when tied */
+    float *embedding;          /* (vocab, dim) or NULL */
+    float *final_norm;         /* (dim) or NULL */
+    float *output;             /* (vocab, dim): own buffer, or == embedding when tied */
     mdi_kv_cache kv;
     mdi_rope_table rope;
     /* scratch */

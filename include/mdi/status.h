@@ -8,17 +8,17 @@
 #include <stddef.h>
 
 /* X(name, value, short description). One list, so codes and strings cannot drift. */
-#define MDI_STATUS_LIST(X)                                   \
-    X(MDI_OK, 0, "ok")                                       \
-    X(MDI_ERR_ARG, -1, "invalid argument")                   \
-    X(MDI_ERR_NOMEM, -2, "out of memory")                    \
-    X(MDI_ERR_IO, -3, "i/o error")                           \
-    X(MDI_ERR_FORMAT, -4, "bad file format")                 \
-    X(MDI_ERR_UNSUPPORTED, -5, "unsupported")                \
-    X(MDI_ERR_RANGE, -6, "value out of range")               \
-    X(MDI_ERR_MISMATCH, -7, "inputs do not agree")           \
-    X(MDI_ERR_COMM, -8, "communication failure")             \
-    X(MDI_ERR_TIMEOUT, -9, "timed out")                      \
+#define MDI_STATUS_LIST(X)                         \
+    X(MDI_OK, 0, "ok")                             \
+    X(MDI_ERR_ARG, -1, "invalid argument")         \
+    X(MDI_ERR_NOMEM, -2, "out of memory")          \
+    X(MDI_ERR_IO, -3, "i/o error")                 \
+    X(MDI_ERR_FORMAT, -4, "bad file format")       \
+    X(MDI_ERR_UNSUPPORTED, -5, "unsupported")      \
+    X(MDI_ERR_RANGE, -6, "value out of range")     \
+    X(MDI_ERR_MISMATCH, -7, "inputs do not agree") \
+    X(MDI_ERR_COMM, -8, "communication failure")   \
+    X(MDI_ERR_TIMEOUT, -9, "timed out")            \
     X(MDI_ERR_INTERNAL, -10, "internal error")
 
 typedef enum {

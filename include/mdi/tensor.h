@@ -12,8 +12,8 @@
 /* What the math backend runs on, for logs and stats. */
 typedef struct mdi_tensor_info {
     int n_threads;
-    char blis_arch[32];  /* BLIS's kernel set, e.g. "zen3" */
-    int slow_kernels;    /* 1: BLIS runs generic kernels on a CPU that has AVX2/FMA */
+    char blis_arch[32]; /* BLIS's kernel set, e.g. "zen3" */
+    int slow_kernels;   /* 1: BLIS runs generic kernels on a CPU that has AVX2/FMA */
 } mdi_tensor_info;
 
 /* Call once per process before any other BLIS use (before MPI_Init is best):
@@ -52,7 +52,7 @@ void mdi_axpy(float *a, float s, const float *b, size_t n);
 /* RoPE cos/sin for every position and pair, computed once. */
 typedef struct mdi_rope_table {
     size_t max_pos;
-    size_t half;   /* head_dim / 2 */
+    size_t half;    /* head_dim / 2 */
     float *cos_sin; /* (max_pos, half, 2) */
 } mdi_rope_table;
 
