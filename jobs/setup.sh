@@ -8,7 +8,8 @@ build=${1:-$here/build}
 shift || true
 
 pkgs=(build-essential cmake pkg-config git openmpi-bin libopenmpi-dev libblis-dev
-      libhdf5-dev hdf5-tools libcmocka-dev)
+      libhdf5-dev hdf5-tools libcmocka-dev
+      iproute2 iptables libnetfilter-queue-dev)  # the last three: emulated edge cluster (jobs/cluster.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
