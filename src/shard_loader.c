@@ -155,6 +155,15 @@ static mdi_status read_info(hid_t f, const char *path, mdi_shard_info *in, mdi_e
     if (in->shard_count < 1 || in->shard_index < 0 || in->shard_index >= in->shard_count)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %d of %d is invalid", path, in->shard_index,
                         in->shard_count);
+    /* Datasets are contiguous, at least 2 bytes an element: the weights the attributes
+     * describe must fit in the file, or a rank would allocate them for a lie. */
+    hsize_t size = 0;
+    uint64_t n = (uint64_t)(in->layer_last - in->layer_first) * mdi_config_layer_params(c) +
+                 (in->layer_first == 0 ? mdi_config_extra_params(c) : 0);
+    if (H5Fget_filesize(f, &size) < 0 || n > size / 2)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: %llu bytes cannot hold the %llu weights its attributes describe", path,
+                        (unsigned long long)size, (unsigned long long)n);
     in->has_extras = in->layer_first == 0;
     return MDI_OK;
 }
