@@ -8,8 +8,9 @@
 # Options passed to mpirun and why:
 #   --map-by ppr:1:node or by slot     rank k runs on the k-th slot of the hostfile:
 #                                      shard k must be on that host
-#   --bind-to core (default) / none    one rank per core; with --threads > 1 per rank
-#                                      use --bind none so the threads can spread
+#   --bind-to none (default) / core    none lets ranks and their threads use any core
+#                                      (needed for more ranks than cores and for
+#                                      --threads > 1); core pins one rank per core
 #   --oversubscribe                    allowed when there are more ranks than cores
 #   --mca mpi_yield_when_idle 1        waiting ranks yield the CPU (vital when ranks
 #                                      share cores)
@@ -18,7 +19,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/jobs/env.sh"
-n=1 hostfile="" bind=core build="$here/build"
+n=1 hostfile="" bind=none build="$here/build"
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) n=$2; shift 2 ;;
