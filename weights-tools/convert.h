@@ -89,6 +89,9 @@ mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *
 int32_t cv_le_i32(const unsigned char *p);
 /* Fold bytes [0, size) of fd into the FNV-1a hash *h (1 MiB at a time). */
 mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_err *err);
+/* If name is prefix, a layer index below n_layers (decimal, no leading zeros)
+ * and a dot, set *layer and return the rest of the name; else NULL. */
+const char *cv_layer_suffix(const char *name, const char *prefix, int32_t n_layers, int32_t *layer);
 /* A model id: h as 16 lower-case hex digits. */
 void cv_model_id(uint64_t h, char id[17]);
 

@@ -54,18 +54,8 @@ static int map_name(const char *name, int32_t n_layers, mdi_tensor_kind *kind, i
 {
     const char *suffix = name;
     *layer = -1;
-    if (strncmp(name, "blk.", 4) == 0) {
-        const char *p = name + 4;
-        int64_t l = 0;
-        if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.'))
-            return 0;
-        for (; *p >= '0' && *p <= '9' && l <= MDI_MAX_LAYERS; p++)
-            l = l * 10 + (*p - '0');
-        if (*p != '.' || l >= n_layers)
-            return 0;
-        *layer = (int32_t)l;
-        suffix = p + 1;
-    }
+    if (strncmp(name, "blk.", 4) == 0 && !(suffix = cv_layer_suffix(name, "blk.", n_layers, layer)))
+        return 0;
     for (int k = 0; k < MDI_T_COUNT; k++) {
         int per_layer = mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER;
         if (per_layer == (*layer >= 0) && strcmp(suffix, gguf_names[k]) == 0) {

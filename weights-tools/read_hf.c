@@ -249,16 +249,8 @@ static int map_name(const char *name, int32_t n_layers, mdi_tensor_kind *kind, i
     const char *suffix = name;
     *layer = -1;
     if (strncmp(name, "model.layers.", 13) == 0) {
-        const char *p = name + 13;
-        int64_t l = 0;
-        if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.'))
+        if (!(suffix = cv_layer_suffix(name, "model.layers.", n_layers, layer)))
             return 0;
-        for (; *p >= '0' && *p <= '9' && l <= MDI_MAX_LAYERS; p++)
-            l = l * 10 + (*p - '0');
-        if (*p != '.' || l >= n_layers)
-            return 0;
-        *layer = (int32_t)l;
-        suffix = p + 1;
         if (strcmp(suffix, "self_attn.rotary_emb.inv_freq") == 0)
             return -1; /* a precomputed RoPE table some old checkpoints carry */
     }

@@ -80,6 +80,23 @@ mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_
     return s;
 }
 
+const char *cv_layer_suffix(const char *name, const char *prefix, int32_t n_layers, int32_t *layer)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0)
+        return NULL;
+    const char *p = name + n;
+    int64_t l = 0;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.'))
+        return NULL;
+    for (; *p >= '0' && *p <= '9' && l <= MDI_MAX_LAYERS; p++)
+        l = l * 10 + (*p - '0');
+    if (*p != '.' || l >= n_layers)
+        return NULL;
+    *layer = (int32_t)l;
+    return p + 1;
+}
+
 void cv_model_id(uint64_t h, char id[17])
 {
     snprintf(id, 17, "%016llx", (unsigned long long)h);
