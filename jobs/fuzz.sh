@@ -23,6 +23,7 @@ case $work in "$here"|"$here"/*) echo "fuzz: MDI_FUZZ_WORK must be outside the r
 for t in "${targets[@]}"; do
   [ -f "$here/test/fuzz/fuzz_$t.c" ] || { echo "fuzz: unknown target '$t' (${all[*]})" >&2; exit 1; }
 done
+rm -rf "$work/tmp" # temporary directories a crashed target could not remove
 mkdir -p "$work/build/obj" "$work/tmp"
 
 # ---- toolchain: clang with libFuzzer and the sanitizer runtimes -------------------
