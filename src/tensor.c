@@ -6,6 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MDI_HUGE_PAGE ((size_t)2 << 20)
+#define MDI_HUGE_MIN ((size_t)4 << 20)
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -83,54 +90,215 @@ void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n,
               (float *)x, (inc_t)n, 1, (float *)w, 1, (inc_t)n, &beta, y, (inc_t)d, 1);
 }
 
-/* Dot product with four 8-wide accumulators: the order of operations depends
- * only on n. */
-static inline float dot_stream(const float *a, const float *b, size_t n)
+/* ---- streaming product ---------------------------------------------------------
+ * One output y[r, j] = W[j, :] . x[r, :] is always summed in the same order,
+ * whatever the vector unit, the block it is computed in or the thread count:
+ * 16 lanes, lane l accumulates fma(w[i], x[i], .) for i = l, l + 16, ... below
+ * n16 = n - n % 16, in increasing i; the lanes are reduced as a fixed tree
+ * (l += l + 8, then + 4, + 2, + 1); the tail i >= n16 follows with fma in order.
+ * A 16-lane group is one AVX-512 register, two AVX2 registers, or 16 floats. */
+#if defined(__AVX512F__)
+typedef __m512 v16;
+static inline v16 v16_zero(void)
 {
-    size_t i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float r = _mm_cvtss_f32(h);
+    return _mm512_setzero_ps();
+}
+static inline v16 v16_load(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
+static inline v16 v16_fma(v16 a, v16 b, v16 c)
+{
+    return _mm512_fmadd_ps(a, b, c);
+}
+static inline float v16_sum(v16 v)
+{
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+enum { V16_REGS = 1 };
+#elif defined(__AVX2__) && defined(__FMA__)
+typedef struct {
+    __m256 lo, hi;
+} v16;
+static inline v16 v16_zero(void)
+{
+    return (v16){_mm256_setzero_ps(), _mm256_setzero_ps()};
+}
+static inline v16 v16_load(const float *p)
+{
+    return (v16){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+static inline v16 v16_fma(v16 a, v16 b, v16 c)
+{
+    return (v16){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+static inline float v16_sum(v16 v)
+{
+    __m256 h = _mm256_add_ps(v.lo, v.hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+enum { V16_REGS = 2 };
 #else
-    float acc[32] = {0};
-    for (; i + 32 <= n; i += 32)
-        for (size_t j = 0; j < 32; j++)
-            acc[j] += a[i + j] * b[i + j];
-    for (size_t w = 16; w > 0; w /= 2)
-        for (size_t j = 0; j < w; j++)
-            acc[j] += acc[j + w];
-    float r = acc[0];
+typedef struct {
+    float l[16];
+} v16;
+static inline v16 v16_zero(void)
+{
+    return (v16){{0}};
+}
+static inline v16 v16_load(const float *p)
+{
+    v16 v;
+    memcpy(v.l, p, sizeof v.l);
+    return v;
+}
+static inline v16 v16_fma(v16 a, v16 b, v16 c)
+{
+    for (int l = 0; l < 16; l++)
+        c.l[l] = fmaf(a.l[l], b.l[l], c.l[l]);
+    return c;
+}
+static inline float v16_sum(v16 v)
+{
+    for (int w = 8; w > 0; w /= 2)
+        for (int l = 0; l < w; l++)
+            v.l[l] += v.l[l + w];
+    return v.l[0];
+}
+enum { V16_REGS = 16 };
 #endif
-    for (; i < n; i++)
-        r += a[i] * b[i];
-    return r;
+
+enum { STREAM_MAX_RJ = 8, STREAM_MAX_RR = 4 };
+
+/* A register block: rj weight rows times rr activation rows, every weight
+ * and activation vector loaded once per 16 columns.
+ * W rows w (rj, n), x rows (rr, n); out[a * rr + b] = W[a] . x[b]. rj and rr are
+ * constants at every call, so the loops unroll into registers. */
+static inline __attribute__((always_inline)) void
+stream_block(float *out, const float *w, const float *x, size_t n, int rj, int rr)
+{
+    v16 acc[STREAM_MAX_RJ][STREAM_MAX_RR], xv[STREAM_MAX_RR];
+    for (int a = 0; a < rj; a++)
+        for (int b = 0; b < rr; b++)
+            acc[a][b] = v16_zero();
+    size_t n16 = n - n % 16;
+    for (size_t i = 0; i < n16; i += 16) {
+        for (int b = 0; b < rr; b++)
+            xv[b] = v16_load(x + (size_t)b * n + i);
+        for (int a = 0; a < rj; a++) {
+            v16 wv = v16_load(w + (size_t)a * n + i);
+            for (int b = 0; b < rr; b++)
+                acc[a][b] = v16_fma(wv, xv[b], acc[a][b]);
+        }
+    }
+    for (int a = 0; a < rj; a++)
+        for (int b = 0; b < rr; b++) {
+            float v = v16_sum(acc[a][b]);
+            for (size_t i = n16; i < n; i++)
+                v = fmaf(w[(size_t)a * n + i], x[(size_t)b * n + i], v);
+            out[a * rr + b] = v;
+        }
+}
+
+/* Weight rows per register block with rr activation rows (measured on Zen 5,
+ * AVX-512, weights streamed from memory: one weight row alone for a single
+ * activation row, since every extra concurrent weight stream costs bandwidth;
+ * as many as the registers hold once the block is compute-bound). */
+static int stream_rj(int rr)
+{
+    if (V16_REGS == 1) /* 32 registers: rj * rr accumulators + rr + 1 */
+        return rr == 1 ? 1 : rr == 4 ? 6 : 8;
+    if (V16_REGS == 2) /* 16 registers of 8 floats */
+        return rr == 2 ? 2 : 1;
+    return 1;
+}
+
+/* The block shapes stream_rj chooses, with constant sizes so that each is
+ * compiled into registers; a range's last few weight rows go one at a time. */
+static void stream_block_dispatch(float *out, const float *w, const float *x, size_t n, int rj,
+                                  int rr)
+{
+    switch (rr * 16 + rj) {
+    case 1 * 16 + 1:
+        stream_block(out, w, x, n, 1, 1);
+        break;
+    case 2 * 16 + 1:
+        stream_block(out, w, x, n, 1, 2);
+        break;
+    case 3 * 16 + 1:
+        stream_block(out, w, x, n, 1, 3);
+        break;
+    case 4 * 16 + 1:
+        stream_block(out, w, x, n, 1, 4);
+        break;
+    case 2 * 16 + 2:
+        stream_block(out, w, x, n, 2, 2);
+        break;
+    case 2 * 16 + 8:
+        stream_block(out, w, x, n, 8, 2);
+        break;
+    case 3 * 16 + 8:
+        stream_block(out, w, x, n, 8, 3);
+        break;
+    case 4 * 16 + 6:
+        stream_block(out, w, x, n, 6, 4);
+        break;
+    default: /* unreachable: stream_rj returns only the shapes above */
+        for (int a = 0; a < rj; a++)
+            for (int b = 0; b < rr; b++)
+                stream_block(out + a * rr + b, w + (size_t)a * n, x + (size_t)b * n, n, 1, 1);
+    }
+}
+
+/* Rows [j0, j1) of W against every row of x, in register blocks. */
+static void stream_range(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
+                         float beta, size_t j0, size_t j1)
+{
+    float out[STREAM_MAX_RJ * STREAM_MAX_RR];
+    /* W rows j0..j1 (at most 8 * n floats at a time) stay in cache while each
+     * group of up to STREAM_MAX_RR rows of x meets them. */
+    for (size_t jb = j0; jb < j1; jb += STREAM_MAX_RJ * 3) {
+        size_t je = j1 - jb < STREAM_MAX_RJ * 3 ? j1 : jb + STREAM_MAX_RJ * 3;
+        for (size_t r0 = 0; r0 < rows; r0 += STREAM_MAX_RR) {
+            int rr = rows - r0 < STREAM_MAX_RR ? (int)(rows - r0) : STREAM_MAX_RR;
+            size_t j = jb;
+            while (j < je) {
+                int rj = je - j >= (size_t)stream_rj(rr) ? stream_rj(rr) : 1;
+                stream_block_dispatch(out, w + j * n, x + r0 * n, n, rj, rr);
+                for (int b = 0; b < rr; b++) {
+                    float *yr = y + (r0 + (size_t)b) * d + j;
+                    for (int a = 0; a < rj; a++)
+                        yr[a] = beta == 0.0f ? out[a * rr + b] : beta * yr[a] + out[a * rr + b];
+                }
+                j += (size_t)rj;
+            }
+        }
+    }
 }
 
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                        float beta, int n_threads)
 {
-    if (rows == 0)
+    if (rows == 0 || d == 0)
         return;
-    long D = (long)d;
-    // y[r, j] = beta * y[r, j] + W[j, :] . x[r, :]; W row j is read from memory once
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1)
-    for (long j = 0; j < D; j++) {
-        const float *wj = w + (size_t)j * n;
-        for (size_t r = 0; r < rows; r++) {
-            float v = dot_stream(wj, x + r * n, n);
-            float *yj = y + r * d + (size_t)j;
-            *yj = beta == 0.0f ? v : beta * *yj + v;
-        }
+        // y (rows, d) = beta * y + x (rows, n) @ W^T, W (d, n) read from memory once:
+        // each thread takes one contiguous range of W's rows, cut at multiples of 8.
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        size_t t = 0, nt = 1;
+#ifdef _OPENMP
+        t = (size_t)omp_get_thread_num();
+        nt = (size_t)omp_get_num_threads();
+#endif
+        size_t j0 = d * t / nt / 8 * 8, j1 = t + 1 == nt ? d : d * (t + 1) / nt / 8 * 8;
+        if (j0 < j1)
+            stream_range(y, x, w, rows, n, d, beta, j0, j1);
     }
 }
 
@@ -235,7 +403,17 @@ float *mdi_alloc_floats(size_t n)
     if (n > SIZE_MAX / sizeof(float) - 64)
         return NULL;
     size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    return aligned_alloc(64, bytes);
+    if (bytes < MDI_HUGE_MIN)
+        return aligned_alloc(64, bytes);
+    /* Weights and large buffers are streamed: on 2 MiB pages the TLB covers
+     * them and the hardware prefetchers are not stopped at every 4 KiB. */
+    bytes = (bytes + MDI_HUGE_PAGE - 1) & ~(size_t)(MDI_HUGE_PAGE - 1);
+    float *p = aligned_alloc(MDI_HUGE_PAGE, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
+#endif
+    return p;
 }
 
 void mdi_free_floats(float *p)

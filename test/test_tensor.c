@@ -170,6 +170,54 @@ static void test_matmul_stream_rows_independent(void **state)
     free(x), free(w), free(yb), free(y1), free(y3);
 }
 
+/* The streaming product's documented order, written out plainly: 16 lanes of
+ * fused multiply-adds, a fixed reduction tree, then the tail. */
+static float stream_order_ref(const float *w, const float *x, size_t n)
+{
+    float lane[16] = {0};
+    size_t n16 = n - n % 16;
+    for (size_t i = 0; i < n16; i++)
+        lane[i % 16] = fmaf(w[i], x[i], lane[i % 16]);
+    for (size_t width = 8; width > 0; width /= 2)
+        for (size_t l = 0; l < width; l++)
+            lane[l] += lane[l + width];
+    float v = lane[0];
+    for (size_t i = n16; i < n; i++)
+        v = fmaf(w[i], x[i], v);
+    return v;
+}
+
+/* Every element of the streaming product is exactly the documented order,
+ * bit for bit, whatever the vector unit, the register block it falls in
+ * (row counts 1..9 cover every block shape and remainder, weight-row counts
+ * around multiples of 8 and 24 every range cut) and the thread count. */
+static void test_matmul_stream_order(void **state)
+{
+    (void)state;
+    const size_t ns[] = {1, 15, 16, 17, 70, 172, 257};
+    const size_t ds[] = {1, 7, 8, 9, 23, 24, 25, 50};
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
+        for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
+            for (size_t rows = 1; rows <= 9; rows++) {
+                size_t n = ns[in], d = ds[id];
+                float *x = xalloc(rows * n), *w = xalloc(d * n), *y = xalloc(rows * d);
+                fill(x, rows * n, 500 + in * 97 + rows, 1.0f);
+                fill(w, d * n, 600 + id * 89 + in, 1.0f);
+                for (int t = 1; t <= 3; t++) {
+                    mdi_matmul_stream(y, x, w, rows, n, d, 0.0f, t);
+                    for (size_t r = 0; r < rows; r++)
+                        for (size_t j = 0; j < d; j++) {
+                            float want = stream_order_ref(w + j * n, x + r * n, n);
+                            if (memcmp(&want, &y[r * d + j], sizeof want))
+                                fail_msg("stream %zux%zux%zu, %d threads: y[%zu][%zu] = %.9g, "
+                                         "the documented order gives %.9g",
+                                         rows, n, d, t, r, j, (double)y[r * d + j], (double)want);
+                        }
+                }
+                free(x), free(w), free(y);
+            }
+}
+
 /* ---- element-wise kernels ---------------------------------------------------- */
 
 /* Bound on mdi_dot's error for n terms: eight partial sums of n/8 terms, a
@@ -521,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_matmul_rows_independent),
         cmocka_unit_test(test_matmul_stream),
         cmocka_unit_test(test_matmul_stream_rows_independent),
+        cmocka_unit_test(test_matmul_stream_order),
         cmocka_unit_test(test_dot),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_rmsnorm),

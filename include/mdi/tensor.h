@@ -28,9 +28,12 @@ mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
 void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                 float beta);
 
-/* Same product for a few rows, bandwidth-bound: W is streamed from memory
- * once, each output element is one dot product in a fixed order, so a row's
- * result does not depend on how many rows share the call or on n_threads. */
+/* Same product for a few rows (generated tokens), bandwidth-bound: W is
+ * streamed from memory once per call, in register blocks of several weight
+ * and activation rows. Every output element is summed in one documented
+ * order (16 lanes of fused multiply-adds, a fixed reduction tree, then the
+ * tail; see tensor.c), so a row's result does not depend on how many rows
+ * share the call, on n_threads or on the vector unit. */
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                        float beta, int n_threads);
 
@@ -64,7 +67,9 @@ void mdi_rope_free(mdi_rope_table *t);
  * v (n_heads * head_dim) to position pos (< t->max_pos). */
 void mdi_rope_apply(const mdi_rope_table *t, float *v, size_t n_heads, size_t pos);
 
-/* 64-byte aligned allocation of n floats (NULL on failure), and its free. */
+/* 64-byte aligned allocation of n floats (NULL on failure), and its free.
+ * Allocations of 4 MiB and more are 2 MiB aligned and advised to use
+ * transparent huge pages, for streaming weights. */
 float *mdi_alloc_floats(size_t n);
 void mdi_free_floats(float *p);
 
