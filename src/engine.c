@@ -367,6 +367,10 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
             e->info.cfg.n_layers, (long long)ps->prompt_tokens, (long long)ps->tokens_generated);
     fprintf(f, "  \"wall_s\": %.6f,\n  \"first_token_s\": %.6f,\n  \"tokens_per_s\": %.4f,\n",
             ps->wall_s, ps->first_token_s, tps);
+    fprintf(f,
+            "  \"decode_tokens\": %lld,\n  \"decode_s\": %.6f,\n  \"decode_tokens_per_s\": %.4f,\n",
+            (long long)ps->decode_tokens, ps->decode_s,
+            ps->decode_s > 0 ? (double)ps->decode_tokens / ps->decode_s : 0.0);
     fprintf(f, "  \"per_rank\": [\n");
     for (int r = 0; r < e->n_ranks; r++) {
         const rank_stats *x = &all[r];

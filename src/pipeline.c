@@ -31,6 +31,9 @@ struct mdi_pipeline {
     mdi_sampler sampler;
     int sampler_ready;
     mdi_pipeline_stats stats;
+    int32_t n_started;      /* samples with a first token (or ended before one) */
+    double decode_t0;       /* when n_started reached n_samples; 0 before */
+    int64_t decode_tokens0; /* tokens_generated at that moment */
 };
 
 static double now_s(void)
@@ -186,6 +189,7 @@ static int group_active(const mdi_pipeline *pl, int32_t g)
 
 static void end_sample(mdi_pipeline *pl, int32_t i, mdi_stop_reason why, const mdi_sink *sink)
 {
+    pl->n_started += pl->samples[i].n_generated == 0;
     pl->samples[i].done = why;
     if (sink && sink->end)
         sink->end(sink->ctx, i, why, pl->samples[i].n_generated);
@@ -209,6 +213,7 @@ static void emit_ids(mdi_pipeline *pl, int32_t i, int32_t from, int32_t to, cons
 static void accept_token(mdi_pipeline *pl, int32_t i, int32_t tok, const mdi_sink *sink)
 {
     sample_state *ss = &pl->samples[i];
+    pl->n_started += ss->n_generated == 0;
     ss->n_generated++;
     pl->stats.tokens_generated++;
     if (tok == mdi_tokenizer_eos(pl->p.tok) || tok == mdi_tokenizer_bos(pl->p.tok)) {
@@ -295,9 +300,17 @@ static void finish_group(mdi_pipeline *pl, mdi_msg *m, const mdi_sink *sink)
             mdi_sampler_sample(&pl->sampler, pl->logits + (size_t)j * vocab, &pl->samples[i].rng);
         accept_token(pl, i, tok, sink);
     }
-    pl->stats.compute_s += now_s() - t0;
+    double t1 = now_s();
+    pl->stats.compute_s += t1 - t0;
     if (pl->stats.first_token_s == 0.0)
-        pl->stats.first_token_s = now_s();
+        pl->stats.first_token_s = t1;
+    if (pl->decode_t0 > 0.0) {
+        pl->stats.decode_tokens = pl->stats.tokens_generated - pl->decode_tokens0;
+        pl->stats.decode_s = t1 - pl->decode_t0;
+    } else if (pl->n_started == pl->p.shape.n_samples) {
+        pl->decode_t0 = t1;
+        pl->decode_tokens0 = pl->stats.tokens_generated;
+    }
 }
 
 /* Rank 0: echo prompts, keep every group moving until all samples end. */

@@ -53,6 +53,10 @@ typedef struct mdi_pipeline_stats {
     double first_token_s;     /* rank 0: start -> first sampled token of any sample */
     int64_t tokens_generated; /* rank 0 */
     int64_t prompt_tokens;    /* rank 0 */
+    /* rank 0, steady state: tokens sampled after every sample had its first
+     * token, and the time from that moment to the last token (0 if none) */
+    int64_t decode_tokens;
+    double decode_s;
 } mdi_pipeline_stats;
 
 typedef struct mdi_pipeline mdi_pipeline; /* opaque */
