@@ -334,7 +334,7 @@ typedef struct rank_stats {
     char blis_arch[32];
     int32_t layer_first, layer_last, threads, pad;
     int64_t peak_rss_kb;
-    double compute_s, wait_s, wall_s;
+    double compute_s, wait_s, wall_s, active_s;
     uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv, weight_bytes, kv_bytes;
     uint64_t decode_rows_sent, decode_bytes_sent;
 } rank_stats;
@@ -382,13 +382,15 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
         fprintf(f,
                 ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"kv_cache_bytes\": %llu,"
                 " \"compute_s\": %.6f, \"wait_s\": %.6f, \"wall_s\": %.6f, \"busy_fraction\": "
-                "%.4f, \"bytes_sent\": %llu, \"bytes_recv\": %llu, \"msgs_sent\": %llu, "
+                "%.4f, \"active_s\": %.6f, \"busy_active_fraction\": %.4f, \"bytes_sent\": %llu, "
+                "\"bytes_recv\": %llu, \"msgs_sent\": %llu, "
                 "\"msgs_recv\": %llu, \"wire_bytes_per_token\": %.1f}%s\n",
                 (long long)x->peak_rss_kb * 1024, (unsigned long long)x->weight_bytes,
                 (unsigned long long)x->kv_bytes, x->compute_s, x->wait_s, x->wall_s,
-                x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0, (unsigned long long)x->bytes_sent,
-                (unsigned long long)x->bytes_recv, (unsigned long long)x->msgs_sent,
-                (unsigned long long)x->msgs_recv,
+                x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0, x->active_s,
+                x->active_s > 0 ? x->compute_s / x->active_s : 0.0,
+                (unsigned long long)x->bytes_sent, (unsigned long long)x->bytes_recv,
+                (unsigned long long)x->msgs_sent, (unsigned long long)x->msgs_recv,
                 x->decode_rows_sent ? (double)x->decode_bytes_sent / (double)x->decode_rows_sent
                                     : 0.0,
                 r + 1 < e->n_ranks ? "," : "");
@@ -414,6 +416,7 @@ mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
     me.threads = e->tensor.n_threads;
     me.compute_s = ps->compute_s;
     me.wall_s = ps->wall_s;
+    me.active_s = ps->active_s;
     me.wait_s = rs->wait_s;
     me.bytes_sent = rs->bytes_sent;
     me.bytes_recv = rs->bytes_recv;

@@ -82,11 +82,13 @@ static void report(const mdi_engine *e, const mdi_cli *cli)
         return;
     const mdi_pipeline_stats *ps = mdi_pipeline_get_stats(e->pipeline);
     fprintf(stderr,
-            "mdi-llm: %lld tokens in %.3f s (%.2f tokens/s), first token after %.3f s; "
-            "%d ranks, %d samples, group size %d\n",
+            "mdi-llm: %lld tokens in %.3f s (%.2f tokens/s; %.2f tokens/s after every "
+            "sample's first), first token after %.3f s; %d rank%s, %d sample%s, group size %d\n",
             (long long)ps->tokens_generated, ps->wall_s,
-            ps->wall_s > 0 ? (double)ps->tokens_generated / ps->wall_s : 0.0, ps->first_token_s,
-            e->n_ranks, e->shape.n_samples, e->shape.group_size);
+            ps->wall_s > 0 ? (double)ps->tokens_generated / ps->wall_s : 0.0,
+            ps->decode_s > 0 ? (double)ps->decode_tokens / ps->decode_s : 0.0, ps->first_token_s,
+            e->n_ranks, e->n_ranks == 1 ? "" : "s", e->shape.n_samples,
+            e->shape.n_samples == 1 ? "" : "s", e->shape.group_size);
 }
 
 static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
@@ -110,10 +112,11 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
                 rank);
     if (rank == 0 && !cli->quiet)
         fprintf(stderr,
-                "mdi-llm: %d ranks, layers [%d, %d) on rank 0, %d samples, group size %d, "
-                "%d threads per rank, BLIS %s\n",
-                e.n_ranks, e.layer_first, e.layer_last, e.shape.n_samples, e.shape.group_size,
-                e.tensor.n_threads, e.tensor.blis_arch);
+                "mdi-llm: %d rank%s, layers [%d, %d) on rank 0, %d sample%s, group size %d, "
+                "%d thread%s per rank, BLIS %s\n",
+                e.n_ranks, e.n_ranks == 1 ? "" : "s", e.layer_first, e.layer_last,
+                e.shape.n_samples, e.shape.n_samples == 1 ? "" : "s", e.shape.group_size,
+                e.tensor.n_threads, e.tensor.n_threads == 1 ? "" : "s", e.tensor.blis_arch);
     out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL};
     if (rank == 0 && o.multi) {
         o.lines = malloc((size_t)e.shape.n_samples * LINE_CAP);

@@ -31,9 +31,10 @@ struct mdi_pipeline {
     mdi_sampler sampler;
     int sampler_ready;
     mdi_pipeline_stats stats;
-    int32_t n_started;      /* samples with a first token (or ended before one) */
-    double decode_t0;       /* when n_started reached n_samples; 0 before */
-    int64_t decode_tokens0; /* tokens_generated at that moment */
+    double work_t0, work_t1; /* start of this rank's first work item, end of its last */
+    int32_t n_started;       /* samples with a first token (or ended before one) */
+    double decode_t0;        /* when n_started reached n_samples; 0 before */
+    int64_t decode_tokens0;  /* tokens_generated at that moment */
 };
 
 static double now_s(void)
@@ -41,6 +42,15 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Account one work item of this rank, computed from t0 to t1. */
+static void note_work(mdi_pipeline *pl, double t0, double t1)
+{
+    pl->stats.compute_s += t1 - t0;
+    if (pl->work_t0 == 0.0)
+        pl->work_t0 = t0;
+    pl->work_t1 = t1;
 }
 
 const char *mdi_stop_reason_str(mdi_stop_reason r)
@@ -267,7 +277,7 @@ static mdi_status launch_group(mdi_pipeline *pl, int32_t g, mdi_err *err)
     double t0 = now_s();
     mdi_stage_embed(pl->st, pl->row_tokens, (size_t)total, m.x);
     mdi_stage_forward_mixed(pl->st, m.x, m.rows, (size_t)total, (size_t)m.n_stream);
-    pl->stats.compute_s += now_s() - t0;
+    note_work(pl, t0, now_s());
     m.kind = MDI_MSG_WORK;
     m.group = g;
     return mdi_ring_send(pl->ring, &m, err);
@@ -301,7 +311,7 @@ static void finish_group(mdi_pipeline *pl, mdi_msg *m, const mdi_sink *sink)
         accept_token(pl, i, tok, sink);
     }
     double t1 = now_s();
-    pl->stats.compute_s += t1 - t0;
+    note_work(pl, t0, t1);
     if (pl->stats.first_token_s == 0.0)
         pl->stats.first_token_s = t1;
     if (pl->decode_t0 > 0.0) {
@@ -376,7 +386,7 @@ static mdi_status run_worker(mdi_pipeline *pl, mdi_err *err)
                                 r, m.rows[r].slot, m.rows[r].pos);
         double t0 = now_s();
         mdi_stage_forward_mixed(pl->st, m.x, m.rows, (size_t)m.n_rows, (size_t)m.n_stream);
-        pl->stats.compute_s += now_s() - t0;
+        note_work(pl, t0, now_s());
         if ((s = mdi_ring_send(pl->ring, &m, err)))
             return s;
     }
@@ -411,5 +421,6 @@ mdi_status mdi_pipeline_run(mdi_pipeline *pl, const mdi_sink *sink, mdi_err *err
         s = run_worker(pl, err);
     }
     pl->stats.wall_s = now_s() - t0;
+    pl->stats.active_s = pl->work_t1 - pl->work_t0;
     return s;
 }

@@ -36,4 +36,15 @@ for i in 0 1 2; do
   expect_eq "3 ranks, default 3 samples, sample $i" "$REF1" "$(sample_text "$i" "$TMP/multi")"
 done
 grep -q '^\[2\] (end: max-tokens, 60 tokens)$' "$TMP/multi" && pass "end record" || fail "end record missing"
+
+# Micro-batched groups: four greedy samples in groups of 1, 2 and 4 on 1 to 4
+# ranks; every sample of every run is the reference text.
+for spec in "1 1" "1 2" "1 4" "2 1" "2 2" "2 4" "3 2" "4 1" "4 4"; do
+  read -r n g <<<"$spec"
+  run_np "$n" --model "$TMP/s.h5" --prompt "Once upon a time" --samples 4 --group-size "$g" \
+    --temperature 0 --max-tokens 60 >"$TMP/groups"
+  for i in 0 1 2 3; do
+    expect_eq "$n ranks, group size $g, sample $i" "$REF1" "$(sample_text "$i" "$TMP/groups")"
+  done
+done
 finish

@@ -49,6 +49,7 @@ int32_t mdi_pipeline_auto_group_size(int32_t n_samples, int32_t n_ranks);
 
 typedef struct mdi_pipeline_stats {
     double compute_s;         /* forward passes, head and sampling */
+    double active_s;          /* from this rank's first work item to the end of its last */
     double wall_s;            /* the whole run on this rank */
     double first_token_s;     /* rank 0: start -> first sampled token of any sample */
     int64_t tokens_generated; /* rank 0 */
