@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;; --out) out=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;; --samples) samples=$2; shift 2 ;; --reps) reps=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
