@@ -37,6 +37,22 @@ for i in 0 1 2; do
 done
 grep -q '^\[2\] (end: max-tokens, 60 tokens)$' "$TMP/multi" && pass "end record" || fail "end record missing"
 
+# --stats-json: the decode rate counts the tokens after the first; every rank's
+# working span lies within its wall time and its busy fractions within (0, 1].
+run_np 2 --model "$TMP/s.h5" --prompt "Once upon a time" --samples 1 --temperature 0 \
+  --max-tokens 10 --stats-json "$TMP/stats.json" >/dev/null
+num() { grep -o "\"$1\": [0-9.e+-]*" "$TMP/stats.json" | head -1 | awk '{print $2}'; }
+expect_eq "stats: tokens_generated" "10" "$(num tokens_generated)"
+expect_eq "stats: decode_tokens" "9" "$(num decode_tokens)"
+if awk -v d="$(num decode_s)" -v w="$(num wall_s)" 'BEGIN { exit !(d > 0 && d < w) }'; then
+  pass "stats: 0 < decode_s < wall_s"
+else
+  fail "stats: decode_s $(num decode_s), wall_s $(num wall_s)"
+fi
+spans=$(grep -o '"wall_s": [0-9.]*, "busy_fraction": [0-9.]*, "active_s": [0-9.]*, "busy_active_fraction": [0-9.]*' "$TMP/stats.json" |
+  awk -F'[:,] *' '$2 > 0 && $4 > 0 && $4 <= 1 && $6 > 0 && $6 <= $2 && $8 >= $4 && $8 <= 1.0001 { ok++ } END { print ok + 0 }')
+expect_eq "stats: both ranks' spans and busy fractions consistent" "2" "$spans"
+
 # Micro-batched groups: four greedy samples in groups of 1, 2 and 4 on 1 to 4
 # ranks; every sample of every run is the reference text.
 for spec in "1 1" "1 2" "1 4" "2 1" "2 2" "2 4" "3 2" "4 1" "4 4"; do
