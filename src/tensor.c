@@ -174,7 +174,12 @@ static inline float v16_sum(v16 v)
 enum { V16_REGS = 16 };
 #endif
 
-enum { STREAM_MAX_RJ = 8, STREAM_MAX_RR = 4, STREAM_PREFETCH = 512 /* floats */ };
+enum {
+    STREAM_MAX_RJ = 8,
+    STREAM_MAX_RR = 4,
+    STREAM_RANGE_ROWS = 24, /* weight rows per cache-resident range: a multiple of every rj */
+    STREAM_PREFETCH = 512,  /* floats ahead on each weight stream */
+};
 
 /* A register block: rj weight rows times rr activation rows, every weight
  * and activation vector loaded once per 16 columns.
@@ -270,10 +275,10 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
                          float beta, size_t j0, size_t j1)
 {
     float out[STREAM_MAX_RJ * STREAM_MAX_RR];
-    /* W rows j0..j1 (at most 8 * n floats at a time) stay in cache while each
-     * group of up to STREAM_MAX_RR rows of x meets them. */
-    for (size_t jb = j0; jb < j1; jb += STREAM_MAX_RJ * 3) {
-        size_t je = j1 - jb < STREAM_MAX_RJ * 3 ? j1 : jb + STREAM_MAX_RJ * 3;
+    /* A range of STREAM_RANGE_ROWS weight rows is read from memory by the
+     * first group of up to STREAM_MAX_RR rows of x and from cache by the others. */
+    for (size_t jb = j0; jb < j1; jb += STREAM_RANGE_ROWS) {
+        size_t je = j1 - jb < STREAM_RANGE_ROWS ? j1 : jb + STREAM_RANGE_ROWS;
         for (size_t r0 = 0; r0 < rows; r0 += STREAM_MAX_RR) {
             int rr = rows - r0 < STREAM_MAX_RR ? (int)(rows - r0) : STREAM_MAX_RR;
             size_t j = jb;
@@ -294,10 +299,10 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                        float beta, int n_threads)
 {
+    /* y (rows, d) = beta * y + x (rows, n) @ W^T, W (d, n) read from memory once:
+     * each thread takes one contiguous range of W's rows, cut at multiples of 8. */
     if (rows == 0 || d == 0)
         return;
-        // y (rows, d) = beta * y + x (rows, n) @ W^T, W (d, n) read from memory once:
-        // each thread takes one contiguous range of W's rows, cut at multiples of 8.
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
         size_t t = 0, nt = 1;
