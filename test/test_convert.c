@@ -40,27 +40,6 @@ static void make_tmpdir(char *buf, size_t cap)
     assert_non_null(mkdtemp(buf));
 }
 
-/* rm -r path (test scratch directories only). */
-static void rm_tree(const char *path)
-{
-    struct stat st;
-    char sub[1024];
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        for (struct dirent *e; d && (e = readdir(d));) {
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_tree(sub);
-            }
-        }
-        if (d)
-            closedir(d);
-    }
-    remove(path);
-}
-
 /* Number of entries in dir (not . and ..); those containing ".tmp-" into *tmp. */
 static int count_entries(const char *dir, int *tmp)
 {
@@ -301,7 +280,7 @@ static void test_detect(void **state)
     snprintf(junk, sizeof junk, "%s/missing", dir);
     assert_int_equal(cv_detect(junk), CV_INPUT_UNKNOWN);
     assert_int_equal(cv_detect(NULL), CV_INPUT_UNKNOWN);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 /* Byte offset of a tensor in stories260K.bin, from the llama2.c layout. */
@@ -421,7 +400,7 @@ static void test_llama2c_errors(void **state)
         assert_non_null(strstr(err.msg, bad));
     }
     free(file);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 /* A v0 file without the legacy RoPE tables is read with the same tensors. */
@@ -450,7 +429,7 @@ static void test_llama2c_without_rope_tables(void **state)
     cv_source_close(&a);
     cv_source_close(&b);
     free(file);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 /* ---- the writer ------------------------------------------------------------ */
@@ -616,7 +595,7 @@ static void test_write_stories(void **state)
     assert_int_equal(count_entries(dir, &tmp), 5);
     assert_int_equal(tmp, 0);
     cv_source_close(&src);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 /* A made-up source: small geometry, optional NaN/Inf at one tensor of one layer. */
@@ -696,7 +675,7 @@ static void test_write_refusals(void **state)
         chmod(ro, 0755);
     }
     cv_source_close(&src);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 static void test_write_untied_without_tokenizer(void **state)
@@ -713,7 +692,7 @@ static void test_write_untied_without_tokenizer(void **state)
         fail_msg("cv_write: %s", err.msg);
     check_file(out, &src, 0, 4, 0, 1, CV_DTYPE_F16); /* /output present, no /tokenizer */
     cv_source_close(&src);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 static void test_write_nonfinite_leaves_nothing(void **state)
@@ -737,7 +716,7 @@ static void test_write_nonfinite_leaves_nothing(void **state)
     assert_non_null(strstr(err.msg, "tensor token_embedding"));
     assert_int_equal(count_entries(dir, &tmp), 0);
     cv_source_close(&src);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 static void test_inspect(void **state)
@@ -776,7 +755,7 @@ static void test_inspect(void **state)
     assert_non_null(strstr(err.msg, "not an HDF5 file"));
     fclose(null);
     cv_source_close(&src);
-    rm_tree(dir);
+    mdi_test_rm_tree(dir);
 }
 
 int main(void)

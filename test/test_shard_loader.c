@@ -28,26 +28,6 @@ typedef struct fx {
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static void rm_tree(const char *path)
-{
-    struct stat st;
-    char sub[PATH_CAP];
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        for (struct dirent *e; d && (e = readdir(d));) {
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_tree(sub);
-            }
-        }
-        if (d)
-            closedir(d);
-    }
-    remove(path);
-}
-
 static void copy_file(const char *from, const char *to)
 {
     FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
@@ -246,7 +226,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *x = *state;
-    rm_tree(x->dir);
+    mdi_test_rm_tree(x->dir);
     free(x);
     return 0;
 }
@@ -493,7 +473,7 @@ static void test_shards(void **state)
     fclose(f);
     assert_int_not_equal(mdi_shard_locate(copy, 1, x->path, sizeof x->path, &in, &err), MDI_OK);
     expect_msg(&err, path, "not an HDF5 file");
-    rm_tree(copy);
+    mdi_test_rm_tree(copy);
 }
 
 static void test_tokenizer(void **state)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -39,6 +40,28 @@ static inline double mdi_test_rel(double a, double b, double floor_)
 {
     double d = a > b ? a - b : b - a, m = b < 0 ? -b : b;
     return d / (m > floor_ ? m : floor_);
+}
+
+/* rm -r path, without following links (test scratch directories only). */
+static inline void mdi_test_rm_tree(const char *path)
+{
+    struct stat st;
+    char sub[1024];
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                int n = snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+                if (n > 0 && (size_t)n < sizeof sub) /* a longer path is not ours */
+                    mdi_test_rm_tree(sub);
+            }
+        }
+        if (d)
+            closedir(d);
+    }
+    remove(path);
 }
 
 #endif /* MDI_TEST_UTIL_H */
