@@ -119,6 +119,12 @@ static inline float v16_sum(v16 v)
     q = _mm_add_ps(q, _mm_movehl_ps(q, q));
     return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
 }
+/* Keep v in a register: stops the compiler from folding its load into every
+ * FMA that uses it (one load per use instead of one per block column). */
+static inline void v16_pin(v16 *v)
+{
+    __asm__("" : "+v"(*v));
+}
 enum { V16_REGS = 1 };
 #elif defined(__AVX2__) && defined(__FMA__)
 typedef struct {
@@ -142,6 +148,10 @@ static inline float v16_sum(v16 v)
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     q = _mm_add_ps(q, _mm_movehl_ps(q, q));
     return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+static inline void v16_pin(v16 *v)
+{
+    __asm__("" : "+x"(v->lo), "+x"(v->hi));
 }
 enum { V16_REGS = 2 };
 #else
@@ -171,6 +181,10 @@ static inline float v16_sum(v16 v)
             v.l[l] += v.l[l + w];
     return v.l[0];
 }
+static inline void v16_pin(v16 *v)
+{
+    (void)v;
+}
 enum { V16_REGS = 16 };
 #endif
 
@@ -194,13 +208,18 @@ stream_block(float *out, const float *w, const float *x, size_t n, int rj, int r
             acc[a][b] = v16_zero();
     size_t n16 = n - n % 16;
     for (size_t i = 0; i < n16; i += 16) {
-        for (int b = 0; b < rr; b++)
+        for (int b = 0; b < rr; b++) {
             xv[b] = v16_load(x + (size_t)b * n + i);
+            v16_pin(&xv[b]);
+        }
         for (int a = 0; a < rj; a++) {
-            /* 2 KiB ahead on every weight stream, into L2 (measured best
-             * of 0-8 KiB and every hint here); past the end of W it is a no-op */
-            __builtin_prefetch(w + (size_t)a * n + i + STREAM_PREFETCH, 0, 1);
+            /* 2 KiB ahead on every weight stream, into L2 (the best of 0-8
+             * KiB and every hint tried); near the end of a row, the same
+             * stream's row of the next block. Past the end of W it is a no-op. */
+            size_t ahead = i + STREAM_PREFETCH < n ? 0 : (size_t)(rj - 1) * n;
+            __builtin_prefetch(w + (size_t)a * n + i + STREAM_PREFETCH + ahead, 0, 1);
             v16 wv = v16_load(w + (size_t)a * n + i);
+            v16_pin(&wv);
             for (int b = 0; b < rr; b++)
                 acc[a][b] = v16_fma(wv, xv[b], acc[a][b]);
         }
