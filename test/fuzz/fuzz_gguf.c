@@ -16,13 +16,7 @@ mdi_status fuzz_gguf(const uint8_t *data, size_t size)
     uint64_t bytes = size > FUZZ_GGUF_PAD ? size : FUZZ_GGUF_PAD;
     mdi_err_clear(&err);
     fuzz_write("model.gguf", data, size, bytes, path);
-    mdi_status s = cv_open_gguf(path, &src, &err);
-    if (s == MDI_OK) {
-        s = fuzz_read_tensors(&src, bytes, &err);
-        fuzz_use_vocab(&src.vocab);
-        cv_source_close(&src);
-    }
-    return fuzz_result(s, &err);
+    return fuzz_finish_source(cv_open_gguf(path, &src, &err), &src, bytes, &err);
 }
 
 #ifndef MDI_FUZZ_NO_MAIN

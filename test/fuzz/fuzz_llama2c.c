@@ -56,13 +56,7 @@ mdi_status fuzz_llama2c(const uint8_t *data, size_t size)
     fuzz_write("model.bin", data, FUZZ_L2C_HEADER, (uint64_t)bytes, ckpt);
     fuzz_write("tokenizer.bin", data + FUZZ_L2C_HEADER + 1, size - FUZZ_L2C_HEADER - 1, 0, tok);
     cv_detect(ckpt);
-    mdi_status s = cv_open_llama2c(ckpt, tok, &src, &err);
-    if (s == MDI_OK) {
-        s = fuzz_read_tensors(&src, (uint64_t)bytes, &err);
-        fuzz_use_vocab(&src.vocab);
-        cv_source_close(&src);
-    }
-    return fuzz_result(s, &err);
+    return fuzz_finish_source(cv_open_llama2c(ckpt, tok, &src, &err), &src, (uint64_t)bytes, &err);
 }
 
 #ifndef MDI_FUZZ_NO_MAIN

@@ -32,13 +32,7 @@ mdi_status fuzz_safetensors(const uint8_t *data, size_t size)
         fuzz_write(names[i], part[i], len[i], pad, path);
         total += pad > len[i] ? pad : len[i];
     }
-    mdi_status s = cv_open_hf(fuzz_dir(), NULL, &src, &err);
-    if (s == MDI_OK) {
-        s = fuzz_read_tensors(&src, total, &err);
-        fuzz_use_vocab(&src.vocab);
-        cv_source_close(&src);
-    }
-    return fuzz_result(s, &err);
+    return fuzz_finish_source(cv_open_hf(fuzz_dir(), NULL, &src, &err), &src, total, &err);
 }
 
 #ifndef MDI_FUZZ_NO_MAIN

@@ -189,4 +189,18 @@ static inline void fuzz_use_vocab(const mdi_vocab *v)
     mdi_tokenizer_free(t);
 }
 
+/* The end of every reader target: s is what the reader's open returned. If it
+ * opened src, read every tensor, use the vocabulary and close it; the result
+ * of the whole goes through fuzz_result. */
+static inline mdi_status fuzz_finish_source(mdi_status s, cv_source *src, uint64_t file_bytes,
+                                            mdi_err *err)
+{
+    if (s == MDI_OK) {
+        s = fuzz_read_tensors(src, file_bytes, err);
+        fuzz_use_vocab(&src->vocab);
+        cv_source_close(src);
+    }
+    return fuzz_result(s, err);
+}
+
 #endif /* MDI_FUZZ_UTIL_H */
