@@ -215,9 +215,11 @@ stream_block(float *out, const float *w, const float *x, size_t n, int rj, int r
         for (int a = 0; a < rj; a++) {
             /* 2 KiB ahead on every weight stream, into L2 (the best of 0-8
              * KiB and every hint tried); near the end of a row, the same
-             * stream's row of the next block. Past the end of W it is a no-op. */
+             * stream's row of the next block. A prefetch never faults; the
+             * address is formed as an integer, since it may lie past W. */
             size_t ahead = i + STREAM_PREFETCH < n ? 0 : (size_t)(rj - 1) * n;
-            __builtin_prefetch(w + (size_t)a * n + i + STREAM_PREFETCH + ahead, 0, 1);
+            size_t k = (size_t)a * n + i + STREAM_PREFETCH + ahead;
+            __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 1);
             v16 wv = v16_load(w + (size_t)a * n + i);
             v16_pin(&wv);
             for (int b = 0; b < rr; b++)
