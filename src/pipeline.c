@@ -257,7 +257,7 @@ static mdi_status launch_group(mdi_pipeline *pl, int32_t g, mdi_err *err)
     if (s)
         return s;
     mdi_ring_msg_layout(pl->ring, &m, total);
-    /* generated-token rows first (streamed), then prompt rows (sgemm) */
+    /* generated-token rows first (always streamed), then prompt rows */
     int32_t k = 0;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1)

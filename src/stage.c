@@ -160,10 +160,15 @@ static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, siz
     }
 }
 
-/* y (n, d) = beta * y + x (n, in) @ W^T: streamed for rows [0, ns), BLIS for the rest. */
+/* y (n, d) = beta * y + x (n, in) @ W^T: streamed for rows [0, ns), BLIS for
+ * the rest, unless every call of this stage is small enough to stream faster
+ * (decided on max_rows, not on n, so that a row's kernel does not depend on
+ * the rows beside it). */
 static void project(const mdi_stage *st, float *y, const float *x, const float *w, size_t n,
                     size_t ns, size_t in, size_t d, float beta)
 {
+    if (!st->p.prompt_blis && st->p.max_rows <= mdi_matmul_stream_max_rows())
+        ns = n;
     mdi_matmul_stream(y, x, w, ns, in, d, beta, st->p.n_threads);
     if (n > ns)
         mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta);

@@ -317,6 +317,11 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
     }
 }
 
+size_t mdi_matmul_stream_max_rows(void)
+{
+    return V16_REGS == 1 ? 256 : V16_REGS == 2 ? 4 : 1;
+}
+
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                        float beta, int n_threads)
 {

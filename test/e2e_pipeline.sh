@@ -36,6 +36,9 @@ check_run "T=0.8 seed 7, 3 ranks" 0.8 80 7 3
 check_run "T=0.8 seed 7, 1 rank, group size 4" 0.8 80 7 1 --group-size 4
 check_run "T=0.8 seed 7, 2 ranks, group size 2" 0.8 80 7 2 --group-size 2
 check_run "T=0.8 seed 7, 3 ranks, prefill chunk 3" 0.8 80 7 3 --prefill-chunk 3
+# messages of up to 300 rows: prompt rows go through BLIS instead of the
+# streaming kernel (tensor.h, mdi_matmul_stream_max_rows); greedy text is the same
+check_run "greedy, 2 ranks, prefill chunk 300" 0 60 1 2 --prefill-chunk 300
 
 # Long sampled stories end at EOS at different times; the others go on unaffected.
 check_run "T=1 seed 3, 400 tokens, 3 ranks" 1.0 400 3 3

@@ -35,7 +35,7 @@ static void load_llama2c(FILE *f, mdi_stage *st)
     assert_int_equal(fread(st->final_norm, sizeof(float), dim, f), dim);
 }
 
-static void open_stage(mdi_stage *st, size_t max_rows, size_t slots)
+static void open_stage_kernel(mdi_stage *st, size_t max_rows, size_t slots, int prompt_blis)
 {
     char path[1024];
     if (!mdi_test_model_path("stories260K/stories260K.bin", path, sizeof path))
@@ -64,10 +64,17 @@ static void open_stage(mdi_stage *st, size_t max_rows, size_t slots)
                           .max_pos = N_POS,
                           .max_rows = max_rows,
                           .max_logit_rows = max_rows,
-                          .n_threads = 1};
+                          .n_threads = 1,
+                          .prompt_blis = prompt_blis};
     assert_int_equal(mdi_stage_init(st, &c, &p, &err), MDI_OK);
     load_llama2c(f, st);
     fclose(f);
+}
+
+/* A stage whose prompt rows take the fastest kernel (the engine's choice). */
+static void open_stage(mdi_stage *st, size_t max_rows, size_t slots)
+{
+    open_stage_kernel(st, max_rows, slots, 0);
 }
 
 static float *read_ref_logits(size_t vocab)
@@ -128,13 +135,13 @@ static void test_logits_one_by_one(void **state)
     mdi_stage_free(&st);
 }
 
-/* The whole sequence as one block (prefill), and in blocks of 7 rows. */
-static void test_logits_blocks(void **state)
+/* The whole sequence as one block (prefill), and in blocks of 7 rows, with
+ * prompt rows through BLIS (prompt_blis 1) or the engine's choice (0). */
+static void check_blocks(int prompt_blis)
 {
-    (void)state;
     mdi_stage st, one;
-    open_stage(&st, N_POS, 2);
-    open_stage(&one, 1, 1);
+    open_stage_kernel(&st, N_POS, 2, prompt_blis);
+    open_stage_kernel(&one, 1, 1, prompt_blis);
     size_t vocab = (size_t)st.cfg.vocab_size, dim = (size_t)st.cfg.dim;
     float *ref = read_ref_logits(vocab), *got = malloc(N_POS * vocab * sizeof(float));
     float *base = malloc(N_POS * vocab * sizeof(float));
@@ -152,9 +159,13 @@ static void test_logits_blocks(void **state)
     mdi_stage_forward(&st, x, rows, N_POS);
     mdi_stage_logits(&st, x, N_POS, got);
     double e = max_rel_err(got, ref, N_POS, vocab), eb = max_rel_err(got, base, N_POS, vocab);
-    fprintf(stderr, "block of 64: vs reference %.3g, vs one-by-one %.3g\n", e, eb);
+    fprintf(stderr, "%s, block of 64: vs reference %.3g, vs one-by-one %.3g\n",
+            prompt_blis ? "BLIS" : "engine's kernel", e, eb);
     assert_true(e < 1e-4);
     assert_true(eb < 1e-5);
+    /* a block the streaming kernel takes gives every row's bits unchanged */
+    if (!prompt_blis && N_POS <= mdi_matmul_stream_max_rows())
+        assert_memory_equal(got, base, N_POS * vocab * sizeof(float));
     /* slot 1 in blocks of 7: same logits as slot 0's single block */
     for (int32_t p0 = 0; p0 < N_POS; p0 += 7) {
         int32_t n = p0 + 7 > N_POS ? N_POS - p0 : 7;
@@ -167,9 +178,23 @@ static void test_logits_blocks(void **state)
     eb = max_rel_err(got, base, N_POS, vocab);
     fprintf(stderr, "blocks of 7 in slot 1: vs one-by-one %.3g\n", eb);
     assert_true(eb < 1e-5);
+    if (!prompt_blis && 7 <= mdi_matmul_stream_max_rows())
+        assert_memory_equal(got, base, N_POS * vocab * sizeof(float));
     free(ref), free(got), free(base), free(x);
     mdi_stage_free(&st);
     mdi_stage_free(&one);
+}
+
+static void test_logits_blocks(void **state)
+{
+    (void)state;
+    check_blocks(0);
+}
+
+static void test_logits_blocks_blis(void **state)
+{
+    (void)state;
+    check_blocks(1);
 }
 
 /* Generated-token rows (streamed) against prompt rows (sgemm): the same
@@ -178,8 +203,8 @@ static void test_stream_rows(void **state)
 {
     (void)state;
     mdi_stage a, b;
-    open_stage(&a, 8, 2);
-    open_stage(&b, 8, 2);
+    open_stage_kernel(&a, 8, 2, 1);
+    open_stage_kernel(&b, 8, 2, 1);
     size_t vocab = (size_t)a.cfg.vocab_size, dim = (size_t)a.cfg.dim;
     float *xa = malloc(8 * dim * sizeof(float)), *xb = malloc(8 * dim * sizeof(float));
     float *la = malloc(8 * vocab * sizeof(float)), *lb = malloc(8 * vocab * sizeof(float));
@@ -219,6 +244,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_one_by_one),
         cmocka_unit_test(test_logits_blocks),
+        cmocka_unit_test(test_logits_blocks_blis),
         cmocka_unit_test(test_stream_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,6 +43,8 @@ typedef struct mdi_stage_params {
     size_t max_rows;       /* largest number of rows in one forward call */
     size_t max_logit_rows; /* rows for which logits are computed at once */
     int n_threads;
+    int prompt_blis; /* 1: prompt rows always through BLIS sgemm (tests compare
+                        the kernels); 0: as mdi_stage_forward_mixed says */
 } mdi_stage_params;
 
 typedef struct mdi_stage {
@@ -88,8 +90,10 @@ void mdi_stage_forward(mdi_stage *st, float *x, const mdi_row *rows, size_t n_ro
 
 /* The same, where rows [0, n_stream) are generated tokens, whose matrix
  * products stream the weights (mdi_matmul_stream), and the rest are prompt
- * rows, which go through BLIS sgemm. A row's result depends only on which of
- * the two it is, never on the other rows in the call. */
+ * rows, which stream too when p.max_rows <= mdi_matmul_stream_max_rows()
+ * (and p.prompt_blis is 0) and go through BLIS sgemm otherwise. The kernel
+ * is thus fixed per stage and per kind of row, and a row's result never
+ * depends on the other rows in the call. */
 void mdi_stage_forward_mixed(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows,
                              size_t n_stream);
 

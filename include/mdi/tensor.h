@@ -37,6 +37,14 @@ void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n,
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                        float beta, int n_threads);
 
+/* The largest block of rows that mdi_matmul_stream computes faster than
+ * mdi_matmul on this build's vector unit (measured with mdi-bench on Zen 5
+ * against BLIS's zen3 sgemm, TinyLlama shapes): 256 with AVX-512, whose
+ * register blocks then run at about twice BLIS's rate; 4 with AVX2; 1
+ * without vectors. A stage whose calls never exceed this many rows streams
+ * its prompt rows too (mdi_stage_forward_mixed). */
+size_t mdi_matmul_stream_max_rows(void);
+
 /* out (n) = x (n) / rms(x) * w (n); out may alias x. */
 void mdi_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
 
