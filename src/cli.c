@@ -1,5 +1,6 @@
 /* Command-line parsing for mdi-llm: strict numbers, one-line errors naming the flag. */
 #include "mdi/cli.h"
+#include "mdi/tensor.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -366,7 +367,8 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "  --group-size G      samples per pipeline group (>= 1; default: samples / N, at\n"
             "                      least 1, so that every rank has a group to work on)\n"
             "  --prefill-chunk N   rows per message while prompts are processed, shared by\n"
-            "                      the samples of a group (>= 1; default %d)\n"
+            "                      the samples of a group (>= 1; default %d); up to %zu,\n"
+            "                      prompt rows use the engine's own kernel, above it BLIS\n"
             "  --timeout SECONDS   when no message has come back for this long, rank 0 ends\n"
             "                      the run naming the rank that stopped answering; the\n"
             "                      others wait twice as long, for rank 0 itself (> 0 and\n"
@@ -389,5 +391,5 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "  mpirun -np 3 %s --model shards/ --prompt \"Once upon a time\" --samples 3\n",
             prog, prog, (int)d.max_tokens, (double)d.sampler.temperature, (int)d.sampler.top_k,
             (double)d.sampler.top_p, (unsigned long long)d.seed, (int)d.prefill_chunk,
-            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
+            mdi_matmul_stream_max_rows(), MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
 }
