@@ -311,7 +311,10 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
      * others. When there are several groups, the later ones prefetch the next
      * range (skip), so it arrives while this one is computed; the first group
      * does too if two ranges fit in L2 together (mdi-bench stream, 6-16 rows:
-     * 10-30% faster than running ahead within the range). */
+     * 10-30% faster than running ahead within the range). The later groups
+     * do it whatever the range's size: on the down projection (528 KiB
+     * ranges) that still measured faster at 8 rows (59-60 against 52-54
+     * GFLOP/s) and within the noise at 16. */
     for (size_t jb = j0; jb < j1; jb += STREAM_RANGE_ROWS) {
         size_t je = j1 - jb < STREAM_RANGE_ROWS ? j1 : jb + STREAM_RANGE_ROWS;
         for (size_t r0 = 0; r0 < rows; r0 += STREAM_MAX_RR) {

@@ -228,6 +228,7 @@ static void forward_vs_reference(int tied, float eps, int stream)
     c.tied_head = tied;
     c.norm_eps = eps;
     mdi_stage_params p = stage_params(0, c.n_layers, 1, 1);
+    p.prompt_blis = !stream; /* else 1-row stages stream their prompt rows too */
     mdi_stage st;
     open_stage(&st, &c, &p);
     size_t dim = (size_t)c.dim, V = (size_t)c.vocab_size;
@@ -284,11 +285,13 @@ static void test_forward_streamed(void **state)
  * through mdi_stage_forward_mixed in slot 3, the prompt block alone through
  * mdi_stage_forward in slot 2. Documented: a row's result depends only on
  * which kind it is, so bit for bit; and the same with attention and the
- * streamed products on 2 threads. */
-static void mixed_calls(int n_threads)
+ * streamed products on 2 threads. prompt_blis: prompt rows through BLIS
+ * (else this 4-row stage streams them too). */
+static void mixed_calls(int n_threads, int prompt_blis)
 {
     mdi_stage_params p = stage_params(0, base_cfg.n_layers, 4, 4);
     p.n_threads = n_threads;
+    p.prompt_blis = prompt_blis;
     mdi_stage st;
     open_stage(&st, &base_cfg, &p);
     size_t dim = (size_t)base_cfg.dim;
@@ -311,15 +314,17 @@ static void mixed_calls(int n_threads)
         mdi_stage_embed(&st, toks, 1, alone);
         mdi_stage_forward_mixed(&st, alone, &one, 1, 1);
         if (memcmp(alone, mixed, dim * sizeof(float)) != 0)
-            fail_msg("threads %d call %d: the streamed row depends on the prompt rows beside it",
-                     n_threads, b);
+            fail_msg("threads %d blis %d call %d: the streamed row depends on the prompt rows "
+                     "beside it",
+                     n_threads, prompt_blis, b);
         for (int32_t j = 0; j < m; j++)
             rows[1 + j].slot = 2;
         mdi_stage_embed(&st, toks + 1, (size_t)m, alone);
         mdi_stage_forward(&st, alone, rows + 1, (size_t)m);
         if (memcmp(alone, mixed + dim, (size_t)m * dim * sizeof(float)) != 0)
-            fail_msg("threads %d call %d: the prompt rows depend on the streamed row beside them",
-                     n_threads, b);
+            fail_msg("threads %d blis %d call %d: the prompt rows depend on the streamed row "
+                     "beside them",
+                     n_threads, prompt_blis, b);
     }
     /* two streamed rows in one call == each alone (slots 2 and 3 hold the
      * same history as 0 and 1 at positions 0..3) */
@@ -340,20 +345,23 @@ static void mixed_calls(int n_threads)
 static void test_mixed_rows_independent(void **state)
 {
     (void)state;
-    mixed_calls(1);
-    mixed_calls(2);
+    for (int blis = 0; blis < 2; blis++) {
+        mixed_calls(1, blis);
+        mixed_calls(2, blis);
+    }
 }
 
 /* Two samples in slots 0 and 1, one row each per call, against the same
- * samples run alone in slots 2 and 3 (one row per call). The rows of a call
- * only share weights, so the results agree to rounding: BLIS may block a
- * 2-row product differently from a 1-row one, which would move each element
- * by a few ulps (~1e-7 relative; bit for bit with BLIS 0.9 here); 1e-6 of the
- * row's scale allows that and no more. */
+ * samples run alone in slots 2 and 3 (one row per call), prompt rows through
+ * BLIS. The rows of a call only share weights, so the results agree to
+ * rounding: BLIS may block a 2-row product differently from a 1-row one,
+ * which would move each element by a few ulps (~1e-7 relative; bit for bit
+ * with BLIS 0.9 here); 1e-6 of the row's scale allows that and no more. */
 static void test_interleaved_slots(void **state)
 {
     (void)state;
     mdi_stage_params p = stage_params(0, base_cfg.n_layers, 4, 4);
+    p.prompt_blis = 1;
     mdi_stage st;
     open_stage(&st, &base_cfg, &p);
     size_t dim = (size_t)base_cfg.dim;

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "mdi/stage.h"
 
@@ -178,7 +179,7 @@ static void check_blocks(int prompt_blis)
     eb = max_rel_err(got, base, N_POS, vocab);
     fprintf(stderr, "blocks of 7 in slot 1: vs one-by-one %.3g\n", eb);
     assert_true(eb < 1e-5);
-    if (!prompt_blis && 7 <= mdi_matmul_stream_max_rows())
+    if (!prompt_blis && N_POS <= mdi_matmul_stream_max_rows())
         assert_memory_equal(got, base, N_POS * vocab * sizeof(float));
     free(ref), free(got), free(base), free(x);
     mdi_stage_free(&st);
@@ -239,13 +240,51 @@ static void test_stream_rows(void **state)
     mdi_stage_free(&b);
 }
 
+/* Which kernel prompt rows take (mdi_stage_forward_mixed): the streaming
+ * kernel in a stage whose calls stay within mdi_matmul_stream_max_rows()
+ * rows, so bit for bit what a generated row gets; BLIS in a larger stage, so
+ * bit for bit what a stage forced to BLIS gets. The two kernels differ in
+ * the last bits somewhere over these positions, which makes both checks
+ * telling. */
+static void test_prompt_kernel_choice(void **state)
+{
+    (void)state;
+    size_t lim = mdi_matmul_stream_max_rows();
+    mdi_stage small, big, blis;
+    open_stage_kernel(&small, lim < 8 ? lim : 8, 2, 0);
+    open_stage_kernel(&big, lim + 1, 1, 0);
+    open_stage_kernel(&blis, lim + 1, 1, 1);
+    size_t dim = (size_t)small.cfg.dim;
+    float *xa = malloc(dim * sizeof(float)), *xb = malloc(dim * sizeof(float));
+    float *xc = malloc(dim * sizeof(float)), *xd = malloc(dim * sizeof(float));
+    int differ = 0;
+    for (int32_t p = 0; p < N_POS; p++) {
+        mdi_row r0 = {0, p}, r1 = {1, p};
+        mdi_stage_embed(&small, &ref_ids[p], 1, xa);
+        mdi_stage_forward_mixed(&small, xa, &r0, 1, 0); /* a prompt row */
+        mdi_stage_embed(&small, &ref_ids[p], 1, xb);
+        mdi_stage_forward_mixed(&small, xb, &r1, 1, 1); /* a generated row */
+        assert_memory_equal(xa, xb, dim * sizeof(float));
+        mdi_stage_embed(&big, &ref_ids[p], 1, xc);
+        mdi_stage_forward_mixed(&big, xc, &r0, 1, 0);
+        mdi_stage_embed(&blis, &ref_ids[p], 1, xd);
+        mdi_stage_forward_mixed(&blis, xd, &r0, 1, 0);
+        assert_memory_equal(xc, xd, dim * sizeof(float));
+        differ |= memcmp(xa, xc, dim * sizeof(float)) != 0;
+    }
+    assert_true(differ);
+    free(xa), free(xb), free(xc), free(xd);
+    mdi_stage_free(&small);
+    mdi_stage_free(&big);
+    mdi_stage_free(&blis);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_logits_one_by_one),
-        cmocka_unit_test(test_logits_blocks),
-        cmocka_unit_test(test_logits_blocks_blis),
-        cmocka_unit_test(test_stream_rows),
+        cmocka_unit_test(test_logits_one_by_one),    cmocka_unit_test(test_logits_blocks),
+        cmocka_unit_test(test_logits_blocks_blis),   cmocka_unit_test(test_stream_rows),
+        cmocka_unit_test(test_prompt_kernel_choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,8 +92,10 @@ void mdi_stage_forward(mdi_stage *st, float *x, const mdi_row *rows, size_t n_ro
  * products stream the weights (mdi_matmul_stream), and the rest are prompt
  * rows, which stream too when p.max_rows <= mdi_matmul_stream_max_rows()
  * (and p.prompt_blis is 0) and go through BLIS sgemm otherwise. The kernel
- * is thus fixed per stage and per kind of row, and a row's result never
- * depends on the other rows in the call. */
+ * is thus fixed per stage and per kind of row. Through the streaming kernel a
+ * row's result never depends on the other rows in the call; through BLIS it
+ * does not with BLIS 0.9 here (test_stage_ref), though BLIS does not promise
+ * it. */
 void mdi_stage_forward_mixed(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows,
                              size_t n_stream);
 
