@@ -633,8 +633,7 @@ static mdi_status hf_open_all(hf_impl *h, cv_source *src, const char *tok_path, 
     if (s == MDI_OK) {
         h->n_layers = cfg->n_layers;
         h->t = calloc((size_t)(cfg->n_layers + 1) * MDI_T_COUNT, sizeof *h->t);
-        h->scratch = malloc((size_t)cfg->head_dim * (size_t)cfg->dim * sizeof(float));
-        if (!h->t || !h->scratch)
+        if (!h->t)
             s = mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for the tensor table", h->dir);
     }
     for (size_t i = 0; s == MDI_OK && i < h->n_files; i++)
@@ -644,6 +643,11 @@ static mdi_status hf_open_all(hf_impl *h, cv_source *src, const char *tok_path, 
     cv_json_free(index);
     if (s == MDI_OK)
         s = check_complete(h, cfg, err);
+    /* only once the files have been found to hold every tensor the config
+     * describes: a config claiming huge dimensions allocates nothing first */
+    if (s == MDI_OK &&
+        !(h->scratch = malloc((size_t)cfg->head_dim * (size_t)cfg->dim * sizeof(float))))
+        s = mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for un-permuting q and k", h->dir);
     if (s == MDI_OK)
         s = hf_tokenizer(h->dir, tok_path, cfg, bos, eos, &src->vocab, err);
     if (s == MDI_OK)
