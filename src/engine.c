@@ -266,8 +266,9 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
     if ((s = mdi_ring_agree(comm, ls, &le, err)))
         return s;
     int32_t n_groups = (e->shape.n_samples + e->shape.group_size - 1) / e->shape.group_size;
-    ls = mdi_ring_create(comm, (size_t)e->shape.max_rows, (size_t)e->info.cfg.dim, n_groups + 4,
-                         cli->timeout_s, &e->ring, &le);
+    ls = mdi_ring_create(comm, (size_t)e->shape.max_rows, (size_t)e->info.cfg.dim,
+                         mdi_pipeline_ring_buffers(n_groups, e->n_ranks), cli->timeout_s, &e->ring,
+                         &le);
     if (!ls) {
         mdi_pipeline_params pp = {
             .shape = e->shape,
@@ -371,6 +372,7 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
             "  \"decode_tokens\": %lld,\n  \"decode_s\": %.6f,\n  \"decode_tokens_per_s\": %.4f,\n",
             (long long)ps->decode_tokens, ps->decode_s,
             ps->decode_s > 0 ? (double)ps->decode_tokens / ps->decode_s : 0.0);
+    fprintf(f, "  \"max_in_flight\": %d,\n", (int)ps->max_in_flight);
     fprintf(f, "  \"per_rank\": [\n");
     for (int r = 0; r < e->n_ranks; r++) {
         const rank_stats *x = &all[r];

@@ -9,7 +9,8 @@ typedef struct sample_state {
     int32_t *ids; /* (max_pos + 1) prompt then generated */
     int32_t n_prompt;
     int32_t n_known; /* ids[0 .. n_known) are decided */
-    int32_t n_fed;   /* positions already in the KV cache */
+    int32_t n_fed;   /* positions already in the KV cache (came back round the ring) */
+    int32_t n_sent;  /* positions sent round the ring; n_fed <= n_sent <= n_known */
     int32_t n_generated;
     mdi_stop_reason done;
     mdi_rng rng;
@@ -24,6 +25,10 @@ struct mdi_pipeline {
     sample_state *samples; /* (n_samples) */
     int32_t *ready;        /* (n_groups) FIFO of groups ready to launch */
     int32_t ready_head, ready_count;
+    uint8_t *queued;       /* (n_groups) in ready */
+    int32_t *in_flight;    /* (n_groups) messages of the group round the ring */
+    int32_t n_extra;       /* messages in flight beyond one per group */
+    int32_t max_extra;     /* at most n_ranks - 1 (mdi_pipeline_ring_buffers) */
     int32_t *row_tokens;   /* (max_rows) */
     float *logit_rows;     /* (group_size, dim) */
     int32_t *logit_sample; /* (group_size) */
@@ -73,6 +78,11 @@ int32_t mdi_pipeline_auto_group_size(int32_t n_samples, int32_t n_ranks)
     return g < 1 ? 1 : g;
 }
 
+int mdi_pipeline_ring_buffers(int32_t n_groups, int n_ranks)
+{
+    return n_groups + 4 + (n_ranks > 1 ? n_ranks - 1 : 0);
+}
+
 const mdi_pipeline_stats *mdi_pipeline_get_stats(const mdi_pipeline *pl)
 {
     return &pl->stats;
@@ -103,12 +113,14 @@ static mdi_status init_driver(mdi_pipeline *pl, mdi_err *err)
     size_t vocab = (size_t)pl->st->cfg.vocab_size;
     pl->samples = calloc((size_t)sh->n_samples, sizeof *pl->samples);
     pl->ready = calloc((size_t)pl->n_groups, sizeof *pl->ready);
+    pl->queued = calloc((size_t)pl->n_groups, sizeof *pl->queued);
+    pl->in_flight = calloc((size_t)pl->n_groups, sizeof *pl->in_flight);
     pl->row_tokens = calloc((size_t)sh->max_rows, sizeof *pl->row_tokens);
     pl->logit_rows = mdi_alloc_floats(gs * dim);
     pl->logit_sample = calloc(gs, sizeof *pl->logit_sample);
     pl->logits = mdi_alloc_floats(gs * vocab);
-    if (!pl->samples || !pl->ready || !pl->row_tokens || !pl->logit_rows || !pl->logit_sample ||
-        !pl->logits)
+    if (!pl->samples || !pl->ready || !pl->queued || !pl->in_flight || !pl->row_tokens ||
+        !pl->logit_rows || !pl->logit_sample || !pl->logits)
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the sample table");
     mdi_status s = mdi_sampler_init(&pl->sampler, pl->st->cfg.vocab_size, &pl->p.sampler, err);
     if (s)
@@ -147,6 +159,7 @@ mdi_status mdi_pipeline_init(mdi_pipeline **out, mdi_stage *st, mdi_ring *ring,
     pl->ring = ring;
     pl->p = *p;
     pl->n_groups = (sh->n_samples + sh->group_size - 1) / sh->group_size;
+    pl->max_extra = mdi_ring_size(ring) - 1;
     if (mdi_ring_rank(ring) == 0) {
         mdi_status s;
         if (!p->tok || !p->prompts || !p->n_prompt || !st->p.has_extras)
@@ -170,6 +183,8 @@ void mdi_pipeline_free(mdi_pipeline *pl)
         free(pl->samples[i].ids);
     free(pl->samples);
     free(pl->ready);
+    free(pl->queued);
+    free(pl->in_flight);
     free(pl->row_tokens);
     mdi_free_floats(pl->logit_rows);
     free(pl->logit_sample);
@@ -249,7 +264,7 @@ static mdi_status launch_group(mdi_pipeline *pl, int32_t g, mdi_err *err)
     int32_t budget = pl->p.shape.max_rows / (active ? active : 1);
     for (int32_t i = a; i < b; i++) {
         const sample_state *ss = &pl->samples[i];
-        int32_t n = ss->n_known - ss->n_fed;
+        int32_t n = ss->n_known - ss->n_sent;
         total += ss->done ? 0 : (n < budget ? n : budget);
     }
     mdi_msg m;
@@ -264,15 +279,20 @@ static mdi_status launch_group(mdi_pipeline *pl, int32_t g, mdi_err *err)
             m.n_stream = k;
         for (int32_t i = a; i < b; i++) {
             const sample_state *ss = &pl->samples[i];
-            int32_t n = ss->done ? 0 : ss->n_known - ss->n_fed;
-            if ((ss->n_fed >= ss->n_prompt) != (pass == 0))
+            int32_t n = ss->done ? 0 : ss->n_known - ss->n_sent;
+            if ((ss->n_sent >= ss->n_prompt) != (pass == 0))
                 continue;
             for (int32_t j = 0; j < n && j < budget; j++, k++) {
                 m.rows[k].slot = i;
-                m.rows[k].pos = ss->n_fed + j;
-                pl->row_tokens[k] = ss->ids[ss->n_fed + j];
+                m.rows[k].pos = ss->n_sent + j;
+                pl->row_tokens[k] = ss->ids[ss->n_sent + j];
             }
         }
+    }
+    for (int32_t i = a; i < b; i++) {
+        sample_state *ss = &pl->samples[i];
+        int32_t n = ss->done ? 0 : ss->n_known - ss->n_sent;
+        ss->n_sent += n < budget ? n : budget;
     }
     double t0 = now_s();
     mdi_stage_embed(pl->st, pl->row_tokens, (size_t)total, m.x);
@@ -323,10 +343,41 @@ static void finish_group(mdi_pipeline *pl, mdi_msg *m, const mdi_sink *sink)
     }
 }
 
+/* Whether group g has rows to send: a running sample with ids not yet sent. */
+static int group_has_rows(const mdi_pipeline *pl, int32_t g)
+{
+    int32_t a, b;
+    group_range(pl, g, &a, &b);
+    for (int32_t i = a; i < b; i++)
+        if (!pl->samples[i].done && pl->samples[i].n_sent < pl->samples[i].n_known)
+            return 1;
+    return 0;
+}
+
+static void enqueue(mdi_pipeline *pl, int32_t g)
+{
+    if (pl->queued[g])
+        return;
+    pl->queued[g] = 1;
+    pl->ready[(pl->ready_head + pl->ready_count++) % pl->n_groups] = g;
+}
+
+/* Queue the groups that may send now: one with no message out, or, while
+ * fewer than max_extra extra messages are in flight, one with more prompt
+ * rows to send (they need no sampled token), so that the chunks of a long
+ * prompt pipeline through the ranks instead of going round one at a time. */
+static void queue_sendable(mdi_pipeline *pl)
+{
+    for (int32_t g = 0; g < pl->n_groups; g++)
+        if (!pl->queued[g] && group_has_rows(pl, g) &&
+            (pl->in_flight[g] == 0 || pl->n_extra < pl->max_extra))
+            enqueue(pl, g);
+}
+
 /* Rank 0: echo prompts, keep every group moving until all samples end. */
 static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_start, mdi_err *err)
 {
-    int32_t active_groups = 0;
+    int32_t active_groups = 0, n_out = 0; /* groups to finish, messages out */
     mdi_status s;
     for (int32_t i = 0; i < pl->p.shape.n_samples; i++) {
         pl->stats.prompt_tokens += pl->samples[i].n_prompt;
@@ -335,19 +386,26 @@ static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_st
             end_sample(pl, i, MDI_STOP_MAX_TOKENS, sink);
     }
     pl->ready_count = 0;
+    pl->ready_head = 0;
     for (int32_t g = 0; g < pl->n_groups; g++)
         if (group_active(pl, g)) {
-            pl->ready[pl->ready_count++] = g;
+            enqueue(pl, g);
             active_groups++;
         }
-    pl->ready_head = 0;
     while (active_groups > 0) {
         if (pl->ready_count > 0) {
             int32_t g = pl->ready[pl->ready_head];
             pl->ready_head = (pl->ready_head + 1) % pl->n_groups;
             pl->ready_count--;
+            pl->queued[g] = 0;
+            if (pl->in_flight[g] > 0 && pl->n_extra >= pl->max_extra)
+                continue; /* queued again when a message comes back */
             if ((s = launch_group(pl, g, err)))
                 return s;
+            pl->n_extra += pl->in_flight[g]++ > 0;
+            if (++n_out > pl->stats.max_in_flight)
+                pl->stats.max_in_flight = n_out;
+            queue_sendable(pl);
             continue;
         }
         mdi_msg m;
@@ -356,11 +414,14 @@ static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_st
         if (m.kind != MDI_MSG_WORK || m.group < 0 || m.group >= pl->n_groups)
             return mdi_errf(err, MDI_ERR_COMM, "unexpected message (kind %d) at rank 0", m.kind);
         int32_t g = m.group;
+        if (pl->in_flight[g] < 1)
+            return mdi_errf(err, MDI_ERR_COMM, "group %d came back more often than it was sent", g);
+        pl->n_extra -= --pl->in_flight[g] > 0;
+        n_out--;
         finish_group(pl, &m, sink);
-        if (group_active(pl, g))
-            pl->ready[(pl->ready_head + pl->ready_count++) % pl->n_groups] = g;
-        else
+        if (pl->in_flight[g] == 0 && !group_active(pl, g))
             active_groups--;
+        queue_sendable(pl);
     }
     if (pl->stats.first_token_s > 0.0)
         pl->stats.first_token_s -= t_start;

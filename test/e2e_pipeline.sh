@@ -40,6 +40,15 @@ check_run "T=0.8 seed 7, 3 ranks, prefill chunk 3" 0.8 80 7 3 --prefill-chunk 3
 # streaming kernel (tensor.h, mdi_matmul_stream_max_rows); greedy text is the same
 check_run "greedy, 2 ranks, prefill chunk 300" 0 60 1 2 --prefill-chunk 300
 
+# One sample whose prompt comes in chunks of 2 rows on 3 ranks: the chunks
+# need no sampled token, so rank 0 sends the next ones before the first comes
+# back (up to 3 messages out at once, one per rank), and the text is unchanged.
+run_np 3 --model "$TMP/s.h5" --prompt "${prompts[2]}" --samples 1 --temperature 0 \
+  --max-tokens 60 --seed 1 --prefill-chunk 2 --stats-json "$TMP/chunks.json" >"$TMP/chunks"
+expect_eq "prompt chunks in flight together: text" "$(cat "$TMP/single.0.60.1.2")" "$(cat "$TMP/chunks")"
+expect_eq "prompt chunks in flight together: max_in_flight" "3" \
+  "$(grep -o '"max_in_flight": [0-9]*' "$TMP/chunks.json" | awk '{print $2}')"
+
 # Long sampled stories end at EOS at different times; the others go on unaffected.
 check_run "T=1 seed 3, 400 tokens, 3 ranks" 1.0 400 3 3
 n_eos=$(grep -c '(end: eos, ' "$TMP/multi" || true)

@@ -47,6 +47,12 @@ typedef struct mdi_run_shape {
  * one group per rank (so every rank has work), at least 1. */
 int32_t mdi_pipeline_auto_group_size(int32_t n_samples, int32_t n_ranks);
 
+/* Message buffers each rank's ring needs for a run of n_groups groups on
+ * n_ranks ranks: one message per group in flight, plus up to n_ranks - 1
+ * further prompt chunks (so that a long prompt's chunks pipeline through the
+ * ranks), plus the receives posted ahead and slack. */
+int mdi_pipeline_ring_buffers(int32_t n_groups, int n_ranks);
+
 typedef struct mdi_pipeline_stats {
     double compute_s;         /* forward passes, head and sampling */
     double active_s;          /* from this rank's first work item to the end of its last */
@@ -58,6 +64,7 @@ typedef struct mdi_pipeline_stats {
      * token, and the time from that moment to the last token (0 if none) */
     int64_t decode_tokens;
     double decode_s;
+    int32_t max_in_flight; /* rank 0: most messages round the ring at once */
 } mdi_pipeline_stats;
 
 typedef struct mdi_pipeline mdi_pipeline; /* opaque */
