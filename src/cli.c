@@ -69,7 +69,6 @@ mdi_cli mdi_cli_default(void)
     c.max_tokens = MDI_CLI_DEFAULT_MAX_TOKENS;
     c.sampler = mdi_sampler_default_params();
     c.seed = MDI_CLI_DEFAULT_SEED;
-    c.prefill_chunk = MDI_CLI_DEFAULT_PREFILL_CHUNK;
     c.timeout_s = MDI_CLI_DEFAULT_TIMEOUT_S;
     return c;
 }
@@ -367,7 +366,8 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "  --group-size G      samples per pipeline group (>= 1; default: samples / N, at\n"
             "                      least 1, so that every rank has a group to work on)\n"
             "  --prefill-chunk N   rows per message while prompts are processed, shared by\n"
-            "                      the samples of a group (>= 1; default %d); while this\n"
+            "                      the samples of a group (>= 1; default %d on one rank,\n"
+            "                      %d on several, whose chunks then overlap); while this\n"
             "                      and the group size are at most %zu, prompt rows use the\n"
             "                      engine's own kernel, otherwise BLIS\n"
             "  --timeout SECONDS   when no message has come back for this long, rank 0 ends\n"
@@ -391,6 +391,7 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "Example (3 ranks, 3 samples of one prompt):\n"
             "  mpirun -np 3 %s --model shards/ --prompt \"Once upon a time\" --samples 3\n",
             prog, prog, (int)d.max_tokens, (double)d.sampler.temperature, (int)d.sampler.top_k,
-            (double)d.sampler.top_p, (unsigned long long)d.seed, (int)d.prefill_chunk,
+            (double)d.sampler.top_p, (unsigned long long)d.seed,
+            MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK, MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS,
             mdi_matmul_stream_max_rows(), MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
 }

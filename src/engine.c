@@ -182,7 +182,10 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
         s = mdi_errf(err, MDI_ERR_ARG, "--group-size %d is larger than the %d samples", gs, S);
     e->shape.n_samples = S;
     e->shape.group_size = gs;
-    e->shape.max_rows = cli->prefill_chunk > gs ? cli->prefill_chunk : gs;
+    int32_t chunk = cli->prefill_chunk ? cli->prefill_chunk
+                    : e->n_ranks > 1   ? MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS
+                                       : MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK;
+    e->shape.max_rows = chunk > gs ? chunk : gs;
     e->shape.max_pos = max_pos;
     free(file_buf);
     if (texts != one)

@@ -73,7 +73,7 @@ static void test_defaults(void **state)
     assert_true(d.seed == 42u);
     assert_int_equal(d.threads, 0);
     assert_int_equal(d.group_size, 0);
-    assert_int_equal(d.prefill_chunk, 128);
+    assert_int_equal(d.prefill_chunk, 0); /* auto: 128 on one rank, 32 on several */
     assert_true(d.timeout_s == 300.0);
     assert_int_equal(d.quiet + d.help + d.version, 0);
 

@@ -23,7 +23,7 @@ typedef struct mdi_cli {
     const char *split;          /* --split "a,b,c": layers per rank, or NULL (balanced) */
     int32_t threads;            /* --threads per rank; 0 = auto (cores available) */
     int32_t group_size;         /* --group-size: samples per pipeline group; 0 = auto */
-    int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block */
+    int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block; 0 auto */
     double timeout_s;           /* --timeout: seconds a rank waits for a message */
     int quiet;                  /* --quiet: generated text only, no progress or stats */
     int help;                   /* --help / -h seen: print usage, exit 0 */
@@ -32,11 +32,15 @@ typedef struct mdi_cli {
 
 #define MDI_CLI_DEFAULT_MAX_TOKENS 256
 #define MDI_CLI_DEFAULT_SEED 42u
-#define MDI_CLI_DEFAULT_PREFILL_CHUNK 128
+/* --prefill-chunk when not given: one rank reads the weights once per 128
+ * prompt rows; several ranks take 32, so that a long prompt's chunks
+ * pipeline through them (mdi_pipeline_ring_buffers). */
+#define MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK 128
+#define MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS 32
 #define MDI_CLI_DEFAULT_TIMEOUT_S 300.0
 
 /* Defaults: samples 0 (auto), max_tokens 256, seed 42, threads 0 (auto),
- * group_size 0 (auto), prefill_chunk 128, timeout 300 s, sampler from
+ * group_size 0 (auto), prefill_chunk 0 (auto), timeout 300 s, sampler from
  * mdi_sampler_default_params(); every string NULL, every switch 0. */
 mdi_cli mdi_cli_default(void);
 
