@@ -1,5 +1,6 @@
 /* Command-line parsing for mdi-llm: strict numbers, one-line errors naming the flag. */
 #include "mdi/cli.h"
+#include "mdi/plan.h"
 #include "mdi/tensor.h"
 
 #include <ctype.h>
@@ -24,6 +25,7 @@ typedef enum {
     MDI_OPT_SEED,
     MDI_OPT_STATS_JSON,
     MDI_OPT_SPLIT,
+    MDI_OPT_BALANCE,
     MDI_OPT_THREADS,
     MDI_OPT_GROUP_SIZE,
     MDI_OPT_PREFILL_CHUNK,
@@ -53,6 +55,7 @@ static const mdi_opt mdi_cli_opts[MDI_OPT_COUNT] = {
     [MDI_OPT_SEED] = {"--seed", 1},
     [MDI_OPT_STATS_JSON] = {"--stats-json", 1},
     [MDI_OPT_SPLIT] = {"--split", 1},
+    [MDI_OPT_BALANCE] = {"--balance", 1},
     [MDI_OPT_THREADS] = {"--threads", 1},
     [MDI_OPT_GROUP_SIZE] = {"--group-size", 1},
     [MDI_OPT_PREFILL_CHUNK] = {"--prefill-chunk", 1},
@@ -215,6 +218,12 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         return mdi_cli_str(flag, text, &out->stats_json, err);
     case MDI_OPT_SPLIT:
         return mdi_cli_str(flag, text, &out->split, err);
+    case MDI_OPT_BALANCE: {
+        mdi_balance how;
+        if ((st = mdi_cli_str(flag, text, &out->balance, err)))
+            return st;
+        return mdi_plan_parse_balance(text, &how, err);
+    }
     case MDI_OPT_SAMPLES:
         return mdi_cli_i32(flag, text, 1, &out->samples, err);
     case MDI_OPT_MAX_TOKENS:
@@ -335,8 +344,8 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "       %s --model PATH --tokenize TEXT\n"
             "\n"
             "Runs a Llama model split across N MPI ranks in a ring (recurrent pipeline):\n"
-            "each rank holds a contiguous range of layers; rank 0 also holds the embedding\n"
-            "and the output head, samples the tokens and prints the text.\n"
+            "each rank holds a contiguous range of layers (or half-layers); rank 0 also\n"
+            "holds the embedding and the output head, samples the tokens, prints the text.\n"
             "\n"
             "Model and input (--model and exactly one of the other three):\n"
             "  --model PATH        one HDF5 model file, or a directory of shards (one per rank)\n"
@@ -358,9 +367,10 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      stream of it, so a run can be repeated (default %llu)\n"
             "\n"
             "Placement and performance:\n"
-            "  --split a,b,c       layers per rank, in rank order, for a whole-model file\n"
-            "                      (default: balanced by bytes, rank 0 also holding embedding\n"
-            "                      and head; with shards, each rank loads its own)\n"
+            "  --split a,b,c       layers per rank in rank order, whole or half (10.5,11.5:\n"
+            "                      rank 0 ends after layer 10's attention); shards must agree\n"
+            "  --balance time|memory  without --split, even out the weight bytes each rank\n"
+            "                      reads per token (time, default) or holds (memory)\n"
             "  --threads N         threads per rank for matrix work (>= 1; default: the cores\n"
             "                      this rank may run on, shared among the ranks on its host)\n"
             "  --group-size G      samples per pipeline group (>= 1; default: samples / N, at\n"

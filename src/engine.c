@@ -206,9 +206,9 @@ static mdi_status load_stage(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
     if (s)
         return s;
     mdi_stage_params sp = {
-        .layer_first = e->layer_first,
-        .layer_last = e->layer_last,
-        .has_extras = e->layer_first == 0,
+        .half_first = e->half_first,
+        .half_last = e->half_last,
+        .has_extras = e->half_first == 0,
         .n_slots = (size_t)e->shape.n_samples,
         .max_pos = (size_t)e->shape.max_pos,
         .max_rows = (size_t)e->shape.max_rows,
@@ -224,7 +224,8 @@ static mdi_status load_stage(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
 /* Every rank: which layers are mine. */
 static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
 {
-    int32_t counts[MDI_MAX_LAYERS], n_counts = 0;
+    int32_t counts[MDI_MAX_HALVES], n_counts = 0;
+    mdi_balance how = MDI_BALANCE_DEFAULT;
     mdi_shard_info *infos = calloc((size_t)e->n_ranks, sizeof *infos);
     int32_t *bounds = calloc((size_t)e->n_ranks + 1, sizeof *bounds);
     mdi_status s = MDI_OK;
@@ -233,12 +234,15 @@ static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
     if (!s)
         s = mdi_ring_allgather(e->comm, &e->info, sizeof e->info, infos, err);
     if (!s && cli->split)
-        s = mdi_plan_parse_split(cli->split, counts, MDI_MAX_LAYERS, &n_counts, err);
+        s = mdi_plan_parse_split(cli->split, counts, MDI_MAX_HALVES, &n_counts, err);
+    if (!s && cli->balance)
+        s = mdi_plan_parse_balance(cli->balance, &how, err);
     if (!s)
-        s = mdi_plan_check(infos, e->n_ranks, cli->split ? counts : NULL, n_counts, bounds, err);
+        s = mdi_plan_check(infos, e->n_ranks, cli->split ? counts : NULL, n_counts,
+                           cli->balance ? &how : NULL, bounds, err);
     if (!s) {
-        e->layer_first = bounds[e->rank];
-        e->layer_last = bounds[e->rank + 1];
+        e->half_first = bounds[e->rank];
+        e->half_last = bounds[e->rank + 1];
     }
     free(infos);
     free(bounds);
@@ -336,10 +340,10 @@ mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *o
 typedef struct rank_stats {
     char host[64];
     char blis_arch[32];
-    int32_t layer_first, layer_last, threads, pad;
+    int32_t half_first, half_last, threads, pad;
     int64_t peak_rss_kb;
     double compute_s, wait_s, wall_s, active_s;
-    uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv, weight_bytes, kv_bytes;
+    uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv, weight_bytes, step_bytes, kv_bytes;
     uint64_t decode_rows_sent, decode_bytes_sent;
 } rank_stats;
 
@@ -381,18 +385,23 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
         const rank_stats *x = &all[r];
         fprintf(f, "    {\"rank\": %d, \"host\": ", r);
         json_str(f, x->host);
-        fprintf(f, ", \"layer_first\": %d, \"layer_last\": %d, \"threads\": %d, \"blis_arch\": ",
-                x->layer_first, x->layer_last, x->threads);
+        char held[96];
+        mdi_plan_describe(x->half_first, x->half_last, held, sizeof held);
+        fprintf(f, ", \"half_first\": %d, \"half_last\": %d, \"holds\": ", x->half_first,
+                x->half_last);
+        json_str(f, held);
+        fprintf(f, ", \"threads\": %d, \"blis_arch\": ", x->threads);
         json_str(f, x->blis_arch);
         fprintf(f,
-                ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"kv_cache_bytes\": %llu,"
+                ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"step_weight_bytes\": %llu, "
+                "\"kv_cache_bytes\": %llu,"
                 " \"compute_s\": %.6f, \"wait_s\": %.6f, \"wall_s\": %.6f, \"busy_fraction\": "
                 "%.4f, \"active_s\": %.6f, \"busy_active_fraction\": %.4f, \"bytes_sent\": %llu, "
                 "\"bytes_recv\": %llu, \"msgs_sent\": %llu, "
                 "\"msgs_recv\": %llu, \"wire_bytes_per_token\": %.1f}%s\n",
                 (long long)x->peak_rss_kb * 1024, (unsigned long long)x->weight_bytes,
-                (unsigned long long)x->kv_bytes, x->compute_s, x->wait_s, x->wall_s,
-                x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0, x->active_s,
+                (unsigned long long)x->step_bytes, (unsigned long long)x->kv_bytes, x->compute_s,
+                x->wait_s, x->wall_s, x->wall_s > 0 ? x->compute_s / x->wall_s : 0.0, x->active_s,
                 x->active_s > 0 ? x->compute_s / x->active_s : 0.0,
                 (unsigned long long)x->bytes_sent, (unsigned long long)x->bytes_recv,
                 (unsigned long long)x->msgs_sent, (unsigned long long)x->msgs_recv,
@@ -416,8 +425,8 @@ mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
     snprintf(me.blis_arch, sizeof me.blis_arch, "%s", e->tensor.blis_arch);
     getrusage(RUSAGE_SELF, &ru);
     me.peak_rss_kb = ru.ru_maxrss;
-    me.layer_first = e->layer_first;
-    me.layer_last = e->layer_last;
+    me.half_first = e->half_first;
+    me.half_last = e->half_last;
     me.threads = e->tensor.n_threads;
     me.compute_s = ps->compute_s;
     me.wall_s = ps->wall_s;
@@ -430,6 +439,7 @@ mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
     me.decode_rows_sent = rs->decode_rows_sent;
     me.decode_bytes_sent = rs->decode_bytes_sent;
     me.weight_bytes = mdi_stage_weight_bytes(&e->stage);
+    me.step_bytes = mdi_stage_step_bytes(&e->stage);
     me.kv_bytes = mdi_kv_bytes(&e->stage.kv);
     mdi_status s = mdi_ring_allgather(e->comm, &me, sizeof me, all, err);
     if (!s && e->rank == 0 && f) {

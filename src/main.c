@@ -7,6 +7,7 @@
 
 #include "mdi/cli.h"
 #include "mdi/engine.h"
+#include "mdi/plan.h"
 
 #define LINE_CAP 4096
 
@@ -110,13 +111,16 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
                 "mdi-llm: rank %d: warning: BLIS uses its slow generic kernels on this CPU;"
                 " set BLIS_ARCH_TYPE (see README)\n",
                 rank);
-    if (rank == 0 && !cli->quiet)
+    if (rank == 0 && !cli->quiet) {
+        char held[96];
+        mdi_plan_describe(e.half_first, e.half_last, held, sizeof held);
         fprintf(stderr,
-                "mdi-llm: %d rank%s, layers [%d, %d) on rank 0, %d sample%s, group size %d, "
+                "mdi-llm: %d rank%s, %s on rank 0, %d sample%s, group size %d, "
                 "%d thread%s per rank, BLIS %s\n",
-                e.n_ranks, e.n_ranks == 1 ? "" : "s", e.layer_first, e.layer_last,
-                e.shape.n_samples, e.shape.n_samples == 1 ? "" : "s", e.shape.group_size,
-                e.tensor.n_threads, e.tensor.n_threads == 1 ? "" : "s", e.tensor.blis_arch);
+                e.n_ranks, e.n_ranks == 1 ? "" : "s", held, e.shape.n_samples,
+                e.shape.n_samples == 1 ? "" : "s", e.shape.group_size, e.tensor.n_threads,
+                e.tensor.n_threads == 1 ? "" : "s", e.tensor.blis_arch);
+    }
     out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL};
     if (rank == 0 && o.multi) {
         o.lines = malloc((size_t)e.shape.n_samples * LINE_CAP);

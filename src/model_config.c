@@ -107,6 +107,30 @@ size_t mdi_config_layer_params(const mdi_config *c)
     return total;
 }
 
+int mdi_tensor_half(mdi_tensor_kind k)
+{
+    if (mdi_tensor_scope_of(k) != MDI_SCOPE_LAYER)
+        return -1;
+    return k < MDI_T_FFN_NORM ? MDI_HALF_ATTN : MDI_HALF_MLP;
+}
+
+size_t mdi_config_half_params(const mdi_config *c, int half)
+{
+    size_t total = 0, r, cl;
+    for (int k = 0; k < MDI_T_COUNT; k++) {
+        if (mdi_tensor_half((mdi_tensor_kind)k) != half)
+            continue;
+        mdi_tensor_shape(c, (mdi_tensor_kind)k, &r, &cl);
+        total += r * cl;
+    }
+    return total;
+}
+
+size_t mdi_config_head_params(const mdi_config *c)
+{
+    return (size_t)c->vocab_size * (size_t)c->dim + (size_t)c->dim;
+}
+
 size_t mdi_config_extra_params(const mdi_config *c)
 {
     size_t total = 0, r, cl;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mdi/plan.h"
+
 /* Quiet HDF5's own error stack printing: we report errors ourselves. */
 static void h5_quiet(void)
 {
@@ -152,19 +154,30 @@ static mdi_status read_info(hid_t f, const char *path, mdi_shard_info *in, mdi_e
     if (in->layer_first < 0 || in->layer_first >= in->layer_last || in->layer_last > c->n_layers)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: layer range [%d, %d) is invalid for %d layers",
                         path, in->layer_first, in->layer_last, c->n_layers);
+    /* Version 2 may hold half a layer at either end; version 1 holds whole layers. */
+    in->half_first = 2 * in->layer_first;
+    in->half_last = 2 * in->layer_last;
+    if (in->format_version >= 2 && ((s = attr_int(f, path, "half_first", &in->half_first, err)) ||
+                                    (s = attr_int(f, path, "half_last", &in->half_last, err))))
+        return s;
+    if (in->half_first < 0 || in->half_first >= in->half_last ||
+        in->half_first / 2 != in->layer_first || (in->half_last + 1) / 2 != in->layer_last)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: half-layer range [%d, %d) disagrees with layer range [%d, %d)", path,
+                        in->half_first, in->half_last, in->layer_first, in->layer_last);
     if (in->shard_count < 1 || in->shard_index < 0 || in->shard_index >= in->shard_count)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %d of %d is invalid", path, in->shard_index,
                         in->shard_count);
     /* Datasets are contiguous, at least 2 bytes an element: the weights the attributes
      * describe must fit in the file, or a rank would allocate them for a lie. */
     hsize_t size = 0;
-    uint64_t n = (uint64_t)(in->layer_last - in->layer_first) * mdi_config_layer_params(c) +
-                 (in->layer_first == 0 ? mdi_config_extra_params(c) : 0);
+    uint64_t n = (uint64_t)(in->half_last - in->half_first) / 2 * mdi_config_layer_params(c) +
+                 (in->half_first == 0 ? mdi_config_extra_params(c) : 0);
     if (H5Fget_filesize(f, &size) < 0 || n > size / 2)
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: %llu bytes cannot hold the %llu weights its attributes describe", path,
                         (unsigned long long)size, (unsigned long long)n);
-    in->has_extras = in->layer_first == 0;
+    in->has_extras = in->half_first == 0;
     return MDI_OK;
 }
 
@@ -299,7 +312,7 @@ static mdi_status load_one(hid_t f, const char *path, mdi_stage *st, mdi_tensor_
         snprintf(name, sizeof name, "/layers/%03d/%s", layer, mdi_tensor_name(k));
     else
         snprintf(name, sizeof name, "/%s", mdi_tensor_name(k));
-    float *dst = mdi_stage_tensor(st, k, layer - st->p.layer_first);
+    float *dst = mdi_stage_tensor(st, k, layer - mdi_stage_first_layer(st));
     if (H5Lexists(f, "/layers", H5P_DEFAULT) <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: group '/layers' is missing", path);
     if (mdi_tensor_scope_of(k) == MDI_SCOPE_LAYER) {
@@ -324,15 +337,19 @@ mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err)
         s = mdi_errf(err, MDI_ERR_MISMATCH, "%s: geometry differs from the model's", path);
         goto done;
     }
-    if (st->p.layer_first < in.layer_first || st->p.layer_last > in.layer_last) {
-        s = mdi_errf(err, MDI_ERR_MISMATCH,
-                     "%s: holds layers [%d, %d) but this rank needs [%d, %d)", path, in.layer_first,
-                     in.layer_last, st->p.layer_first, st->p.layer_last);
+    if (st->p.half_first < in.half_first || st->p.half_last > in.half_last) {
+        char has[96], needs[96];
+        mdi_plan_describe(in.half_first, in.half_last, has, sizeof has);
+        mdi_plan_describe(st->p.half_first, st->p.half_last, needs, sizeof needs);
+        s = mdi_errf(err, MDI_ERR_MISMATCH, "%s: holds %s but this rank needs %s", path, has,
+                     needs);
         goto done;
     }
-    for (int32_t l = st->p.layer_first; l < st->p.layer_last && !s; l++)
+    int32_t first = mdi_stage_first_layer(st);
+    for (int32_t l = first; l < first + mdi_stage_n_layers(st) && !s; l++)
         for (int k = 0; k < MDI_T_COUNT && !s; k++)
-            if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER)
+            if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER &&
+                mdi_stage_tensor(st, (mdi_tensor_kind)k, l - first))
                 s = load_one(f, path, st, (mdi_tensor_kind)k, l, err);
     for (int k = 0; k < MDI_T_COUNT && !s && st->p.has_extras; k++)
         if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_EXTRA &&

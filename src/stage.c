@@ -5,22 +5,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Offsets of each tensor inside one layer's block, in MDI_TENSOR_LIST order. */
-static size_t layer_tensor_offset(const mdi_config *c, mdi_tensor_kind kind)
+/* Whether local layer l holds its attention / its MLP half. */
+static int holds_half(const mdi_stage *st, int32_t l, int half)
 {
+    int32_t h = 2 * (mdi_stage_first_layer(st) + l) + half;
+    return h >= st->p.half_first && h < st->p.half_last;
+}
+
+/* Attention halves held: the KV cache has one layer for each. */
+static size_t n_attn_layers(const mdi_stage *st)
+{
+    return (size_t)((st->p.half_last + 1) / 2 - (st->p.half_first + 1) / 2);
+}
+
+/* KV cache layer of local layer l (which holds its attention). */
+static size_t kv_layer(const mdi_stage *st, size_t l)
+{
+    return l - (size_t)(st->p.half_first % 2);
+}
+
+int32_t mdi_stage_first_layer(const mdi_stage *st)
+{
+    return st->p.half_first / 2;
+}
+
+int32_t mdi_stage_n_layers(const mdi_stage *st)
+{
+    return (st->p.half_last + 1) / 2 - st->p.half_first / 2;
+}
+
+/* Offset of tensor k of local layer l inside layer_data: the tensors held are
+ * packed layer by layer in MDI_TENSOR_LIST order. */
+static size_t tensor_offset(const mdi_stage *st, mdi_tensor_kind kind, int32_t l)
+{
+    const mdi_config *c = &st->cfg;
     size_t off = 0, r, cl;
+    if (l > 0) /* the first layer may lack its attention, the others are whole */
+        off = mdi_config_layer_params(c) * (size_t)l -
+              (st->p.half_first % 2 ? mdi_config_half_params(c, MDI_HALF_ATTN) : 0);
     for (int k = 0; k < (int)kind; k++) {
-        if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER)
+        int half = mdi_tensor_half((mdi_tensor_kind)k);
+        if (half < 0 || !holds_half(st, l, half))
             continue;
         mdi_tensor_shape(c, (mdi_tensor_kind)k, &r, &cl);
         off += r * cl;
     }
     return off;
-}
-
-int32_t mdi_stage_n_layers(const mdi_stage *st)
-{
-    return st->p.layer_last - st->p.layer_first;
 }
 
 float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer)
@@ -33,16 +63,34 @@ float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer)
     case MDI_T_OUTPUT:
         return st->cfg.tied_head ? NULL : st->output;
     default:
-        return st->layer_data + (size_t)local_layer * mdi_config_layer_params(&st->cfg) +
-               layer_tensor_offset(&st->cfg, k);
+        if (!holds_half(st, local_layer, mdi_tensor_half(k)))
+            return NULL;
+        return st->layer_data + tensor_offset(st, k, local_layer);
     }
+}
+
+/* Parameters of the half-layers held. */
+static size_t held_params(const mdi_stage *st)
+{
+    size_t n = 0;
+    for (int32_t h = st->p.half_first; h < st->p.half_last; h++)
+        n += mdi_config_half_params(&st->cfg, h % 2 ? MDI_HALF_MLP : MDI_HALF_ATTN);
+    return n;
 }
 
 size_t mdi_stage_weight_bytes(const mdi_stage *st)
 {
-    size_t n = (size_t)mdi_stage_n_layers(st) * mdi_config_layer_params(&st->cfg);
+    size_t n = held_params(st);
     if (st->p.has_extras)
         n += mdi_config_extra_params(&st->cfg);
+    return n * sizeof(float);
+}
+
+size_t mdi_stage_step_bytes(const mdi_stage *st)
+{
+    size_t n = held_params(st);
+    if (st->p.has_extras)
+        n += mdi_config_head_params(&st->cfg);
     return n * sizeof(float);
 }
 
@@ -70,12 +118,12 @@ static mdi_status alloc_scratch(mdi_stage *st, mdi_err *err)
 static mdi_status alloc_weights(mdi_stage *st, mdi_err *err)
 {
     const mdi_config *c = &st->cfg;
-    size_t n_local = (size_t)mdi_stage_n_layers(st), per = mdi_config_layer_params(c);
-    st->layer_data = mdi_alloc_floats(n_local * per);
+    size_t n_local = (size_t)mdi_stage_n_layers(st), n = held_params(st);
+    st->layer_data = mdi_alloc_floats(n);
     st->layers = calloc(n_local, sizeof *st->layers);
     if (!st->layer_data || !st->layers)
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %.1f MiB of layer weights",
-                        (double)(n_local * per * sizeof(float)) / (1 << 20));
+                        (double)(n * sizeof(float)) / (1 << 20));
     for (int32_t l = 0; l < (int32_t)n_local; l++) {
         mdi_layer_weights *w = &st->layers[l];
         w->attn_norm = mdi_stage_tensor(st, MDI_T_ATTN_NORM, l);
@@ -106,15 +154,15 @@ mdi_status mdi_stage_init(mdi_stage *st, const mdi_config *cfg, const mdi_stage_
     st->cfg = *cfg;
     st->p = *p;
     mdi_status s;
-    if (p->layer_first < 0 || p->layer_last > cfg->n_layers || p->layer_first >= p->layer_last)
-        return mdi_errf(err, MDI_ERR_ARG, "layer range [%d, %d) is invalid for %d layers",
-                        p->layer_first, p->layer_last, cfg->n_layers);
+    if (p->half_first < 0 || p->half_last > 2 * cfg->n_layers || p->half_first >= p->half_last)
+        return mdi_errf(err, MDI_ERR_ARG, "half-layer range [%d, %d) is invalid for %d layers",
+                        p->half_first, p->half_last, cfg->n_layers);
     if (p->n_slots == 0 || p->max_pos == 0 || p->max_rows == 0 || p->n_threads < 1 ||
         p->max_pos > (size_t)cfg->max_seq_len || (p->has_extras && p->max_logit_rows == 0))
         return mdi_errf(err, MDI_ERR_ARG, "stage sizes out of range");
     if ((s = alloc_weights(st, err)) || (s = alloc_scratch(st, err)) ||
-        (s = mdi_kv_init(&st->kv, p->n_slots, (size_t)mdi_stage_n_layers(st), p->max_pos,
-                         mdi_config_kv_dim(cfg), err)) ||
+        (n_attn_layers(st) > 0 && (s = mdi_kv_init(&st->kv, p->n_slots, n_attn_layers(st),
+                                                   p->max_pos, mdi_config_kv_dim(cfg), err))) ||
         (s = mdi_rope_init(&st->rope, p->max_pos, (size_t)cfg->head_dim, cfg->rope_theta, err))) {
         mdi_stage_free(st);
         return s;
@@ -144,7 +192,8 @@ void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float
         memcpy(x + i * dim, st->embedding + (size_t)tokens[i] * dim, dim * sizeof(float));
 }
 
-/* Attention for every (row, head) pair, heads spread over the stage's threads. */
+/* Attention for every (row, head) pair of KV layer `layer`, heads spread
+ * over the stage's threads. */
 static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, size_t n)
 {
     const mdi_config *c = &st->cfg;
@@ -174,16 +223,16 @@ static void project(const mdi_stage *st, float *y, const float *x, const float *
         mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta);
 }
 
-/* One transformer block on x (n, dim) in place; rows [0, ns) are streamed. */
-static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows, size_t n,
-                          size_t ns)
+/* Attention half of local layer l on x (n, dim) in place; rows [0, ns) are streamed. */
+static void attention_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows, size_t n,
+                              size_t ns)
 {
     const mdi_config *c = &st->cfg;
     const mdi_layer_weights *w = &st->layers[l];
     size_t dim = (size_t)c->dim, qd = mdi_config_q_dim(c), kvd = mdi_config_kv_dim(c);
-    size_t hid = (size_t)c->hidden_dim;
+    size_t kl = kv_layer(st, l);
 
-    // attention: xb = rmsnorm(x); q, k, v = xb @ (wq, wk, wv)^T
+    // xb = rmsnorm(x); q, k, v = xb @ (wq, wk, wv)^T
     for (size_t r = 0; r < n; r++)
         mdi_rmsnorm(st->xb + r * dim, x + r * dim, w->attn_norm, dim, c->norm_eps);
     project(st, st->q, st->xb, w->wq, n, ns, dim, qd, 0.0f);
@@ -194,13 +243,22 @@ static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows
         size_t slot = (size_t)rows[r].slot, pos = (size_t)rows[r].pos;
         mdi_rope_apply(&st->rope, st->q + r * qd, (size_t)c->n_heads, pos);
         mdi_rope_apply(&st->rope, st->k + r * kvd, (size_t)c->n_kv_heads, pos);
-        memcpy(mdi_kv_key(&st->kv, slot, l, pos), st->k + r * kvd, kvd * sizeof(float));
-        memcpy(mdi_kv_value(&st->kv, slot, l, pos), st->v + r * kvd, kvd * sizeof(float));
+        memcpy(mdi_kv_key(&st->kv, slot, kl, pos), st->k + r * kvd, kvd * sizeof(float));
+        memcpy(mdi_kv_value(&st->kv, slot, kl, pos), st->v + r * kvd, kvd * sizeof(float));
     }
-    attention_rows(st, l, rows, n);
+    attention_rows(st, kl, rows, n);
     // x += att @ wo^T
     project(st, x, st->att, w->wo, n, ns, qd, dim, 1.0f);
-    // MLP: x += (silu(xb @ w1^T) * (xb @ w3^T)) @ w2^T with xb = rmsnorm(x)
+}
+
+/* MLP half of local layer l: x += (silu(xb @ w1^T) * (xb @ w3^T)) @ w2^T with
+ * xb = rmsnorm(x). */
+static void mlp_forward(mdi_stage *st, size_t l, float *x, size_t n, size_t ns)
+{
+    const mdi_config *c = &st->cfg;
+    const mdi_layer_weights *w = &st->layers[l];
+    size_t dim = (size_t)c->dim, hid = (size_t)c->hidden_dim;
+
     for (size_t r = 0; r < n; r++)
         mdi_rmsnorm(st->xb + r * dim, x + r * dim, w->ffn_norm, dim, c->norm_eps);
     project(st, st->hb, st->xb, w->w1, n, ns, dim, hid, 0.0f);
@@ -212,8 +270,12 @@ static void layer_forward(mdi_stage *st, size_t l, float *x, const mdi_row *rows
 void mdi_stage_forward_mixed(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows,
                              size_t n_stream)
 {
-    for (size_t l = 0; l < (size_t)mdi_stage_n_layers(st); l++)
-        layer_forward(st, l, x, rows, n_rows, n_stream);
+    for (size_t l = 0; l < (size_t)mdi_stage_n_layers(st); l++) {
+        if (st->layers[l].wq)
+            attention_forward(st, l, x, rows, n_rows, n_stream);
+        if (st->layers[l].w1)
+            mlp_forward(st, l, x, n_rows, n_stream);
+    }
 }
 
 void mdi_stage_forward(mdi_stage *st, float *x, const mdi_row *rows, size_t n_rows)

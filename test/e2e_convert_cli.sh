@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mdi-convert command line: help, version, usage errors (exit 2, one line),
-# conversion of stories260K to a file and to shards, --inspect, and refusals.
+# conversion of stories260K to a file and to shards (whole layers and half
+# layers, --split and --balance), --inspect, and refusals.
 # Env: MDI_CONVERT (the binary), MDI_MODELS_DIR (test models; default ../shared/models).
 set -euo pipefail
 
@@ -43,8 +44,8 @@ expect_fail() {
 
 # --help: exit 0, every flag documented.
 "$CONVERT" --help >"$WORK/help"
-for flag in --tokenizer -o --output --shards --split --dtype --quiet --synthetic --seed \
-    --inspect --help --version f16 bf16; do
+for flag in --tokenizer -o --output --shards --split --balance memory time 10.5,11.5 --dtype \
+    --quiet --synthetic --seed --inspect --help --version f16 bf16; do
     grep -qF -- "$flag" "$WORK/help" || fail "--help does not mention $flag"
 done
 "$CONVERT" --version | grep -q '^mdi-convert ' || fail "--version output"
@@ -60,6 +61,12 @@ expect_fail 2 "--shards '-3'" "$CONVERT" "$BIN" -o "$WORK/x" --shards -3
 expect_fail 2 "--dtype 'f64'" "$CONVERT" "$BIN" -o "$WORK/x" --dtype f64
 expect_fail 2 "--split" "$CONVERT" "$BIN" -o "$WORK/x" --split 2,,3
 expect_fail 2 "not both" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2 --split 2,3
+expect_fail 2 "--split '2.25,2.75': expected layer counts" "$CONVERT" "$BIN" -o "$WORK/x" --split 2.25,2.75
+expect_fail 2 "--balance 'fast': expected memory or time" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2 --balance fast
+expect_fail 2 "give either --balance or --split, not both" \
+    "$CONVERT" "$BIN" -o "$WORK/x" --split 2.5,2.5 --balance time
+expect_fail 2 "--balance needs --shards N" "$CONVERT" "$BIN" -o "$WORK/x" --balance memory
+expect_fail 2 "--balance given twice" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2 --balance time --balance time
 expect_fail 2 "--seed only applies to --synthetic" "$CONVERT" "$BIN" -o "$WORK/x" --seed 3
 expect_fail 2 "--seed 'x'" "$CONVERT" --synthetic tiny --seed x -o "$WORK/x"
 expect_fail 2 "unexpected extra argument" "$CONVERT" "$BIN" "$TOK" -o "$WORK/x"
@@ -73,8 +80,10 @@ expect_fail 1 "No such file" "$CONVERT" "$WORK/missing.bin" -o "$WORK/x.h5"
 expect_fail 1 "not an HDF5 file" "$CONVERT" --inspect "$BIN"
 expect_fail 1 "split covers" "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2,4,4 -o "$WORK/x"
 grep -qF "but the model has 5" "$WORK/err" || fail "--split 2,4,4: $(cat "$WORK/err")"
-expect_fail 1 "7 ranks but the model has only 5 layers" \
-    "$CONVERT" "$BIN" --tokenizer "$TOK" --shards 7 -o "$WORK/x"
+expect_fail 1 "split covers 2.5 layers but the model has 5" \
+    "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2.5 -o "$WORK/x"
+expect_fail 1 "11 ranks but the model has only 5 layers (10 half-layers)" \
+    "$CONVERT" "$BIN" --tokenizer "$TOK" --shards 11 -o "$WORK/x"
 [[ -z $(ls -A "$WORK" | grep -v -e '^out$' -e '^err$' -e '^help$') ]] || fail "leftovers: $(ls "$WORK")"
 
 # One file: quiet means no output at all; inspect shows the geometry.
@@ -103,6 +112,54 @@ grep -qF "dtype        f16" "$WORK/inspect" || fail "inspect dtype: $(cat "$WORK
 [[ $(ls "$WORK/two" | wc -l) == 2 ]] || fail "--shards 2 wrote $(ls "$WORK/two")"
 "$CONVERT" --inspect "$WORK/two/$(ls "$WORK/two" | tail -1)" | grep -qF "shard        1 of 2" ||
     fail "inspect of shard 1"
+
+# Half layers: a shard may end with a layer's attention ("a") and the next start with its
+# MLP ("m"); such files are format version 2 (attributes and datasets: test_convert.c).
+# shards SPLIT NAMES...: --split SPLIT writes exactly the files NAMES, counting progress in
+# layers up to 100% once, and --inspect passes.
+PROGRESS=$(for i in 1 2 3 4 5; do echo "mdi-convert: $((20 * i))% ($i/5 layers)"; done)
+shards() {
+    local split=$1 dir=$WORK/split-$1
+    shift
+    "$CONVERT" "$BIN" --tokenizer "$TOK" --split "$split" -o "$dir" 2>"$WORK/err"
+    # A layer counts once both its halves are written, whichever shards hold them.
+    [[ $(grep -F 'layers)' "$WORK/err") == "$PROGRESS" ]] || fail "--split $split progress: $(cat "$WORK/err")"
+    [[ $(ls "$dir") == "$(printf '%s\n' "$@")" ]] || fail "--split $split wrote $(ls "$dir")"
+    "$CONVERT" --inspect "$dir" >"$WORK/inspect" || fail "--inspect of --split $split"
+    grep -qF "$(basename "$dir"): $# shards, layers [0, 5)" "$WORK/inspect" ||
+        fail "--split $split summary: $(tail -1 "$WORK/inspect")"
+}
+shards 2.5,2.5 model-00-of-02.L000-002a.h5 model-01-of-02.L002m-004.h5
+for want in "format       mdi-llm, version 2" \
+    "layers       half-layers [0, 5): layers 0-1 and layer 2's attention (2.5 of 5)" \
+    "layers       half-layers [5, 10): layer 2's MLP and layers 3-4 (2.5 of 5)"; do
+    grep -qxF -- "$want" "$WORK/inspect" || fail "--inspect lacks '$want': $(cat "$WORK/inspect")"
+done
+shards 0.5,4.5 model-00-of-02.L000-000a.h5 model-01-of-02.L000m-004.h5
+shards 1,3.5,0.5 model-00-of-03.L000-000.h5 model-01-of-03.L001-004a.h5 model-02-of-03.L004m-004.h5
+grep -qxF "format       mdi-llm, version 1" "$WORK/inspect" || fail "whole-layer shard 0 is not version 1"
+grep -qxF "layers       half-layers [9, 10): layer 4's MLP (0.5 of 5)" "$WORK/inspect" ||
+    fail "--inspect of L004m-004: $(cat "$WORK/inspect")"
+
+# --balance: the synthetic tiny model (4 layers, untied head: its embedding is held but not
+# read per token) gets different plans, those of mdi_plan_balanced (test_convert.c checks
+# the writer against it for every N): time [0, 3, 8] by default, memory [0, 2, 8].
+# balance NAMES... -- ARGS...: mdi-convert --synthetic tiny ARGS writes exactly NAMES.
+N_BAL=0
+balance() {
+    local names=() dir=$WORK/bal-$((N_BAL += 1))
+    while [[ $1 != -- ]]; do names+=("$1"); shift; done
+    shift
+    "$CONVERT" --synthetic tiny "$@" -q -o "$dir"
+    [[ $(ls "$dir") == "$(printf '%s\n' "${names[@]}")" ]] || fail "$* wrote $(ls "$dir")"
+}
+balance model-00-of-02.L000-001a.h5 model-01-of-02.L001m-003.h5 -- --shards 2
+balance model-00-of-02.L000-001a.h5 model-01-of-02.L001m-003.h5 -- --shards 2 --balance time
+balance model-00-of-02.L000-000.h5 model-01-of-02.L001-003.h5 -- --shards 2 --balance memory
+balance model-00-of-03.L000-000a.h5 model-01-of-03.L000m-001.h5 model-02-of-03.L002-003.h5 -- \
+    --shards 3 --balance memory
+"$CONVERT" --synthetic tiny --shards 1 --balance memory -q -o "$WORK/bal-one.h5" # one file: no plan
+[[ -f $WORK/bal-one.h5 ]] || fail "--shards 1 --balance memory did not write one file"
 ls -a "$WORK" | grep -q 'tmp-' && fail "temporary output left behind: $(ls -a "$WORK")"
 
 echo "PASS: e2e_convert_cli"

@@ -9,6 +9,7 @@ conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/s.h5"
 conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/a23" --split 2,3
 conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/a32" --split 3,2
 conv "$M/stories260K.gguf" -o "$TMP/g23" --split 2,3
+conv "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/h55" --split 2.5,2.5
 MPI=("${MPIEXEC[@]}")
 P=(--prompt "Once upon a time" --max-tokens 8)
 
@@ -21,18 +22,23 @@ one_message() {
   [ "$n" -le 1 ] || fail "$name: message printed $n times"
 }
 
-mkdir "$TMP/mixed" "$TMP/gap" "$TMP/overlap" "$TMP/missing"
+mkdir "$TMP/mixed" "$TMP/gap" "$TMP/overlap" "$TMP/missing" "$TMP/halfgap"
 cp "$TMP"/a23/model-00-of-02.* "$TMP/mixed/"; cp "$TMP"/g23/model-01-of-02.* "$TMP/mixed/"
 cp "$TMP"/a23/model-00-of-02.* "$TMP/gap/"; cp "$TMP"/a32/model-01-of-02.* "$TMP/gap/"
 cp "$TMP"/a32/model-00-of-02.* "$TMP/overlap/"; cp "$TMP"/a23/model-01-of-02.* "$TMP/overlap/"
 cp "$TMP"/a23/model-00-of-02.* "$TMP/missing/"
+cp "$TMP"/a23/model-00-of-02.* "$TMP/halfgap/"; cp "$TMP"/h55/model-01-of-02.* "$TMP/halfgap/"
 
 one_message "shards of two models" "different models" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/mixed" "${P[@]}"
 one_message "gap between shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/gap" "${P[@]}"
 one_message "overlapping shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/overlap" "${P[@]}"
+one_message "half a layer missing between shards" "holds layer 2's MLP and layers 3-4 but layer 2's attention is next" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/halfgap" "${P[@]}"
 one_message "missing shard" "rank 1 .*no shard with index 1" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/missing" "${P[@]}"
 one_message "shard count != ranks" "2-way split but this is rank 2: run with -np 2" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23" "${P[@]}"
-one_message "more ranks than layers" "6 ranks but the model has only 5 layers" "${MPI[@]}" -np 6 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "more ranks than half-layers" "11 ranks but the model has only 5 layers \(10 half-layers\)" "${MPI[@]}" -np 11 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "split in quarter layers" "--split '2.25,2.75': expected layer counts" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 2.25,2.75 "${P[@]}"
+one_message "split and balance at once" "either --split or --balance" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 2.5,2.5 --balance time "${P[@]}"
+one_message "balance with shards" "--balance applies to a whole-model file" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/h55" --balance memory "${P[@]}"
 one_message "split with wrong entry count" "--split has 3 entries but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 1,2,2 "${P[@]}"
 one_message "split with wrong sum" "split covers 6 layers but the model has 5" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 3,3 "${P[@]}"
 one_message "missing model (3 ranks)" "no such file or directory" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/nope.h5" "${P[@]}"
@@ -55,7 +61,7 @@ one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.
 one_message "stats file unwritable" "--stats-json .* cannot be written" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/no/such/dir/s.json"
 one_message "group larger than samples" "--group-size 4 is larger than the 2 samples" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 --group-size 4
 
-for bad in "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
+for bad in "--balance fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
   read -r -a args <<<"$bad"
   one_message "flag $bad" "${args[0]}" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt hi "${args[@]}"
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stories260K converted from llama2.c and from GGUF reproduces the reference
 # texts exactly, on 1 rank run directly and under mpirun with 1, 2, 3 and 5
-# ranks, from a single file and from shards.
+# ranks, from a single file and from shards, cut at whole or half layers.
 source "$(dirname "$0")/lib_e2e.sh"
 need_models
 M=$MDI_MODELS_DIR/stories260K
@@ -29,6 +29,26 @@ done
 
 out=$(run_np 3 --model "$TMP/s.h5" --split 1,3,1 --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60)
 expect_eq "explicit --split 1,3,1" "$REF1" "$out"
+
+# Half layers: a rank may end after a layer's attention and the next start
+# with its MLP, or hold half a layer alone (10 ranks: one half each), from the
+# whole file and from shards cut the same way; both balances. Same text.
+for spec in "2 2.5,2.5" "3 0.5,4,0.5" "4 1.5,1,1,1.5" "10 $(printf '0.5,%.0s' 1 2 3 4 5 6 7 8 9)0.5"; do
+  read -r n split <<<"$spec"
+  out=$(run_np "$n" --model "$TMP/s.h5" --split "$split" --prompt "Once upon a time" --samples 2 --temperature 0 --max-tokens 60)
+  expect_eq "--split $split, sample 0" "$REF1" "$(sample_text 0 <(printf '%s\n' "$out"))"
+  expect_eq "--split $split, sample 1" "$REF1" "$(sample_text 1 <(printf '%s\n' "$out"))"
+done
+"$MDI_CONVERT" "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -o "$TMP/halves" --split 1.5,3.5 --quiet
+out=$(run_np 2 --model "$TMP/halves" --prompt "The little dog" --samples 1 --temperature 0 --max-tokens 60 --stats-json "$TMP/hs.json")
+expect_eq "shards of 1.5 and 3.5 layers, prompt 2" "$REF2" "$out"
+expect_eq "stats: what each rank holds" \
+  "\"holds\": \"layer 0 and layer 1's attention\" \"holds\": \"layer 1's MLP and layers 2-4\"" \
+  "$(grep -o '"holds": "[^"]*"' "$TMP/hs.json" | tr '\n' ' ' | sed 's/ $//')"
+for how in time memory; do
+  out=$(run_np 3 --model "$TMP/s.h5" --balance "$how" --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60)
+  expect_eq "--balance $how, 3 ranks" "$REF1" "$out"
+done
 
 # Default S = number of ranks: three greedy samples of one prompt, all the reference.
 run_np 3 --model "$TMP/shards3" --prompt "Once upon a time" --temperature 0 --max-tokens 60 >"$TMP/multi"

@@ -3,7 +3,7 @@
 # converted as one file and as 2 shards (f32), greedy generation reproduces
 # both reference texts exactly on 1 rank and on 2 ranks; f16 and bf16
 # conversions generate (and, as measured, still give the reference texts);
-# --inspect reports geometry, dtype, layer range, model id, tokenizer size and
+# --inspect reports geometry, dtype, layer (or half-layer) range, model id, tokenizer size and
 # bytes; converting twice gives byte-identical files; a checkpoint without
 # tokenizer.model is a clear error; progress goes to stderr (lines when not a
 # terminal, a bar on a terminal, nothing with --quiet).
@@ -82,7 +82,9 @@ expect_eq "--inspect hf.h5 bytes" "tensors      47 datasets, $bytes32 bytes" "$(
 bytes16=$(((bytes32 - 4 * 11 * 64) / 2 + 4 * 11 * 64))
 expect_eq "--inspect f16.h5 bytes" "tensors      47 datasets, $bytes16 bytes" "$(grep '^tensors' "$TMP/inspect-f16")"
 "$MDI_CONVERT" --inspect "$TMP/hf2" >"$TMP/inspect2"
-for want in "layers       [0, 2) (2 of 5)" "layers       [2, 5) (3 of 5)" "shard        1 of 2" \
+# --shards 2 plans as the engine does, in half-layers: the first shard ends after layer 2's attention.
+for want in "layers       half-layers [0, 5): layers 0-1 and layer 2's attention (2.5 of 5)" \
+  "layers       half-layers [5, 10): layer 2's MLP and layers 3-4 (2.5 of 5)" "shard        1 of 2" \
   "tokenizer    512 pieces (bos 1, eos 2, unk 0)" "tokenizer    (in the layer-0 shard)"; do
   check "--inspect hf2: $want" grep -qxF -- "$want" "$TMP/inspect2"
 done

@@ -369,6 +369,8 @@ static void test_usage(void **state)
         "--threads",
         "--group-size",
         "--prefill-chunk",
+        "--balance time|memory",
+        "10.5,11.5",
         "--timeout",
         "--quiet",
         "--help",

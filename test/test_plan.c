@@ -23,51 +23,72 @@ static const mdi_config tiny_llama = {.dim = 2048,
 /* Worked out by hand for TinyLlama: norms 2*2048, wq and wo 2048*2048 each,
  * wk and wv 256*2048 each, w1 w2 w3 5632*2048 each; extras are the embedding
  * and the head (32000*2048 each) and the final norm (2048). */
+#define TL_ATTN (2048ull + 2 * 2048 * 2048 + 2 * 256 * 2048)
+#define TL_MLP (2048ull + 3 * 5632 * 2048)
 #define TL_LAYER 44044288ull
 #define TL_EXTRA 131074048ull
+#define TL_HEAD (32000ull * 2048 + 2048)
 
-/* Bytes rank r holds with `count` layers: the hand-made twin of
- * mdi_plan_rank_bytes. */
-static uint64_t bytes_of(uint64_t layer, uint64_t extra, int32_t r, int32_t count)
+/* The cost a balanced plan evens out, of half-layers [first, last) on rank
+ * r, in parameters: the hand-made twin of mdi_plan_rank_bytes / _step_bytes. */
+typedef struct costs {
+    uint64_t attn, mlp, extra;
+} costs;
+
+static uint64_t cost_of(const costs *k, int32_t r, int32_t first, int32_t last)
 {
-    return ((uint64_t)count * layer + (r == 0 ? extra : 0)) * 4;
+    uint64_t sum = r == 0 ? k->extra : 0;
+    for (int32_t h = first; h < last; h++)
+        sum += h % 2 ? k->mlp : k->attn;
+    return sum;
 }
 
-/* Smallest possible largest-rank byte count over all contiguous partitions of
- * L layers into n non-empty ranges, by enumeration. */
-static uint64_t brute_min_max(int32_t L, int32_t n, int32_t r, uint64_t layer, uint64_t extra,
+/* Smallest possible largest-rank cost over all contiguous partitions of
+ * half-layers [first, H) among ranks r..n-1, every range non-empty, by
+ * enumeration. */
+static uint64_t brute_min_max(const costs *k, int32_t H, int32_t n, int32_t r, int32_t first,
                               uint64_t worst_so_far)
 {
-    if (r == n - 1)
-        return worst_so_far > bytes_of(layer, extra, r, L) ? worst_so_far
-                                                           : bytes_of(layer, extra, r, L);
+    if (r == n - 1) {
+        uint64_t b = cost_of(k, r, first, H);
+        return worst_so_far > b ? worst_so_far : b;
+    }
     uint64_t best = UINT64_MAX;
-    for (int32_t k = 1; k <= L - (n - 1 - r); k++) {
-        uint64_t b = bytes_of(layer, extra, r, k), w = b > worst_so_far ? b : worst_so_far;
-        uint64_t m = brute_min_max(L - k, n, r + 1, layer, extra, w);
+    for (int32_t end = first + 1; end <= H - (n - 1 - r); end++) {
+        uint64_t b = cost_of(k, r, first, end), w = b > worst_so_far ? b : worst_so_far;
+        uint64_t m = brute_min_max(k, H, n, r + 1, end, w);
         if (m < best)
             best = m;
     }
     return best;
 }
 
-/* bounds are a valid plan: start at 0, end at L, every range non-empty. */
-static void check_bounds(const int32_t *bounds, int32_t n, int32_t L)
+static costs costs_for(const mdi_config *c, mdi_balance how)
+{
+    costs k = {mdi_config_half_params(c, MDI_HALF_ATTN), mdi_config_half_params(c, MDI_HALF_MLP),
+               how == MDI_BALANCE_TIME ? mdi_config_head_params(c) : mdi_config_extra_params(c)};
+    return k;
+}
+
+/* bounds are a valid plan: start at 0, end at H, every range non-empty. */
+static void check_bounds(const int32_t *bounds, int32_t n, int32_t H)
 {
     assert_int_equal(bounds[0], 0);
-    assert_int_equal(bounds[n], L);
+    assert_int_equal(bounds[n], H);
     for (int32_t r = 0; r < n; r++)
         if (bounds[r + 1] <= bounds[r])
             fail_msg("rank %d of %d has the empty or reversed range [%d, %d)", r, n, bounds[r],
                      bounds[r + 1]);
 }
 
-static uint64_t plan_max_bytes(const mdi_config *c, const int32_t *bounds, int32_t n)
+/* Largest rank cost of a plan as the library counts it, in parameters. */
+static uint64_t plan_max(const mdi_config *c, const int32_t *bounds, int32_t n, mdi_balance how)
 {
     uint64_t worst = 0;
     for (int32_t r = 0; r < n; r++) {
-        uint64_t b = mdi_plan_rank_bytes(c, bounds, r);
-        worst = b > worst ? b : worst;
+        uint64_t b = how == MDI_BALANCE_TIME ? mdi_plan_rank_step_bytes(c, bounds, r)
+                                             : mdi_plan_rank_bytes(c, bounds, r);
+        worst = b / 4 > worst ? b / 4 : worst;
     }
     return worst;
 }
@@ -76,84 +97,173 @@ static void test_param_counts(void **state)
 {
     (void)state;
     assert_int_equal(mdi_config_layer_params(&tiny_llama), TL_LAYER);
+    assert_int_equal(mdi_config_half_params(&tiny_llama, MDI_HALF_ATTN), TL_ATTN);
+    assert_int_equal(mdi_config_half_params(&tiny_llama, MDI_HALF_MLP), TL_MLP);
+    assert_int_equal(TL_ATTN + TL_MLP, TL_LAYER);
     assert_int_equal(mdi_config_extra_params(&tiny_llama), TL_EXTRA);
-    int32_t b[3] = {0, 10, 22};
+    assert_int_equal(mdi_config_head_params(&tiny_llama), TL_HEAD);
+    int32_t b[3] = {0, 20, 44};
     assert_int_equal(mdi_plan_rank_bytes(&tiny_llama, b, 0), (10 * TL_LAYER + TL_EXTRA) * 4);
     assert_int_equal(mdi_plan_rank_bytes(&tiny_llama, b, 1), 12 * TL_LAYER * 4);
+    assert_int_equal(mdi_plan_rank_step_bytes(&tiny_llama, b, 0), (10 * TL_LAYER + TL_HEAD) * 4);
+    assert_int_equal(mdi_plan_rank_step_bytes(&tiny_llama, b, 1), 12 * TL_LAYER * 4);
+    /* half-layer ends: [0, 21) ends with layer 10's attention, [21, 44) starts with its MLP */
+    int32_t h[3] = {0, 21, 44};
+    assert_int_equal(mdi_plan_rank_bytes(&tiny_llama, h, 0),
+                     (10 * TL_LAYER + TL_ATTN + TL_EXTRA) * 4);
+    assert_int_equal(mdi_plan_rank_bytes(&tiny_llama, h, 1), (TL_MLP + 11 * TL_LAYER) * 4);
+    int32_t odd[3] = {0, 1, 4}; /* [1, 4): MLP 0, layer 1 */
+    assert_int_equal(mdi_plan_rank_bytes(&tiny_llama, odd, 1), (TL_MLP + TL_LAYER) * 4);
+    int32_t one[4] = {0, 3, 4, 44}; /* [3, 4): MLP of layer 1 alone */
+    assert_int_equal(mdi_plan_rank_step_bytes(&tiny_llama, one, 1), TL_MLP * 4);
 }
 
 static void test_balanced_tinyllama(void **state)
 {
     (void)state;
-    /* The extras weigh ~2.98 layers, so rank 0 takes about three fewer. */
-    const int32_t want[6][MAX_RANKS] = {
-        {0}, {0, 22}, {0, 10, 22}, {0, 6, 14, 22}, {0, 4, 10, 16, 22}, {0, 2, 7, 12, 17, 22}};
-    for (int32_t n = 1; n <= 5; n++) {
-        int32_t bounds[MAX_RANKS + 1];
-        mdi_err err;
-        if (mdi_plan_balanced(&tiny_llama, n, bounds, &err) != MDI_OK)
-            fail_msg("%d ranks: %s", n, err.msg);
-        check_bounds(bounds, n, 22);
-        for (int32_t r = 0; r <= n; r++)
-            assert_int_equal(bounds[r], want[n][r]);
-        for (int32_t r = 1; r < n; r++)
-            assert_true(bounds[1] - bounds[0] < bounds[r + 1] - bounds[r]);
-        uint64_t best = brute_min_max(22, n, 0, TL_LAYER, TL_EXTRA, 0);
-        assert_int_equal(plan_max_bytes(&tiny_llama, bounds, n), best);
-    }
+    /* Memory: the extras weigh ~2.98 layers, so rank 0 takes about three
+     * fewer. Time: the head weighs ~1.49 layers. In half-layers. */
+    const int32_t want[2][6][MAX_RANKS] = {[MDI_BALANCE_MEMORY] = {{0},
+                                                                   {0, 44},
+                                                                   {0, 19, 44},
+                                                                   {0, 10, 27, 44},
+                                                                   {0, 5, 18, 31, 44},
+                                                                   {0, 4, 14, 24, 34, 44}},
+                                           [MDI_BALANCE_TIME] = {{0},
+                                                                 {0, 44},
+                                                                 {0, 21, 44},
+                                                                 {0, 12, 28, 44},
+                                                                 {0, 8, 20, 32, 44},
+                                                                 {0, 4, 14, 24, 34, 44}}};
+    for (int how = 0; how < 2; how++)
+        for (int32_t n = 1; n <= 5; n++) {
+            int32_t bounds[MAX_RANKS + 1];
+            mdi_err err;
+            if (mdi_plan_balanced(&tiny_llama, n, (mdi_balance)how, bounds, &err) != MDI_OK)
+                fail_msg("%d ranks: %s", n, err.msg);
+            check_bounds(bounds, n, 44);
+            for (int32_t r = 0; r <= n; r++)
+                if (bounds[r] != want[how][n][r])
+                    fail_msg("balance %s, %d ranks: bound %d is %d, want %d",
+                             mdi_plan_balance_name((mdi_balance)how), n, r, bounds[r],
+                             want[how][n][r]);
+            costs k = costs_for(&tiny_llama, (mdi_balance)how);
+            uint64_t best = brute_min_max(&k, 44, n, 0, 0, 0);
+            assert_int_equal(plan_max(&tiny_llama, bounds, n, (mdi_balance)how), best);
+        }
 }
 
-/* Every small geometry: layer counts 1..9, extras from none to many layers'
- * worth, every rank count up to the layer count: the plan is valid and its
- * largest rank is as small as any contiguous partition allows. */
+/* Every small geometry: layer counts 1..6, extras from none to many layers'
+ * worth, both balances, every rank count up to the half-layer count: the plan
+ * is valid, its largest rank is as small as any contiguous partition allows,
+ * and rank 0 carries no more than it must (later ranks take what they can). */
 static void test_balanced_is_optimal(void **state)
 {
     (void)state;
     const int32_t vocabs[] = {1, 3, 16, 64, 200, 1000};
-    for (int32_t L = 1; L <= 9; L++)
+    const int32_t hiddens[] = {2, 16, 100};
+    for (int32_t L = 1; L <= 6; L++)
         for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++)
-            for (int32_t tied = 0; tied <= 1; tied++) {
-                mdi_config c = {.dim = 8,
-                                .hidden_dim = 16,
-                                .n_layers = L,
-                                .n_heads = 2,
-                                .n_kv_heads = 1,
-                                .head_dim = 4,
-                                .vocab_size = vocabs[v],
-                                .max_seq_len = 16,
-                                .rope_theta = 10000.0f,
-                                .norm_eps = 1e-5f,
-                                .tied_head = tied};
-                uint64_t layer = mdi_config_layer_params(&c), extra = mdi_config_extra_params(&c);
-                for (int32_t n = 1; n <= L && n <= MAX_RANKS; n++) {
-                    int32_t bounds[MAX_RANKS + 1];
-                    mdi_err err;
-                    assert_int_equal(mdi_plan_balanced(&c, n, bounds, &err), MDI_OK);
-                    check_bounds(bounds, n, L);
-                    uint64_t got = plan_max_bytes(&c, bounds, n);
-                    uint64_t best = brute_min_max(L, n, 0, layer, extra, 0);
-                    if (got != best)
-                        fail_msg("L=%d vocab=%d tied=%d n=%d: largest rank %llu bytes, best %llu",
-                                 L, vocabs[v], tied, n, (unsigned long long)got,
-                                 (unsigned long long)best);
-                }
-            }
+            for (size_t hd = 0; hd < sizeof hiddens / sizeof hiddens[0]; hd++)
+                for (int32_t tied = 0; tied <= 1; tied++)
+                    for (int how = 0; how < 2; how++) {
+                        mdi_config c = {.dim = 8,
+                                        .hidden_dim = hiddens[hd],
+                                        .n_layers = L,
+                                        .n_heads = 2,
+                                        .n_kv_heads = 1,
+                                        .head_dim = 4,
+                                        .vocab_size = vocabs[v],
+                                        .max_seq_len = 16,
+                                        .rope_theta = 10000.0f,
+                                        .norm_eps = 1e-5f,
+                                        .tied_head = tied};
+                        costs k = costs_for(&c, (mdi_balance)how);
+                        for (int32_t n = 1; n <= 2 * L && n <= MAX_RANKS; n++) {
+                            int32_t bounds[MAX_RANKS + 1];
+                            mdi_err err;
+                            assert_int_equal(
+                                mdi_plan_balanced(&c, n, (mdi_balance)how, bounds, &err), MDI_OK);
+                            check_bounds(bounds, n, 2 * L);
+                            uint64_t got = plan_max(&c, bounds, n, (mdi_balance)how);
+                            uint64_t best = brute_min_max(&k, 2 * L, n, 0, 0, 0);
+                            if (got != best)
+                                fail_msg("L=%d vocab=%d hidden=%d tied=%d %s n=%d: largest rank "
+                                         "%llu, best %llu",
+                                         L, vocabs[v], hiddens[hd], tied,
+                                         mdi_plan_balance_name((mdi_balance)how), n,
+                                         (unsigned long long)got, (unsigned long long)best);
+                            /* no plan with the same largest rank gives rank 0 less */
+                            for (int32_t e = 1; n > 1 && e < bounds[1]; e++)
+                                if (cost_of(&k, 0, 0, e) <= best &&
+                                    brute_min_max(&k, 2 * L, n, 1, e, cost_of(&k, 0, 0, e)) == best)
+                                    fail_msg("L=%d n=%d: rank 0 could end at %d, not %d", L, n, e,
+                                             bounds[1]);
+                        }
+                    }
 }
 
 static void test_balanced_errors(void **state)
 {
     (void)state;
-    int32_t bounds[32];
+    int32_t bounds[64];
     mdi_err err;
     mdi_err_clear(&err);
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, 23, bounds, &err), MDI_ERR_RANGE);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 45, MDI_BALANCE_MEMORY, bounds, &err),
+                     MDI_ERR_RANGE);
     assert_int_equal(err.status, MDI_ERR_RANGE);
     assert_non_null(strstr(err.msg, "22 layers"));
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, 0, bounds, &err), MDI_ERR_ARG);
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, -2, bounds, &err), MDI_ERR_ARG);
-    /* one layer per rank is still fine */
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, 22, bounds, &err), MDI_OK);
-    check_bounds(bounds, 22, 22);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 0, MDI_BALANCE_TIME, bounds, &err),
+                     MDI_ERR_ARG);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, -2, MDI_BALANCE_MEMORY, bounds, &err),
+                     MDI_ERR_ARG);
+    /* half a layer per rank is still fine */
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 44, MDI_BALANCE_MEMORY, bounds, &err), MDI_OK);
+    check_bounds(bounds, 44, 44);
+}
+
+static void test_parse_balance(void **state)
+{
+    (void)state;
+    mdi_balance how = MDI_BALANCE_TIME;
+    mdi_err err;
+    assert_int_equal(mdi_plan_parse_balance("memory", &how, &err), MDI_OK);
+    assert_int_equal(how, MDI_BALANCE_MEMORY);
+    assert_int_equal(mdi_plan_parse_balance("time", &how, &err), MDI_OK);
+    assert_int_equal(how, MDI_BALANCE_TIME);
+    assert_string_equal(mdi_plan_balance_name(MDI_BALANCE_TIME), "time");
+    assert_string_equal(mdi_plan_balance_name(MDI_BALANCE_MEMORY), "memory");
+    const char *bad[] = {"", "Memory", "time ", "speed", "memoryx", NULL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mdi_err_clear(&err);
+        assert_int_equal(mdi_plan_parse_balance(bad[i], &how, &err), MDI_ERR_ARG);
+        assert_non_null(strstr(err.msg, "memory or time"));
+    }
+}
+
+static void test_describe(void **state)
+{
+    (void)state;
+    char buf[96];
+    const struct {
+        int32_t first, last;
+        const char *want;
+    } cases[] = {
+        {0, 44, "layers 0-21"},
+        {0, 21, "layers 0-9 and layer 10's attention"},
+        {21, 44, "layer 10's MLP and layers 11-21"},
+        {21, 22, "layer 10's MLP"},
+        {20, 21, "layer 10's attention"},
+        {20, 22, "layer 10"},
+        {21, 25, "layer 10's MLP and layer 11 and layer 12's attention"},
+        {1, 4, "layer 0's MLP and layer 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mdi_plan_describe(cases[i].first, cases[i].last, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].want);
+    }
+    mdi_plan_describe(21, 25, buf, 12); /* truncated, still terminated */
+    assert_int_equal(strlen(buf), 11);
 }
 
 static void test_from_counts(void **state)
@@ -161,16 +271,16 @@ static void test_from_counts(void **state)
     (void)state;
     int32_t bounds[8];
     mdi_err err;
-    const int32_t ok[] = {3, 9, 10};
+    const int32_t ok[] = {6, 17, 21}; /* 3, 8.5, 10.5 layers */
     assert_int_equal(mdi_plan_from_counts(&tiny_llama, ok, 3, bounds, &err), MDI_OK);
-    const int32_t want[] = {0, 3, 12, 22};
+    const int32_t want[] = {0, 6, 23, 44};
     assert_memory_equal(bounds, want, sizeof want);
-    const int32_t one[] = {22};
+    const int32_t one[] = {44};
     assert_int_equal(mdi_plan_from_counts(&tiny_llama, one, 1, bounds, &err), MDI_OK);
-    assert_int_equal(bounds[1], 22);
+    assert_int_equal(bounds[1], 44);
 
-    const int32_t bad[][3] = {{3, 9, 9},   {3, 9, 11},  {30, 1, 1},
-                              {0, 12, 10}, {12, 10, 0}, {-1, 13, 10}};
+    const int32_t bad[][3] = {{6, 18, 19}, {6, 18, 21}, {60, 1, 1},
+                              {0, 24, 20}, {24, 20, 0}, {-1, 25, 20}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mdi_err_clear(&err);
         mdi_status s = mdi_plan_from_counts(&tiny_llama, bad[i], 3, bounds, &err);
@@ -201,14 +311,23 @@ static void test_parse_split(void **state)
     mdi_err err;
     assert_int_equal(mdi_plan_parse_split("2,4,4", counts, 8, &n, &err), MDI_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(counts[0], 2);
-    assert_int_equal(counts[1], 4);
-    assert_int_equal(counts[2], 4);
+    assert_int_equal(counts[0], 4);
+    assert_int_equal(counts[1], 8);
+    assert_int_equal(counts[2], 8);
     assert_int_equal(mdi_plan_parse_split("22", counts, 1, &n, &err), MDI_OK);
     assert_int_equal(n, 1);
-    assert_int_equal(counts[0], 22);
+    assert_int_equal(counts[0], 44);
     assert_int_equal(mdi_plan_parse_split("1,2,3", counts, 3, &n, &err), MDI_OK); /* full */
     assert_int_equal(n, 3);
+    assert_int_equal(mdi_plan_parse_split("10.5,11.5", counts, 8, &n, &err), MDI_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(counts[0], 21);
+    assert_int_equal(counts[1], 23);
+    assert_int_equal(mdi_plan_parse_split("0.5,3.0,4096", counts, 8, &n, &err), MDI_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(counts[0], 1);
+    assert_int_equal(counts[1], 6);
+    assert_int_equal(counts[2], 8192);
 
     expect_parse_error("", 8);
     expect_parse_error(NULL, 8);
@@ -217,11 +336,20 @@ static void test_parse_split(void **state)
     expect_parse_error("2x", 8);
     expect_parse_error("-1", 8);
     expect_parse_error("0", 8);
+    expect_parse_error("0.0", 8);
     expect_parse_error("2,0,4", 8);
     expect_parse_error("2,4,", 8);
     expect_parse_error(",2,4", 8);
     expect_parse_error("2;4", 8);
     expect_parse_error("1,1,1,1", 3); /* too many entries */
+    expect_parse_error("2.25", 8);
+    expect_parse_error("2.50", 8);
+    expect_parse_error("2.", 8);
+    expect_parse_error(".5", 8);
+    expect_parse_error("2.5.5", 8);
+    expect_parse_error(" 2", 8);
+    expect_parse_error("+2", 8);
+    expect_parse_error("4096.5", 8); /* beyond MDI_MAX_LAYERS */
     expect_parse_error("1", 0);
     expect_parse_error("4097", 8); /* beyond MDI_MAX_LAYERS */
     expect_parse_error("99999999999999999999999", 8);
@@ -229,6 +357,7 @@ static void test_parse_split(void **state)
 
 /* ---- mdi_plan_check ------------------------------------------------------------ */
 
+/* What a rank found: a file of half-layers [first, last). */
 static mdi_shard_info make_info(const mdi_config *c, const char *id, int32_t first, int32_t last,
                                 int32_t index, int32_t count)
 {
@@ -237,8 +366,10 @@ static mdi_shard_info make_info(const mdi_config *c, const char *id, int32_t fir
     in.format_version = 1;
     snprintf(in.model_id, sizeof in.model_id, "%s", id);
     in.cfg = *c;
-    in.layer_first = first;
-    in.layer_last = last;
+    in.layer_first = first / 2;
+    in.layer_last = (last + 1) / 2;
+    in.half_first = first;
+    in.half_last = last;
     in.shard_index = index;
     in.shard_count = count;
     snprintf(in.dtype, sizeof in.dtype, "f32");
@@ -250,30 +381,37 @@ static mdi_shard_info make_info(const mdi_config *c, const char *id, int32_t fir
 static void whole_files(mdi_shard_info *in, int32_t n)
 {
     for (int32_t r = 0; r < n; r++)
-        in[r] = make_info(&tiny_llama, "0123456789abcdef", 0, 22, 0, 1);
+        in[r] = make_info(&tiny_llama, "0123456789abcdef", 0, 44, 0, 1);
 }
 
-/* Three ranks with TinyLlama cut at 7 and 15. */
+/* Three ranks with TinyLlama cut at layers 7 and 15. */
 static void three_shards(mdi_shard_info *in)
 {
-    const int32_t cut[] = {0, 7, 15, 22};
+    const int32_t cut[] = {0, 14, 30, 44};
     for (int32_t r = 0; r < 3; r++)
         in[r] = make_info(&tiny_llama, "0123456789abcdef", cut[r], cut[r + 1], r, 3);
 }
 
 /* mdi_plan_check must fail with want and a message containing word. */
-static void expect_check_error(const mdi_shard_info *in, int32_t n, const int32_t *counts,
-                               int32_t n_counts, mdi_status want, const char *word)
+static void expect_check_error_how(const mdi_shard_info *in, int32_t n, const int32_t *counts,
+                                   int32_t n_counts, const mdi_balance *how, mdi_status want,
+                                   const char *word)
 {
     int32_t bounds[MAX_RANKS + 1];
     mdi_err err;
     mdi_err_clear(&err);
-    mdi_status s = mdi_plan_check(in, n, counts, n_counts, bounds, &err);
+    mdi_status s = mdi_plan_check(in, n, counts, n_counts, how, bounds, &err);
     if (s != want)
         fail_msg("mdi_plan_check returned %d (%s), want %d", s, err.msg, want);
     assert_int_equal(err.status, want);
     if (!strstr(err.msg, word))
         fail_msg("message '%s' does not mention '%s'", err.msg, word);
+}
+
+static void expect_check_error(const mdi_shard_info *in, int32_t n, const int32_t *counts,
+                               int32_t n_counts, mdi_status want, const char *word)
+{
+    expect_check_error_how(in, n, counts, n_counts, NULL, want, word);
 }
 
 static void test_check_whole_files(void **state)
@@ -284,31 +422,44 @@ static void test_check_whole_files(void **state)
     mdi_err err;
     for (int32_t n = 1; n <= 5; n++) {
         whole_files(in, n);
-        assert_int_equal(mdi_plan_check(in, n, NULL, 0, bounds, &err), MDI_OK);
-        assert_int_equal(mdi_plan_balanced(&tiny_llama, n, want, &err), MDI_OK);
+        /* no balance given: time */
+        assert_int_equal(mdi_plan_check(in, n, NULL, 0, NULL, bounds, &err), MDI_OK);
+        assert_int_equal(mdi_plan_balanced(&tiny_llama, n, MDI_BALANCE_TIME, want, &err), MDI_OK);
         assert_memory_equal(bounds, want, (size_t)(n + 1) * sizeof(int32_t));
+        for (int how = 0; how < 2; how++) {
+            mdi_balance b = (mdi_balance)how;
+            assert_int_equal(mdi_plan_check(in, n, NULL, 0, &b, bounds, &err), MDI_OK);
+            assert_int_equal(mdi_plan_balanced(&tiny_llama, n, b, want, &err), MDI_OK);
+            assert_memory_equal(bounds, want, (size_t)(n + 1) * sizeof(int32_t));
+        }
     }
-    /* with an explicit split */
+    /* with an explicit split, in half-layers */
     whole_files(in, 3);
-    const int32_t split[] = {2, 10, 10};
-    assert_int_equal(mdi_plan_check(in, 3, split, 3, bounds, &err), MDI_OK);
-    const int32_t ws[] = {0, 2, 12, 22};
+    const int32_t split[] = {5, 19, 20};
+    assert_int_equal(mdi_plan_check(in, 3, split, 3, NULL, bounds, &err), MDI_OK);
+    const int32_t ws[] = {0, 5, 24, 44};
     assert_memory_equal(bounds, ws, sizeof ws);
+    /* a split and a balance at once */
+    const mdi_balance time = MDI_BALANCE_TIME;
+    expect_check_error_how(in, 3, split, 3, &time, MDI_ERR_ARG, "--balance");
     /* a split with the wrong number of entries, or the wrong sum */
     expect_check_error(in, 3, split, 2, MDI_ERR_MISMATCH, "entries");
-    const int32_t four[] = {2, 10, 5, 5};
+    const int32_t four[] = {4, 20, 10, 10};
     expect_check_error(in, 3, four, 4, MDI_ERR_MISMATCH, "entries");
-    const int32_t short_sum[] = {2, 10, 9};
-    expect_check_error(in, 3, short_sum, 3, MDI_ERR_RANGE, "21");
-    /* more ranks than layers */
+    const int32_t short_sum[] = {4, 20, 19};
+    expect_check_error(in, 3, short_sum, 3, MDI_ERR_RANGE, "21.5");
+    /* more ranks than half-layers */
     mdi_config two = tiny_llama;
     two.n_layers = 2;
-    for (int32_t r = 0; r < 3; r++)
-        in[r] = make_info(&two, "0123456789abcdef", 0, 2, 0, 1);
-    expect_check_error(in, 3, NULL, 0, MDI_ERR_RANGE, "layers");
-    /* a whole-model file that does not hold every layer */
+    for (int32_t r = 0; r < 5; r++)
+        in[r] = make_info(&two, "0123456789abcdef", 0, 4, 0, 1);
+    expect_check_error(in, 5, NULL, 0, MDI_ERR_RANGE, "half a layer");
+    assert_int_equal(mdi_plan_check(in, 4, NULL, 0, NULL, bounds, &err), MDI_OK);
+    /* a whole-model file that does not hold every layer, or lacks one half */
     whole_files(in, 2);
-    in[1].layer_last = 21;
+    in[1] = make_info(&tiny_llama, "0123456789abcdef", 0, 42, 0, 1);
+    expect_check_error(in, 2, NULL, 0, MDI_ERR_MISMATCH, "rank 1");
+    in[1] = make_info(&tiny_llama, "0123456789abcdef", 0, 43, 0, 1);
     expect_check_error(in, 2, NULL, 0, MDI_ERR_MISMATCH, "rank 1");
 }
 
@@ -319,26 +470,44 @@ static void test_check_shards(void **state)
     int32_t bounds[MAX_RANKS + 1];
     mdi_err err;
     three_shards(in);
-    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, bounds, &err), MDI_OK);
-    const int32_t want[] = {0, 7, 15, 22};
+    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, bounds, &err), MDI_OK);
+    const int32_t want[] = {0, 14, 30, 44};
     assert_memory_equal(bounds, want, sizeof want);
     /* a split that agrees with the shards is accepted, one that does not is not */
-    const int32_t agree[] = {7, 8, 7}, disagree[] = {8, 7, 7};
-    assert_int_equal(mdi_plan_check(in, 3, agree, 3, bounds, &err), MDI_OK);
+    const int32_t agree[] = {14, 16, 14}, disagree[] = {16, 14, 14}, half_off[] = {15, 15, 14};
+    assert_int_equal(mdi_plan_check(in, 3, agree, 3, NULL, bounds, &err), MDI_OK);
+    expect_check_error(in, 3, half_off, 3, MDI_ERR_MISMATCH, "split");
+    /* shards fix the placement: --balance is refused, whichever */
+    const mdi_balance mem = MDI_BALANCE_MEMORY;
+    expect_check_error_how(in, 3, NULL, 0, &mem, MDI_ERR_ARG, "--balance");
+
+    /* shards cut inside layers: [0, 15) ends with layer 7's attention */
+    const int32_t cut[] = {0, 15, 29, 44};
+    for (int32_t r = 0; r < 3; r++)
+        in[r] = make_info(&tiny_llama, "0123456789abcdef", cut[r], cut[r + 1], r, 3);
+    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, bounds, &err), MDI_OK);
+    assert_memory_equal(bounds, cut, sizeof cut);
+    /* a half-layer gap: rank 1 starts with layer 7's MLP, rank 2 with layer 14's MLP */
+    in[2] = make_info(&tiny_llama, "0123456789abcdef", 29 + 1, 44, 2, 3);
+    expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "layer 14's MLP");
+    /* a half-layer overlap */
+    in[2] = make_info(&tiny_llama, "0123456789abcdef", 28, 44, 2, 3);
+    expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "overlap");
+    three_shards(in);
     expect_check_error(in, 3, disagree, 3, MDI_ERR_MISMATCH, "split");
     expect_check_error(in, 3, agree, 2, MDI_ERR_MISMATCH, "split");
 
     /* a gap: rank 1 starts at 8 */
     three_shards(in);
-    in[1].layer_first = 8;
+    in[1].half_first = 16;
     expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "gap");
     /* an overlap: rank 2 starts at 14 */
     three_shards(in);
-    in[2].layer_first = 14;
+    in[2].half_first = 28;
     expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "overlap");
     /* the last shard stops short of the last layer */
     three_shards(in);
-    in[2].layer_last = 21;
+    in[2].half_last = 43;
     expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "22");
     /* a 3-way split started on 2 or 4 ranks */
     three_shards(in);
@@ -368,21 +537,21 @@ static void test_check_shards(void **state)
     expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "geometry");
     /* a whole-model file next to shards, either way round */
     three_shards(in);
-    in[1] = make_info(&tiny_llama, "0123456789abcdef", 0, 22, 0, 1);
+    in[1] = make_info(&tiny_llama, "0123456789abcdef", 0, 44, 0, 1);
     expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "whole-model");
     whole_files(in, 3);
-    in[2] = make_info(&tiny_llama, "0123456789abcdef", 15, 22, 2, 3);
+    in[2] = make_info(&tiny_llama, "0123456789abcdef", 30, 44, 2, 3);
     expect_check_error(in, 3, NULL, 0, MDI_ERR_MISMATCH, "whole-model");
-    /* more ranks than layers, as shards */
+    /* more ranks than half-layers, as shards */
     mdi_config two = tiny_llama;
     two.n_layers = 2;
-    for (int32_t r = 0; r < 3; r++)
-        in[r] = make_info(&two, "0123456789abcdef", r < 2 ? r : 1, 2, r, 3);
-    expect_check_error(in, 3, NULL, 0, MDI_ERR_RANGE, "layers");
+    for (int32_t r = 0; r < 5; r++)
+        in[r] = make_info(&two, "0123456789abcdef", r < 4 ? r : 3, 4, r, 5);
+    expect_check_error(in, 5, NULL, 0, MDI_ERR_RANGE, "layers");
 }
 
-/* Shards that meet end to start but run backwards in the middle, [0, 7),
- * [7, 5), [5, 22), hold layers 5 and 6 twice: the plan must not accept them
+/* Shards that meet end to start but run backwards in the middle, layers
+ * [0, 7), [7, 5), [5, 22), hold layers 5 and 6 twice: the plan must not accept them
  * as "covering every layer once" (bounds would not be increasing). The
  * loader's own checks reject such a file, so this guards mdi_plan_check's
  * contract for callers that build infos some other way. */
@@ -393,9 +562,9 @@ static void test_check_shards_reversed_range(void **state)
     int32_t bounds[MAX_RANKS + 1];
     mdi_err err;
     three_shards(in);
-    in[1].layer_last = 5;
-    in[2].layer_first = 5;
-    mdi_status s = mdi_plan_check(in, 3, NULL, 0, bounds, &err);
+    in[1].half_last = 10;
+    in[2].half_first = 10;
+    mdi_status s = mdi_plan_check(in, 3, NULL, 0, NULL, bounds, &err);
     if (s == MDI_OK)
         fail_msg("shards [0,7) [7,5) [5,22) accepted: bounds %d %d %d %d", bounds[0], bounds[1],
                  bounds[2], bounds[3]);
@@ -409,6 +578,8 @@ int main(void)
         cmocka_unit_test(test_balanced_tinyllama),
         cmocka_unit_test(test_balanced_is_optimal),
         cmocka_unit_test(test_balanced_errors),
+        cmocka_unit_test(test_parse_balance),
+        cmocka_unit_test(test_describe),
         cmocka_unit_test(test_from_counts),
         cmocka_unit_test(test_parse_split),
         cmocka_unit_test(test_check_whole_files),

@@ -159,8 +159,8 @@ static void expect_probe(const char *path, mdi_status want, const char *msg)
 static mdi_status load_all(const fx *x, const char *path, mdi_err *err)
 {
     mdi_stage st;
-    mdi_stage_params p = {.layer_first = 0,
-                          .layer_last = x->cfg.n_layers,
+    mdi_stage_params p = {.half_first = 0,
+                          .half_last = 2 * x->cfg.n_layers,
                           .has_extras = 1,
                           .n_slots = 1,
                           .max_pos = 4,
@@ -213,7 +213,7 @@ static int setup(void **state)
         fail_msg("synthetic: %s", err.msg);
     x->cfg = src.cfg;
     cv_write_opts one = {.dtype = CV_DTYPE_F32, .n_shards = 1, .quiet = 1};
-    static const int32_t split[2] = {2, 2};
+    static const int32_t split[2] = {4, 4}; /* half-layers: layers 0-1 | 2-3 */
     cv_write_opts two = {.dtype = CV_DTYPE_F16, .n_shards = 2, .split = split, .quiet = 1};
     if (cv_write(&src, x->good, &one, &err) != MDI_OK || cv_write(&src, x->shards, &two, &err))
         fail_msg("cv_write: %s", err.msg);
@@ -306,9 +306,9 @@ static void test_other_format_or_version(void **state)
     fx *x = *state;
     put_str(fresh(x, "other.h5"), "format", "gguf-in-hdf5");
     expect_probe(x->path, MDI_ERR_FORMAT, "format is 'gguf-in-hdf5', expected 'mdi-llm'");
-    put_int(fresh(x, "v2.h5"), "/", "format_version", 2);
+    put_int(fresh(x, "v3.h5"), "/", "format_version", 3);
     expect_probe(x->path, MDI_ERR_UNSUPPORTED,
-                 "format version 2 is not supported (this build reads up to 1)");
+                 "format version 3 is not supported (this build reads up to 2)");
     put_int(fresh(x, "v0.h5"), "/", "format_version", 0);
     expect_probe(x->path, MDI_ERR_UNSUPPORTED, "format version 0 is not supported");
     put_str(fresh(x, "rope.h5"), "rope_layout", "rotate_half");
@@ -462,7 +462,7 @@ static void test_shards(void **state)
     expect_msg(&err, x->shards, "holds a 2-way split but this is rank 2: run with -np 2");
     /* rank 0's shard holds layers [0, 2) only: a stage of [0, 4) cannot load from it */
     assert_int_equal(mdi_shard_locate(x->shards, 0, path, sizeof path, &in, &err), MDI_OK);
-    expect_load(x, path, MDI_ERR_MISMATCH, "holds layers [0, 2) but this rank needs [0, 4)");
+    expect_load(x, path, MDI_ERR_MISMATCH, "holds layers 0-1 but this rank needs layers 0-3");
     /* a shard that is not a model stops the search with its own message */
     snprintf(copy, sizeof copy, "%s/bad-shards", x->dir);
     assert_int_equal(mkdir(copy, 0755), 0);
@@ -474,6 +474,116 @@ static void test_shards(void **state)
     assert_int_not_equal(mdi_shard_locate(copy, 1, x->path, sizeof x->path, &in, &err), MDI_OK);
     expect_msg(&err, path, "not an HDF5 file");
     mdi_test_rm_tree(copy);
+}
+
+/* A stage of half-layers [first, last) loaded from path; 0 on success. */
+static mdi_status load_halves(const fx *x, const char *path, int32_t first, int32_t last,
+                              mdi_stage *st, mdi_err *err)
+{
+    mdi_stage_params p = {.half_first = first,
+                          .half_last = last,
+                          .has_extras = first == 0,
+                          .n_slots = 1,
+                          .max_pos = 4,
+                          .max_rows = 1,
+                          .max_logit_rows = 1,
+                          .n_threads = 1};
+    mdi_err_clear(err);
+    if (mdi_stage_init(st, &x->cfg, &p, err) != MDI_OK)
+        fail_msg("mdi_stage_init: %s", err->msg);
+    return mdi_shard_load(path, st, err);
+}
+
+/* Version-2 shards cut inside a layer: [0, 3) ends with layer 1's attention,
+ * [3, 8) starts with its MLP. Each loads the halves it holds, with the same
+ * values as the whole-model file; a stage wanting more is refused; the half
+ * attributes must agree with the layer range; a held half's dataset must be
+ * there, an unheld one's need not. */
+static void test_half_layer_shards(void **state)
+{
+    fx *x = *state;
+    char dir[PATH_CAP], path[PATH_CAP];
+    mdi_shard_info in;
+    mdi_err err;
+    cv_source src;
+    snprintf(dir, sizeof dir, "%s/halves", x->dir);
+    if (cv_open_synthetic("tiny", 7, NULL, &src, &err) != MDI_OK)
+        fail_msg("synthetic: %s", err.msg);
+    static const int32_t split[2] = {3, 5};
+    cv_write_opts two = {.dtype = CV_DTYPE_F32, .n_shards = 2, .split = split, .quiet = 1};
+    if (cv_write(&src, dir, &two, &err) != MDI_OK)
+        fail_msg("cv_write: %s", err.msg);
+    cv_source_close(&src);
+
+    mdi_stage whole, st;
+    assert_int_equal(load_halves(x, x->good, 0, 8, &whole, &err), MDI_OK);
+    const int32_t cut[3] = {0, 3, 8};
+    for (int32_t r = 0; r < 2; r++) {
+        assert_int_equal(mdi_shard_locate(dir, r, path, sizeof path, &in, &err), MDI_OK);
+        assert_int_equal(in.format_version, 2);
+        assert_int_equal(in.half_first, cut[r]);
+        assert_int_equal(in.half_last, cut[r + 1]);
+        assert_int_equal(in.layer_first, cut[r] / 2);
+        assert_int_equal(in.layer_last, (cut[r + 1] + 1) / 2);
+        assert_int_equal(in.has_extras, r == 0);
+        /* from the shard and from the whole-model file: the same values */
+        for (int from = 0; from < 2; from++) {
+            if (load_halves(x, from ? x->good : path, cut[r], cut[r + 1], &st, &err) != MDI_OK)
+                fail_msg("load halves [%d, %d): %s", cut[r], cut[r + 1], err.msg);
+            for (int32_t l = 0; l < mdi_stage_n_layers(&st); l++)
+                for (int k = 0; k < MDI_T_COUNT; k++) {
+                    size_t rows, cols;
+                    float *t = mdi_stage_tensor(&st, (mdi_tensor_kind)k, l);
+                    if (mdi_tensor_half((mdi_tensor_kind)k) < 0 || !t)
+                        continue;
+                    mdi_tensor_shape(&x->cfg, (mdi_tensor_kind)k, &rows, &cols);
+                    float *w = mdi_stage_tensor(&whole, (mdi_tensor_kind)k,
+                                                mdi_stage_first_layer(&st) + l);
+                    assert_memory_equal(t, w, rows * cols * sizeof(float));
+                }
+            mdi_stage_free(&st);
+        }
+    }
+    mdi_stage_free(&whole);
+
+    /* shard 1 holds [3, 8): a stage of [2, 8) cannot load from it */
+    assert_int_equal(mdi_shard_locate(dir, 1, path, sizeof path, &in, &err), MDI_OK);
+    assert_int_equal(load_halves(x, path, 2, 8, &st, &err), MDI_ERR_MISMATCH);
+    mdi_stage_free(&st);
+    expect_msg(&err, path, "holds layer 1's MLP and layers 2-3 but this rank needs layers 1-3");
+    /* shard 1 has no /layers/001/wq (it loaded above), but a held half's
+     * dataset must be there */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_int_equal(H5Lexists(f, "/layers/001/wq", H5P_DEFAULT), 0);
+    assert_true(H5Lexists(f, "/layers/001/w2", H5P_DEFAULT) > 0);
+    H5Fclose(f);
+    snprintf(x->path, sizeof x->path, "%s/half-case.h5", x->dir);
+    copy_file(path, x->path);
+    del_link(x->path, "/layers/001/w2");
+    assert_int_equal(load_halves(x, x->path, 3, 8, &st, &err), MDI_ERR_FORMAT);
+    mdi_stage_free(&st);
+    expect_msg(&err, x->path, "dataset '/layers/001/w2' is missing");
+    /* half attributes that disagree with the layer range, or are missing */
+    copy_file(path, x->path);
+    put_int(x->path, "/", "half_first", 5);
+    expect_probe(x->path, MDI_ERR_FORMAT,
+                 "half-layer range [5, 8) disagrees with layer range [1, 4)");
+    copy_file(path, x->path);
+    put_int(x->path, "/", "half_last", 9);
+    expect_probe(x->path, MDI_ERR_FORMAT, "disagrees with layer range [1, 4)");
+    copy_file(path, x->path);
+    put_int(x->path, "/", "half_first", -1);
+    put_int(x->path, "/", "layer_first", 0);
+    expect_probe(x->path, MDI_ERR_FORMAT, "half-layer range [-1, 8)");
+    copy_file(path, x->path);
+    del_attr(x->path, "/", "half_last");
+    expect_probe(x->path, MDI_ERR_FORMAT, "attribute 'half_last' is missing");
+    /* version 1 means whole layers, whatever half attributes it carries */
+    copy_file(x->good, x->path);
+    put_int(x->path, "/", "half_last", 7);
+    assert_int_equal(mdi_shard_probe(x->path, &in, &err), MDI_OK);
+    assert_int_equal(in.half_last, 8);
 }
 
 static void test_tokenizer(void **state)
@@ -557,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_shape_contradicts),
         cmocka_unit_test(test_non_finite),
         cmocka_unit_test(test_shards),
+        cmocka_unit_test(test_half_layer_shards),
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_tokenize_byte_fallback),
     };

@@ -43,10 +43,11 @@ static void fill(float *v, size_t n, uint64_t seed, float offset, float scale)
         v[i] = offset + ((float)(rng_next(&s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
 }
 
-static mdi_stage_params stage_params(int32_t first, int32_t last, size_t slots, size_t rows)
+/* A stage of half-layers [first, last). */
+static mdi_stage_params half_params(int32_t first, int32_t last, size_t slots, size_t rows)
 {
-    mdi_stage_params p = {.layer_first = first,
-                          .layer_last = last,
+    mdi_stage_params p = {.half_first = first,
+                          .half_last = last,
                           .has_extras = first == 0,
                           .n_slots = slots,
                           .max_pos = N_POS,
@@ -54,6 +55,12 @@ static mdi_stage_params stage_params(int32_t first, int32_t last, size_t slots, 
                           .max_logit_rows = rows,
                           .n_threads = 1};
     return p;
+}
+
+/* A stage of whole layers [first, last). */
+static mdi_stage_params stage_params(int32_t first, int32_t last, size_t slots, size_t rows)
+{
+    return half_params(2 * first, 2 * last, slots, rows);
 }
 
 /* Weights depend only on (global layer, tensor), so stages holding different
@@ -64,11 +71,12 @@ static void fill_stage(mdi_stage *st)
     const mdi_config *c = &st->cfg;
     for (int32_t l = 0; l < mdi_stage_n_layers(st); l++)
         for (int k = 0; k < MDI_T_COUNT; k++) {
-            if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER)
-                continue;
+            if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER ||
+                !mdi_stage_tensor(st, (mdi_tensor_kind)k, l))
+                continue; /* an extra, or a half this stage does not hold */
             size_t r, cl;
             mdi_tensor_shape(c, (mdi_tensor_kind)k, &r, &cl);
-            uint64_t seed = 1000u * (uint64_t)(st->p.layer_first + l) + (uint64_t)k;
+            uint64_t seed = 1000u * (uint64_t)(mdi_stage_first_layer(st) + l) + (uint64_t)k;
             if (cl == 1)
                 fill(mdi_stage_tensor(st, (mdi_tensor_kind)k, l), r, seed, 1.0f, 0.2f);
             else
@@ -171,7 +179,7 @@ static void ref_layers(mdi_stage *st, ref_kv *kv, double *x, size_t pos)
     size_t group = H / (size_t)c->n_kv_heads;
     assert_true(dim <= RMAX && qd <= RMAX && hid <= RMAX && pos < N_POS);
     for (int32_t l = 0; l < mdi_stage_n_layers(st); l++) {
-        size_t g = (size_t)(st->p.layer_first + l);
+        size_t g = (size_t)(mdi_stage_first_layer(st) + l);
         assert_true(g < RLAYERS);
         double xb[RMAX], q[RMAX], att[RMAX], o[RMAX], h1[RMAX], h3[RMAX];
         ref_rmsnorm(xb, x, mdi_stage_tensor(st, MDI_T_ATTN_NORM, l), dim, c->norm_eps);
@@ -469,6 +477,110 @@ static void test_layer_split(void **state)
     mdi_stage_free(&a), mdi_stage_free(&b), mdi_stage_free(&whole);
 }
 
+/* Every way to cut the 6 half-layers into three stages (the first may end
+ * after a layer's attention, the next start with its MLP) gives the whole
+ * stage's bits: 2 samples, 2 rows per call (one each), with the streamed
+ * products and with BLIS. Each piece's KV cache holds only its attention. */
+static void test_half_layer_split(void **state)
+{
+    (void)state;
+    size_t dim = (size_t)base_cfg.dim;
+    for (int stream = 0; stream <= 1; stream++)
+        for (int32_t a = 1; a < 6; a++)
+            for (int32_t b = a; b < 6; b++) {
+                /* b == a: only two pieces, [0, a) and [a, 6) */
+                mdi_stage_params pp[3] = {half_params(0, a, 2, 2), half_params(a, b, 2, 2),
+                                          half_params(b, 6, 2, 2)};
+                mdi_stage_params pw = half_params(0, 6, 2, 2);
+                pw.prompt_blis = !stream;
+                mdi_stage piece[3], whole;
+                int n_pieces = 0;
+                for (int i = 0; i < 3; i++) {
+                    if (pp[i].half_first == pp[i].half_last)
+                        continue;
+                    pp[i].prompt_blis = !stream;
+                    open_stage(&piece[n_pieces++], &base_cfg, &pp[i]);
+                }
+                open_stage(&whole, &base_cfg, &pw);
+                size_t kv_layers = 0;
+                for (int i = 0; i < n_pieces; i++)
+                    kv_layers += piece[i].kv.n_layers;
+                assert_int_equal(kv_layers, 3);
+                float x[2 * 64], y[2 * 64];
+                for (int32_t pos = 0; pos < N_POS; pos++) {
+                    int32_t toks[2] = {token_at(1, pos, &base_cfg), token_at(4, pos, &base_cfg)};
+                    mdi_row rows[2] = {{0, pos}, {1, pos}};
+                    mdi_stage_embed(&piece[0], toks, 2, x);
+                    for (int i = 0; i < n_pieces; i++)
+                        mdi_stage_forward(&piece[i], x, rows, 2);
+                    mdi_stage_embed(&whole, toks, 2, y);
+                    mdi_stage_forward(&whole, y, rows, 2);
+                    if (memcmp(x, y, 2 * dim * sizeof(float)) != 0)
+                        fail_msg("cut at half-layers %d, %d (stream %d): pos %d differs", a, b,
+                                 stream, pos);
+                }
+                for (int i = 0; i < n_pieces; i++)
+                    mdi_stage_free(&piece[i]);
+                mdi_stage_free(&whole);
+            }
+}
+
+/* A stage of half-layers [1, 4): layer 0's MLP, then layer 1 whole. Only the
+ * held tensors are allocated, packed in MDI_TENSOR_LIST order; the others are
+ * NULL; the KV cache has one layer. [1, 2) alone has no KV cache at all. */
+static void test_half_layer_layout(void **state)
+{
+    (void)state;
+    const mdi_config *c = &base_cfg;
+    size_t attn = mdi_config_half_params(c, MDI_HALF_ATTN);
+    size_t mlp = mdi_config_half_params(c, MDI_HALF_MLP);
+    assert_int_equal(attn + mlp, mdi_config_layer_params(c));
+    mdi_stage_params p = half_params(1, 4, 1, 1);
+    mdi_stage st;
+    open_stage(&st, c, &p);
+    assert_int_equal(mdi_stage_first_layer(&st), 0);
+    assert_int_equal(mdi_stage_n_layers(&st), 2);
+    assert_int_equal(mdi_stage_weight_bytes(&st), (mlp + attn + mlp) * sizeof(float));
+    assert_int_equal(st.kv.n_layers, 1);
+    size_t off = 0;
+    for (int32_t l = 0; l < 2; l++)
+        for (int k = 0; k < MDI_T_COUNT; k++) {
+            int half = mdi_tensor_half((mdi_tensor_kind)k);
+            if (half < 0)
+                continue;
+            float *t = mdi_stage_tensor(&st, (mdi_tensor_kind)k, l);
+            if (l == 0 && half == MDI_HALF_ATTN) {
+                assert_null(t);
+                continue;
+            }
+            size_t r, cl;
+            mdi_tensor_shape(c, (mdi_tensor_kind)k, &r, &cl);
+            assert_ptr_equal(t, st.layer_data + off);
+            off += r * cl;
+        }
+    assert_int_equal(off, 2 * mlp + attn);
+    assert_null(st.layers[0].wq);
+    assert_non_null(st.layers[0].w2);
+    mdi_stage_free(&st);
+
+    p = half_params(1, 2, 1, 1);
+    open_stage(&st, c, &p);
+    assert_int_equal(mdi_stage_weight_bytes(&st), mlp * sizeof(float));
+    assert_int_equal(mdi_kv_bytes(&st.kv), 0);
+    float x[64] = {0};
+    mdi_row row = {0, 0};
+    x[0] = 1.0f;
+    mdi_stage_forward(&st, x, &row, 1); /* MLP only: no cache to touch */
+    mdi_stage_free(&st);
+
+    p = half_params(4, 5, 1, 1); /* layer 2's attention only */
+    open_stage(&st, c, &p);
+    assert_int_equal(mdi_stage_weight_bytes(&st), attn * sizeof(float));
+    assert_int_equal(st.kv.n_layers, 1);
+    assert_null(st.layers[0].w1);
+    mdi_stage_free(&st);
+}
+
 /* Attention spread over two threads gives the same bits as one thread: each
  * (row, head) pair is computed the same way whichever thread runs it. */
 static void test_threads_agree(void **state)
@@ -570,10 +682,11 @@ static void test_init_errors(void **state)
 {
     (void)state;
     mdi_stage_params p;
-    const int32_t ranges[][2] = {{-1, 2}, {0, 4}, {2, 2}, {2, 1}, {3, 4}, {0, 0}};
+    /* half-layers of 3 layers: [0, 6) */
+    const int32_t ranges[][2] = {{-1, 2}, {0, 7}, {2, 2}, {2, 1}, {6, 7}, {0, 0}, {5, 8}};
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
-        p = stage_params(ranges[i][0], ranges[i][1], 1, 1);
-        expect_init_error(&p, "layer range", "layer range");
+        p = half_params(ranges[i][0], ranges[i][1], 1, 1);
+        expect_init_error(&p, "half-layer range", "half-layer range");
     }
     p = stage_params(0, 3, 0, 1);
     expect_init_error(&p, "no slots", "");
@@ -605,7 +718,8 @@ int main(void)
         cmocka_unit_test(test_forward_untied),    cmocka_unit_test(test_forward_tied),
         cmocka_unit_test(test_forward_streamed),  cmocka_unit_test(test_mixed_rows_independent),
         cmocka_unit_test(test_interleaved_slots), cmocka_unit_test(test_block_equals_rows),
-        cmocka_unit_test(test_layer_split),       cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_layer_split),       cmocka_unit_test(test_half_layer_split),
+        cmocka_unit_test(test_half_layer_layout), cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_layout_and_bytes),  cmocka_unit_test(test_init_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,8 +58,8 @@ static void open_stage_kernel(mdi_stage *st, size_t max_rows, size_t slots, int 
                     .tied_head = 1};
     mdi_err err;
     assert_int_equal(mdi_config_validate(&c, &err), MDI_OK);
-    mdi_stage_params p = {.layer_first = 0,
-                          .layer_last = c.n_layers,
+    mdi_stage_params p = {.half_first = 0,
+                          .half_last = 2 * c.n_layers,
                           .has_extras = 1,
                           .n_slots = slots,
                           .max_pos = N_POS,

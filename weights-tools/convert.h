@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "mdi/model_config.h"
+#include "mdi/plan.h"
 #include "mdi/status.h"
 #include "mdi/tokenizer.h"
 
@@ -67,13 +68,15 @@ typedef enum { CV_DTYPE_F32 = 0, CV_DTYPE_F16, CV_DTYPE_BF16 } cv_dtype;
 typedef struct cv_write_opts {
     cv_dtype dtype;
     int32_t n_shards;     /* 0 or 1: one file; > 1: a directory of shards */
-    const int32_t *split; /* optional explicit layers per shard (n_shards entries) */
+    const int32_t *split; /* optional explicit half-layers per shard (n_shards entries) */
     int quiet;            /* no progress output */
+    mdi_balance balance;  /* without split: what the shards even out (zero: MDI_BALANCE_DEFAULT) */
 } cv_write_opts;
 
 /* Write src to out: one file when n_shards <= 1, else a directory of shards
- * named as in docs/FORMAT.md. Writes under a temporary name and renames at the
- * end; on failure nothing is left under `out`. */
+ * named as in docs/FORMAT.md, each holding a half-layer range (plan.h) from
+ * split or from mdi_plan_balanced(balance). Writes under a temporary name and
+ * renames at the end; on failure nothing is left under `out`. */
 mdi_status cv_write(cv_source *src, const char *out, const cv_write_opts *opts, mdi_err *err);
 
 /* float32 -> f16 / bf16 with round-to-nearest-even (NaN stays NaN). */

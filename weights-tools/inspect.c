@@ -12,15 +12,18 @@
 #include <hdf5.h>
 
 #include "mdi/model_config.h"
+#include "mdi/plan.h"
 
-#define IN_FORMAT_VERSION 1
+#define IN_FORMAT_VERSION 2
 #define IN_PATH_MAX 4096
+#define IN_DESCRIBE_MAX 128
 
 /* What one file says about itself. */
 typedef struct in_info {
     mdi_config cfg;
     char model_id[32], dtype[8], rope_layout[16];
     int32_t version, first, last, index, count;
+    int32_t hfirst, hlast;           /* half-layers [hfirst, hlast) held */
     int32_t n_pieces, bos, eos, unk; /* n_pieces -1: no tokenizer group */
     size_t n_datasets;
     uint64_t bytes; /* storage bytes of every dataset */
@@ -127,6 +130,30 @@ static mdi_status read_format(hid_t f, in_info *in, const char *path, mdi_err *e
     return MDI_OK;
 }
 
+/* half_first, half_last: read in version 2, whole layers in version 1 (which
+ * may carry them too, for whole layers only); checked against layer_first/last. */
+static mdi_status read_halves(hid_t f, in_info *in, const char *path, mdi_err *err)
+{
+    mdi_status s;
+    in->hfirst = 2 * in->first;
+    in->hlast = 2 * in->last;
+    if ((in->version >= 2 || H5Aexists(f, "half_first") > 0 || H5Aexists(f, "half_last") > 0) &&
+        ((s = read_int(f, "half_first", &in->hfirst, path, err)) ||
+         (s = read_int(f, "half_last", &in->hlast, path, err))))
+        return s;
+    if (in->hfirst < 0 || in->hfirst >= in->hlast || in->hfirst / 2 != in->first ||
+        (in->hlast + 1) / 2 != in->last)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: half-layer range [%d, %d) disagrees with layer range [%d, %d)", path,
+                        (int)in->hfirst, (int)in->hlast, (int)in->first, (int)in->last);
+    if (in->version < 2 && (in->hfirst % 2 || in->hlast % 2))
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: half-layer range [%d, %d) splits a layer, which format_version %d "
+                        "cannot hold (version 2 can)",
+                        path, (int)in->hfirst, (int)in->hlast, (int)in->version);
+    return MDI_OK;
+}
+
 /* Every root attribute, then the consistency checks between them. */
 static mdi_status read_root(hid_t f, in_info *in, const char *path, mdi_err *err)
 {
@@ -169,6 +196,8 @@ static mdi_status read_root(hid_t f, in_info *in, const char *path, mdi_err *err
     if (in->first < 0 || in->first >= in->last || in->last > c->n_layers)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: layer range [%d, %d) is not inside [0, %d)", path,
                         (int)in->first, (int)in->last, (int)c->n_layers);
+    if ((s = read_halves(f, in, path, err)))
+        return s;
     if (in->count < 1 || in->index < 0 || in->index >= in->count)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard_index %d / shard_count %d is invalid", path,
                         (int)in->index, (int)in->count);
@@ -238,7 +267,7 @@ static mdi_status check_tokenizer(hid_t f, in_info *in, const char *path, mdi_er
 {
     in->n_pieces = -1;
     int has = H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0;
-    if (has && in->first != 0)
+    if (has && in->hfirst != 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: /tokenizer present outside the layer-0 shard",
                         path);
     if (!has)
@@ -267,16 +296,44 @@ static mdi_status check_tokenizer(hid_t f, in_info *in, const char *path, mdi_er
     return s;
 }
 
-/* Every dataset this file must hold, given its layer range. */
+/* Group /layers/NNN of layer l: exactly the datasets of the halves held. */
+static mdi_status check_layer(hid_t f, int32_t l, in_info *in, const char *path, mdi_err *err)
+{
+    char prefix[48], group[32], name[64], held[IN_DESCRIBE_MAX];
+    mdi_status s;
+    snprintf(group, sizeof group, "/layers/%03d", (int)l);
+    snprintf(prefix, sizeof prefix, "%s/", group);
+    if (H5Lexists(f, group, H5P_DEFAULT) <= 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: group %s is missing", path, group);
+    for (int k = 0; k < MDI_T_COUNT; k++) {
+        int half = mdi_tensor_half((mdi_tensor_kind)k);
+        if (half < 0)
+            continue;
+        if (2 * l + half >= in->hfirst && 2 * l + half < in->hlast) {
+            if ((s = check_tensor(f, prefix, (mdi_tensor_kind)k, in, path, err)))
+                return s;
+            continue;
+        }
+        snprintf(name, sizeof name, "%s%s", prefix, mdi_tensor_name((mdi_tensor_kind)k));
+        if (H5Lexists(f, name, H5P_DEFAULT) > 0) {
+            mdi_plan_describe(in->hfirst, in->hlast, held, sizeof held);
+            return mdi_errf(err, MDI_ERR_FORMAT,
+                            "%s: %s should not be in this file, which holds %s", path, name, held);
+        }
+    }
+    return MDI_OK;
+}
+
+/* Every dataset this file must hold, given its half-layer range. */
 static mdi_status check_tensors(hid_t f, in_info *in, const char *path, mdi_err *err)
 {
-    char prefix[48], group[32];
     mdi_status s;
+    H5G_info_t info;
     for (int k = 0; k < MDI_T_COUNT; k++) {
         mdi_tensor_kind kind = (mdi_tensor_kind)k;
         if (mdi_tensor_scope_of(kind) != MDI_SCOPE_EXTRA)
             continue;
-        int want = in->first == 0 && mdi_tensor_present(&in->cfg, kind);
+        int want = in->hfirst == 0 && mdi_tensor_present(&in->cfg, kind);
         if (want && (s = check_tensor(f, "/", kind, in, path, err)))
             return s;
         if (!want && H5Lexists(f, mdi_tensor_name(kind), H5P_DEFAULT) > 0)
@@ -285,18 +342,17 @@ static mdi_status check_tensors(hid_t f, in_info *in, const char *path, mdi_err 
     }
     if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: group /layers is missing", path);
-    for (int32_t l = in->first; l < in->last; l++) {
-        snprintf(group, sizeof group, "/layers/%03d", (int)l);
-        snprintf(prefix, sizeof prefix, "%s/", group);
-        if (H5Lexists(f, group, H5P_DEFAULT) <= 0)
-            return mdi_errf(err, MDI_ERR_FORMAT, "%s: group %s is missing", path, group);
-        for (int k = 0; k < MDI_T_COUNT; k++) {
-            if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER)
-                continue;
-            if ((s = check_tensor(f, prefix, (mdi_tensor_kind)k, in, path, err)))
-                return s;
-        }
-    }
+    for (int32_t l = in->first; l < in->last; l++)
+        if ((s = check_layer(f, l, in, path, err)))
+            return s;
+    if (H5Gget_info_by_name(f, "layers", &info, H5P_DEFAULT) < 0)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot list group /layers", path);
+    if (info.nlinks != (hsize_t)(in->last - in->first))
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: group /layers has %llu members, expected the %d groups of layers "
+                        "[%d, %d)",
+                        path, (unsigned long long)info.nlinks, (int)(in->last - in->first),
+                        (int)in->first, (int)in->last);
     return check_tokenizer(f, in, path, err);
 }
 
@@ -337,14 +393,21 @@ static void print_info(FILE *out, const char *path, const in_info *in)
     fprintf(out, "rope         %s, theta %g; norm_eps %g\n", in->rope_layout, (double)c->rope_theta,
             (double)c->norm_eps);
     fprintf(out, "dtype        %s\n", in->dtype);
-    fprintf(out, "layers       [%d, %d) (%d of %d)\n", (int)in->first, (int)in->last,
-            (int)(in->last - in->first), (int)c->n_layers);
+    if (in->hfirst % 2 == 0 && in->hlast % 2 == 0) {
+        fprintf(out, "layers       [%d, %d) (%d of %d)\n", (int)in->first, (int)in->last,
+                (int)(in->last - in->first), (int)c->n_layers);
+    } else {
+        char held[IN_DESCRIBE_MAX];
+        mdi_plan_describe(in->hfirst, in->hlast, held, sizeof held);
+        fprintf(out, "layers       half-layers [%d, %d): %s (%g of %d)\n", (int)in->hfirst,
+                (int)in->hlast, held, (in->hlast - in->hfirst) / 2.0, (int)c->n_layers);
+    }
     fprintf(out, "shard        %d of %d\n", (int)in->index, (int)in->count);
     if (in->n_pieces >= 0)
         fprintf(out, "tokenizer    %d pieces (bos %d, eos %d, unk %d)\n", (int)in->n_pieces,
                 (int)in->bos, (int)in->eos, (int)in->unk);
     else
-        fprintf(out, "tokenizer    %s\n", in->first == 0 ? "none" : "(in the layer-0 shard)");
+        fprintf(out, "tokenizer    %s\n", in->hfirst == 0 ? "none" : "(in the layer-0 shard)");
     fprintf(out, "tensors      %zu datasets, %llu bytes\n", in->n_datasets,
             (unsigned long long)in->bytes);
 }
@@ -388,24 +451,37 @@ nomem:
     return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory listing shards", dir);
 }
 
-/* Shard i (sorted by name) must continue shard i-1 of the same conversion. */
+/* Shard i (sorted by name) must continue shard i-1 of the same conversion,
+ * half-layer for half-layer. */
 static mdi_status check_sequence(const char *dir, const in_info *prev, const in_info *cur, size_t i,
                                  size_t n, mdi_err *err)
 {
+    char what[IN_DESCRIBE_MAX];
     if (cur->index != (int32_t)i || cur->count != (int32_t)n)
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: shard %zu says it is %d of %d, expected %zu of "
                         "%zu",
                         dir, i, (int)cur->index, (int)cur->count, i, n);
-    if (i == 0)
-        return cur->first == 0 ? MDI_OK
-                               : mdi_errf(err, MDI_ERR_FORMAT, "%s: shard 0 starts at layer %d",
-                                          dir, (int)cur->first);
+    if (i == 0) {
+        if (cur->hfirst == 0)
+            return MDI_OK;
+        mdi_plan_describe(0, cur->hfirst, what, sizeof what);
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: no shard holds %s (shard 0 starts after it)", dir,
+                        what);
+    }
     if (strcmp(prev->model_id, cur->model_id) || !mdi_config_equal(&prev->cfg, &cur->cfg))
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %zu comes from a different model", dir, i);
-    if (cur->first != prev->last)
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %zu starts at layer %d, expected %d", dir,
-                        i, (int)cur->first, (int)prev->last);
+    if (cur->hfirst > prev->hlast) {
+        mdi_plan_describe(prev->hlast, cur->hfirst, what, sizeof what);
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: no shard holds %s (a gap between shards %zu and %zu)", dir, what,
+                        i - 1, i);
+    }
+    if (cur->hfirst < prev->hlast) {
+        mdi_plan_describe(cur->hfirst, prev->hlast, what, sizeof what);
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shards %zu and %zu both hold %s (an overlap)",
+                        dir, i - 1, i, what);
+    }
     return MDI_OK;
 }
 
@@ -429,9 +505,12 @@ static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
         total += cur.bytes;
         prev = cur;
     }
-    if (!s && prev.last != prev.cfg.n_layers)
-        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: shards end at layer %d but the model has %d", dir,
-                     (int)prev.last, (int)prev.cfg.n_layers);
+    if (!s && prev.hlast != 2 * prev.cfg.n_layers) {
+        char what[IN_DESCRIBE_MAX];
+        mdi_plan_describe(prev.hlast, 2 * prev.cfg.n_layers, what, sizeof what);
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: no shard holds %s (the shards stop short)", dir,
+                     what);
+    }
     if (!s)
         fprintf(out, "\n%s: %zu shards, layers [0, %d), model_id %s, %llu tensor bytes: ok\n", dir,
                 n, (int)prev.cfg.n_layers, prev.model_id, (unsigned long long)total);

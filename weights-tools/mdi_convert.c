@@ -17,22 +17,25 @@
 #define CLI_EXIT_USAGE 2
 
 typedef struct cli_opts {
-    const char *input, *tokenizer, *output, *synthetic, *inspect, *split_text;
+    const char *input, *tokenizer, *output, *synthetic, *inspect, *split_text, *balance_text;
     cv_dtype dtype;
+    mdi_balance balance;
     int32_t shards;
     uint64_t seed;
     int have_shards, have_seed, have_dtype, quiet, help, version;
-    int32_t split[MDI_MAX_LAYERS];
+    int32_t split[MDI_MAX_HALVES]; /* half-layers per shard */
     int32_t n_split;
 } cli_opts;
 
 static void print_help(FILE *out)
 {
     fputs("Usage:\n"
-          "  mdi-convert INPUT [--tokenizer FILE] -o OUTPUT [--shards N | --split a,b,c]\n"
+          "  mdi-convert INPUT [--tokenizer FILE] -o OUTPUT\n"
+          "              [--shards N [--balance memory|time] | --split a,b,c]\n"
           "              [--dtype f32|f16|bf16] [--quiet]\n"
           "  mdi-convert --synthetic NAME|CONFIG.json [--seed N] [--tokenizer FILE] -o OUTPUT\n"
-          "              [--shards N | --split a,b,c] [--dtype f32|f16|bf16] [--quiet]\n"
+          "              [--shards N [--balance memory|time] | --split a,b,c]\n"
+          "              [--dtype f32|f16|bf16] [--quiet]\n"
           "  mdi-convert --inspect PATH\n"
           "  mdi-convert --help | --version\n"
           "\n"
@@ -44,16 +47,31 @@ static void print_help(FILE *out)
           "\n"
           "Options:\n"
           "  -o, --output OUTPUT   where to write: a file, or with --shards N > 1 or --split\n"
-          "                        a directory of model-II-of-NN.LFFF-LLL.h5 files. OUTPUT\n"
-          "                        must not exist (the tool never overwrites; remove it\n"
-          "                        first). Written under OUTPUT.tmp-PID, renamed at the end.\n"
+          "                        a directory of model-II-of-NN.LFFF-LLL.h5 files (first\n"
+          "                        and last layer; FFFm: starts with that layer's MLP,\n"
+          "                        LLLa: ends with that layer's attention). OUTPUT must\n"
+          "                        not exist (the tool never overwrites; remove it first).\n"
+          "                        Written under OUTPUT.tmp-PID, renamed at the end.\n"
           "  --tokenizer FILE      tokenizer.bin (llama2.c) or tokenizer.model\n"
           "                        (SentencePiece). Required for llama2.c input; optional\n"
           "                        for Hugging Face and --synthetic; not used with GGUF.\n"
-          "  --shards N            split the layers over N shard files, balanced by bytes\n"
-          "                        exactly as the engine plans them (--shards 1: one file)\n"
-          "  --split a,b,c         one shard per entry holding exactly that many layers\n"
-          "                        (the counts must add up to the model's layers)\n"
+          "  --shards N            split the model over N shard files, planned exactly as\n"
+          "                        the engine plans N ranks: in half-layers (a layer's\n"
+          "                        attention or its MLP), balanced as --balance says\n"
+          "                        (--shards 1: one file)\n",
+          out);
+    fprintf(out,
+            "  --balance memory|time with --shards N: what the shards even out. time: the\n"
+            "                        weight bytes each rank reads per generated token (the\n"
+            "                        embedding, only looked up, does not count); memory:\n"
+            "                        the weight bytes each shard holds. Default: %s (the\n"
+            "                        engine's default too)\n",
+            mdi_plan_balance_name(MDI_BALANCE_DEFAULT));
+    fputs("  --split a,b,c         one shard per entry holding exactly that many layers,\n"
+          "                        in steps of half a layer (e.g. --split 10.5,11.5:\n"
+          "                        layers 0-9 and layer 10's attention, then layer 10's\n"
+          "                        MLP and layers 11-21); the counts must add up to the\n"
+          "                        model's layers\n"
           "  --dtype f32|f16|bf16  storage type of the weight matrices (default f32; norm\n"
           "                        vectors always stay f32; rounding is to nearest even)\n"
           "  --synthetic SPEC      random weights instead of INPUT: a preset geometry name\n"
@@ -69,6 +87,7 @@ static void print_help(FILE *out)
           "  mdi-convert stories260K.bin --tokenizer tok512.bin -o stories260K.h5\n"
           "  mdi-convert stories260K.gguf --shards 2 -o stories260K-shards\n"
           "  mdi-convert TinyLlama-1.1B-Chat/ --split 6,8,8 --dtype bf16 -o tinyllama\n"
+          "  mdi-convert TinyLlama-1.1B-Chat/ --shards 3 --balance memory -o tinyllama-m\n"
           "  mdi-convert --synthetic tinyllama-1.1b --seed 7 --dtype f16 -o synth.h5\n"
           "  mdi-convert --inspect tinyllama\n"
           "\n"
@@ -147,13 +166,18 @@ static mdi_status take_value(cli_opts *o, int argc, char **argv, int *i, mdi_err
     if (!strcmp(f, "--split")) {
         if ((s = set_once(&o->split_text, f, v, err)))
             return s;
-        return mdi_plan_parse_split(v, o->split, MDI_MAX_LAYERS, &o->n_split, err);
+        return mdi_plan_parse_split(v, o->split, MDI_MAX_HALVES, &o->n_split, err);
+    }
+    if (!strcmp(f, "--balance")) {
+        if ((s = set_once(&o->balance_text, f, v, err)))
+            return s;
+        return mdi_plan_parse_balance(v, &o->balance, err);
     }
     if ((!strcmp(f, "--shards") && o->have_shards++) || (!strcmp(f, "--seed") && o->have_seed++) ||
         (!strcmp(f, "--dtype") && o->have_dtype++))
         return mdi_errf(err, MDI_ERR_ARG, "%s given twice", f);
     if (!strcmp(f, "--shards"))
-        return parse_i32(f, v, 1, MDI_MAX_LAYERS, &o->shards, err);
+        return parse_i32(f, v, 1, MDI_MAX_HALVES, &o->shards, err);
     if (!strcmp(f, "--seed"))
         return parse_u64(f, v, &o->seed, err);
     return parse_dtype(v, &o->dtype, err);
@@ -162,9 +186,9 @@ static mdi_status take_value(cli_opts *o, int argc, char **argv, int *i, mdi_err
 /* Whether flag takes a value. */
 static int has_value(const char *f)
 {
-    static const char *const with[] = {"-o",          "--output",  "--tokenizer",
-                                       "--synthetic", "--inspect", "--split",
-                                       "--shards",    "--seed",    "--dtype"};
+    static const char *const with[] = {"-o",        "--output", "--tokenizer", "--synthetic",
+                                       "--inspect", "--split",  "--balance",   "--shards",
+                                       "--seed",    "--dtype"};
     for (size_t i = 0; i < sizeof with / sizeof with[0]; i++)
         if (!strcmp(f, with[i]))
             return 1;
@@ -176,6 +200,7 @@ static mdi_status parse_args(int argc, char **argv, cli_opts *o, mdi_err *err)
     mdi_status s;
     int only_positional = 0;
     o->seed = 1;
+    o->balance = MDI_BALANCE_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_positional || a[0] != '-' || !a[1]) {
@@ -205,7 +230,7 @@ static mdi_status check_args(const cli_opts *o, mdi_err *err)
 {
     if (o->inspect) {
         if (o->input || o->output || o->synthetic || o->tokenizer || o->split_text ||
-            o->have_shards || o->have_seed || o->have_dtype)
+            o->balance_text || o->have_shards || o->have_seed || o->have_dtype)
             return mdi_errf(err, MDI_ERR_ARG, "--inspect PATH takes no other arguments");
         return MDI_OK;
     }
@@ -219,6 +244,13 @@ static mdi_status check_args(const cli_opts *o, mdi_err *err)
         return mdi_errf(err, MDI_ERR_ARG, "no output given: add -o OUTPUT");
     if (o->have_shards && o->split_text)
         return mdi_errf(err, MDI_ERR_ARG, "give either --shards or --split, not both");
+    if (o->balance_text && o->split_text)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "give either --balance or --split, not both (--split fixes every "
+                        "shard's size)");
+    if (o->balance_text && !o->have_shards)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "--balance needs --shards N: it decides how N shards divide the model");
     return MDI_OK;
 }
 
@@ -266,7 +298,7 @@ static mdi_status run_convert(const cli_opts *o, mdi_err *err)
         cv_source_close(&src); /* readers clean up on failure; this is only a safety net */
         return s;
     }
-    cv_write_opts w = {.dtype = o->dtype, .quiet = o->quiet};
+    cv_write_opts w = {.dtype = o->dtype, .quiet = o->quiet, .balance = o->balance};
     w.n_shards = o->split_text ? o->n_split : (o->have_shards ? o->shards : 1);
     w.split = o->split_text ? o->split : NULL;
     if (!(s = cv_write(&src, o->output, &w, err)) && !o->quiet)
@@ -295,7 +327,7 @@ int main(int argc, char **argv)
     } else if (o->help) {
         print_help(stdout);
     } else if (o->version) {
-        printf("mdi-convert %s (mdi-llm model format version 1, HDF5 %d.%d.%d)\n", CLI_VERSION,
+        printf("mdi-convert %s (mdi-llm model format version 2, HDF5 %d.%d.%d)\n", CLI_VERSION,
                H5_VERS_MAJOR, H5_VERS_MINOR, H5_VERS_RELEASE);
     } else if (check_args(o, &err)) {
         fprintf(stderr, "mdi-convert: %s (see mdi-convert --help)\n", err.msg);

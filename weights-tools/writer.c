@@ -21,9 +21,13 @@
 #include "mdi/plan.h"
 
 #define WR_PATH_MAX 4096
-#define WR_FORMAT_VERSION 1
+/* format_version of a file holding whole layers (readable by version-1 readers)
+ * and of one that starts or ends with half a layer. */
+#define WR_FORMAT_WHOLE 1
+#define WR_FORMAT_HALF 2
 
-/* Progress over layers, on stderr: a redrawn bar on a terminal, else a line per ~5%. */
+/* Progress over layers, on stderr: a redrawn bar on a terminal, else a line per
+ * ~5%. A layer counts once its MLP, the later half, is written. */
 typedef struct wr_progress {
     int enabled, tty, drawn;
     int32_t done, total, next_pct;
@@ -224,16 +228,18 @@ static mdi_status write_tensor(wr_ctx *w, hid_t loc, mdi_tensor_kind kind, int32
                          w->path, err);
 }
 
-/* Root attributes of one shard holding layers [first, last). */
+/* Root attributes of one shard holding half-layers [first, last): layer_first
+ * and layer_last name the layers it holds all or half of. */
 static mdi_status write_root_attrs(wr_ctx *w, hid_t f, int32_t first, int32_t last, int32_t index,
                                    int32_t count, mdi_err *err)
 {
     static const char *const dtypes[] = {"f32", "f16", "bf16"};
     const mdi_config *c = &w->src->cfg;
     const char *p = w->path;
+    int32_t version = first % 2 == 0 && last % 2 == 0 ? WR_FORMAT_WHOLE : WR_FORMAT_HALF;
     mdi_status s;
     if ((s = attr_str(f, "format", "mdi-llm", p, err)) ||
-        (s = attr_int(f, "format_version", WR_FORMAT_VERSION, p, err)) ||
+        (s = attr_int(f, "format_version", version, p, err)) ||
         (s = attr_str(f, "model_id", w->src->model_id, p, err)) ||
         (s = attr_int(f, "dim", c->dim, p, err)) ||
         (s = attr_int(f, "hidden_dim", c->hidden_dim, p, err)) ||
@@ -247,8 +253,10 @@ static mdi_status write_root_attrs(wr_ctx *w, hid_t f, int32_t first, int32_t la
         (s = attr_float(f, "norm_eps", c->norm_eps, p, err)) ||
         (s = attr_int(f, "tied_head", c->tied_head, p, err)) ||
         (s = attr_str(f, "rope_layout", "interleaved", p, err)) ||
-        (s = attr_int(f, "layer_first", first, p, err)) ||
-        (s = attr_int(f, "layer_last", last, p, err)) ||
+        (s = attr_int(f, "layer_first", first / 2, p, err)) ||
+        (s = attr_int(f, "layer_last", (last + 1) / 2, p, err)) ||
+        (s = attr_int(f, "half_first", first, p, err)) ||
+        (s = attr_int(f, "half_last", last, p, err)) ||
         (s = attr_int(f, "shard_index", index, p, err)) ||
         (s = attr_int(f, "shard_count", count, p, err)) ||
         (s = attr_str(f, "dtype", dtypes[w->dtype], p, err)))
@@ -300,8 +308,10 @@ static mdi_status write_extras(wr_ctx *w, hid_t f, mdi_err *err)
     return MDI_OK;
 }
 
-/* Group /layers/NNN with the nine tensors of layer l. */
-static mdi_status write_layer(wr_ctx *w, hid_t layers, int32_t l, mdi_err *err)
+/* Group /layers/NNN with the tensors of layer l's halves inside half-layers
+ * [first, last): all nine, or only the attention's or the MLP's. */
+static mdi_status write_layer(wr_ctx *w, hid_t layers, int32_t l, int32_t first, int32_t last,
+                              mdi_err *err)
 {
     char name[16], where[32];
     mdi_status s = MDI_OK;
@@ -311,7 +321,8 @@ static mdi_status write_layer(wr_ctx *w, hid_t layers, int32_t l, mdi_err *err)
     if (g < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot create group /layers/%s", w->path, name);
     for (int k = 0; k < MDI_T_COUNT && !s; k++) {
-        if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER)
+        int half = mdi_tensor_half((mdi_tensor_kind)k);
+        if (half >= 0 && 2 * l + half >= first && 2 * l + half < last)
             s = write_tensor(w, g, (mdi_tensor_kind)k, l, where, err);
     }
     if (H5Gclose(g) < 0 && !s)
@@ -319,7 +330,7 @@ static mdi_status write_layer(wr_ctx *w, hid_t layers, int32_t l, mdi_err *err)
     return s;
 }
 
-/* Create path (which must not exist) and write layers [first, last) into it. */
+/* Create path (which must not exist) and write half-layers [first, last) into it. */
 static mdi_status write_shard(wr_ctx *w, const char *path, int32_t index, int32_t count,
                               int32_t first, int32_t last, mdi_err *err)
 {
@@ -343,9 +354,9 @@ static mdi_status write_shard(wr_ctx *w, const char *path, int32_t index, int32_
         s = mdi_errf(err, MDI_ERR_IO, "%s: cannot create group /layers", path);
         goto fail_file;
     }
-    for (int32_t l = first; l < last && !s; l++) {
-        if (!(s = write_layer(w, layers, l, err)))
-            progress_step(&w->prog);
+    for (int32_t l = first / 2; l < (last + 1) / 2 && !s; l++) {
+        if (!(s = write_layer(w, layers, l, first, last, err)) && 2 * l + 2 <= last)
+            progress_step(&w->prog); /* layer l is complete */
     }
     if (H5Gclose(layers) < 0 && !s)
         s = mdi_errf(err, MDI_ERR_IO, "%s: cannot close group /layers", path);
@@ -381,8 +392,10 @@ static mdi_status check_inputs(const cv_source *src, const char *out, const cv_w
         return mdi_errf(err, MDI_ERR_ARG, "cv_write: source, output path and options are required");
     if ((int)o->dtype < CV_DTYPE_F32 || o->dtype > CV_DTYPE_BF16)
         return mdi_errf(err, MDI_ERR_ARG, "unknown dtype %d", (int)o->dtype);
-    if (o->n_shards < 0 || o->n_shards > MDI_MAX_LAYERS)
+    if (o->n_shards < 0 || o->n_shards > MDI_MAX_HALVES)
         return mdi_errf(err, MDI_ERR_ARG, "shard count %d is out of range", (int)o->n_shards);
+    if (o->balance != MDI_BALANCE_MEMORY && o->balance != MDI_BALANCE_TIME)
+        return mdi_errf(err, MDI_ERR_ARG, "unknown balance %d", (int)o->balance);
     if ((s = mdi_config_validate(&src->cfg, err)))
         return s;
     if (strlen(src->model_id) != 16 || strspn(src->model_id, "0123456789abcdef") != 16)
@@ -402,13 +415,14 @@ static mdi_status check_inputs(const cv_source *src, const char *out, const cv_w
     return MDI_OK;
 }
 
-/* Layer bounds for n shards: explicit split or balanced by bytes. */
+/* Half-layer bounds for n shards: the explicit split, or balanced as the
+ * engine would balance n ranks. */
 static mdi_status plan_bounds(const cv_source *src, const cv_write_opts *o, int32_t n,
                               int32_t *bounds, mdi_err *err)
 {
     if (o->split)
         return mdi_plan_from_counts(&src->cfg, o->split, n, bounds, err);
-    return mdi_plan_balanced(&src->cfg, n, bounds, err);
+    return mdi_plan_balanced(&src->cfg, n, o->balance, bounds, err);
 }
 
 /* Move tmp to out, refusing to replace something that appeared meanwhile. */
@@ -422,12 +436,16 @@ static mdi_status publish(const char *tmp, const char *out, mdi_err *err)
     return MDI_OK;
 }
 
-/* Path of shard i of n inside dir (docs/FORMAT.md names; last layer inclusive). */
+/* Path of shard i of n inside dir (docs/FORMAT.md names): first and last
+ * layer inclusive, "m" after the first when it starts with that layer's MLP,
+ * "a" after the last when it ends with that layer's attention. */
 static mdi_status shard_path(char *buf, size_t cap, const char *dir, int32_t i, int32_t n,
                              const int32_t *bounds, mdi_err *err)
 {
-    int len = snprintf(buf, cap, "%s/model-%02d-of-%02d.L%03d-%03d.h5", dir, (int)i, (int)n,
-                       (int)bounds[i], (int)bounds[i + 1] - 1);
+    int32_t first = bounds[i], last = bounds[i + 1];
+    int len = snprintf(buf, cap, "%s/model-%02d-of-%02d.L%03d%s-%03d%s.h5", dir, (int)i, (int)n,
+                       (int)(first / 2), first % 2 ? "m" : "", (int)((last - 1) / 2),
+                       last % 2 ? "a" : "");
     if (len < 0 || (size_t)len >= cap)
         return mdi_errf(err, MDI_ERR_ARG, "output path %s is too long", dir);
     return MDI_OK;
@@ -481,7 +499,7 @@ mdi_status cv_write(cv_source *src, const char *out, const cv_write_opts *opts, 
     }
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
     if (n == 1) {
-        if (!(s = write_shard(&w, tmp, 0, 1, 0, src->cfg.n_layers, err)) &&
+        if (!(s = write_shard(&w, tmp, 0, 1, 0, 2 * src->cfg.n_layers, err)) &&
             (s = publish(tmp, out, err)))
             unlink(tmp);
     } else {

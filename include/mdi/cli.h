@@ -21,6 +21,7 @@ typedef struct mdi_cli {
     uint64_t seed;              /* --seed; default 42; each sample has its own stream */
     const char *stats_json;     /* --stats-json FILE, or NULL */
     const char *split;          /* --split "a,b,c": layers per rank, or NULL (balanced) */
+    const char *balance;        /* --balance time|memory (checked), or NULL (time) */
     int32_t threads;            /* --threads per rank; 0 = auto (cores available) */
     int32_t group_size;         /* --group-size: samples per pipeline group; 0 = auto */
     int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block; 0 auto */

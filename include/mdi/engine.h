@@ -22,8 +22,8 @@ typedef struct mdi_engine {
     MPI_Comm comm;
     int rank, n_ranks;
     char shard_path[4096];
-    mdi_shard_info info; /* of this rank's file */
-    int32_t layer_first, layer_last;
+    mdi_shard_info info;           /* of this rank's file */
+    int32_t half_first, half_last; /* this rank's half-layers (plan.h) */
     mdi_tensor_info tensor;
     mdi_run_shape shape;
     mdi_stage stage;

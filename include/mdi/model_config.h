@@ -39,10 +39,11 @@ typedef struct mdi_shard_info {
     int32_t format_version;
     char model_id[17];
     mdi_config cfg;
-    int32_t layer_first, layer_last; /* [first, last) held by this file */
+    int32_t layer_first, layer_last; /* layers [first, last) this file holds all or half of */
+    int32_t half_first, half_last;   /* half-layers [first, last) held by this file */
     int32_t shard_index, shard_count;
     char dtype[8];
-    int has_extras; /* layer_first == 0: embedding, norm, head, tokenizer */
+    int has_extras; /* half_first == 0: embedding, norm, head, tokenizer */
 } mdi_shard_info;
 
 /* Whether a tensor belongs to a layer or to the extras of the layer-0 shard. */
@@ -81,14 +82,28 @@ int mdi_tensor_present(const mdi_config *c, mdi_tensor_kind k);
 /* Whether a tensor is stored as a matrix (2-D dataset) rather than a vector. */
 int mdi_tensor_is_matrix(mdi_tensor_kind k);
 
+/* Half-layers, the unit of placement: half-layer 2l is layer l's attention
+ * (attn_norm, wq, wk, wv, wo), half-layer 2l + 1 its MLP (ffn_norm, w1, w2,
+ * w3). A model has 2 * n_layers of them. */
+#define MDI_HALF_ATTN 0
+#define MDI_HALF_MLP 1
+#define MDI_MAX_HALVES (2 * MDI_MAX_LAYERS)
+/* MDI_HALF_ATTN or MDI_HALF_MLP for a layer tensor; -1 for the extras. */
+int mdi_tensor_half(mdi_tensor_kind k);
+
 /* Check every field is in range and consistent (n_kv_heads divides n_heads, ...). */
 mdi_status mdi_config_validate(const mdi_config *c, mdi_err *err);
 
 /* Parameter counts (elements, not bytes). */
 size_t mdi_config_layer_params(const mdi_config *c);
 size_t mdi_config_extra_params(const mdi_config *c); /* embedding, final norm, head */
-size_t mdi_config_kv_dim(const mdi_config *c);       /* n_kv_heads * head_dim */
-size_t mdi_config_q_dim(const mdi_config *c);        /* n_heads * head_dim */
+/* One half of a layer (MDI_HALF_ATTN or MDI_HALF_MLP); the two sum to a layer. */
+size_t mdi_config_half_params(const mdi_config *c, int half);
+/* Weights the extras read per generated token: the final norm and the output
+ * head (vocab x dim, tied or not); the embedding is only looked up. */
+size_t mdi_config_head_params(const mdi_config *c);
+size_t mdi_config_kv_dim(const mdi_config *c); /* n_kv_heads * head_dim */
+size_t mdi_config_q_dim(const mdi_config *c);  /* n_heads * head_dim */
 
 /* 1 if both configs describe the same geometry, field by field. */
 int mdi_config_equal(const mdi_config *a, const mdi_config *b);

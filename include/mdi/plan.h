@@ -1,39 +1,70 @@
-/* Which rank owns which layers. Pure functions: every rank (and the
- * converter) computes the same plan from the same inputs. */
+/* Which rank owns which part of the model. Pure functions: every rank (and
+ * the converter) computes the same plan from the same inputs.
+ *
+ * The unit of placement is the half-layer (model_config.h): a rank may end
+ * after a layer's attention and the next rank start with that layer's MLP.
+ * Whole layers are the even boundaries. */
 #ifndef MDI_PLAN_H
 #define MDI_PLAN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mdi/model_config.h"
 #include "mdi/status.h"
 
-/* Layer boundaries: rank r owns [bounds[r], bounds[r+1]); bounds has n_ranks+1
- * entries, bounds[0] = 0, bounds[n_ranks] = n_layers, every range non-empty. */
+/* Boundaries: rank r owns half-layers [bounds[r], bounds[r+1]); bounds has
+ * n_ranks+1 entries, bounds[0] = 0, bounds[n_ranks] = 2 * n_layers, every
+ * range non-empty. Rank 0 also holds the embedding, final norm and head. */
 
-/* Balance by bytes: rank 0 also carries the embedding, final norm and output
- * head, so it gets fewer layers; minimises the largest rank's weight bytes.
- * Fails when n_ranks > n_layers. */
-mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, int32_t *bounds, mdi_err *err);
+/* What a balanced plan evens out across the ranks:
+ * MEMORY: the weight bytes each rank holds (rank 0's embedding counts);
+ * TIME:   the weight bytes each rank reads per generated token (rank 0's head
+ *         counts, its embedding, only looked up, does not). */
+typedef enum { MDI_BALANCE_TIME = 0, MDI_BALANCE_MEMORY = 1 } mdi_balance;
+/* The engine's and the converter's choice when none is given: a rank that
+ * reads more per token than the others sets the pace of the whole ring,
+ * while memory differs by a few percent between the two plans. Zero, so that
+ * zeroed options mean the default. */
+#define MDI_BALANCE_DEFAULT MDI_BALANCE_TIME
 
-/* From explicit per-rank layer counts (must be >= 1 each and sum to n_layers). */
+/* "memory" or "time". */
+mdi_status mdi_plan_parse_balance(const char *text, mdi_balance *out, mdi_err *err);
+const char *mdi_plan_balance_name(mdi_balance how);
+
+/* The contiguous plan whose largest rank cost (as `how` counts it) is the
+ * smallest possible; among those, later ranks take as much as they can, so
+ * rank 0 carries the least. Fails when n_ranks > 2 * n_layers. */
+mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance how, int32_t *bounds,
+                             mdi_err *err);
+
+/* From explicit per-rank counts of half-layers (>= 1 each, summing to
+ * 2 * n_layers). */
 mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int32_t n_ranks,
                                 int32_t *bounds, mdi_err *err);
 
-/* Parse "2,4,4" into counts (at most cap entries); *n gets the number parsed. */
+/* Parse layer counts "2,4,4" or "10.5,11.5" (a count is a whole number of
+ * layers, or one and a half) into half-layer counts (4,8,8 / 21,23), at most
+ * cap entries; *n gets the number parsed. */
 mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, int32_t *n,
                                 mdi_err *err);
 
-/* Weight bytes (float32) that rank r holds under bounds. */
+/* Weight bytes (float32) rank r holds under bounds. */
 uint64_t mdi_plan_rank_bytes(const mdi_config *c, const int32_t *bounds, int32_t r);
+/* Weight bytes (float32) rank r reads per generated token under bounds. */
+uint64_t mdi_plan_rank_step_bytes(const mdi_config *c, const int32_t *bounds, int32_t r);
 
-/* Decide every rank's layer range from what each rank found (infos[r] for
- * rank r) and an optional explicit split (counts, n_counts; NULL for none).
- * Whole-model files: balanced or split plan. Shards: each rank's own shard,
- * which must be of one model, one geometry, one N-way split with N == n_ranks,
- * covering every layer once in rank order. Pure: every rank gets the same
- * answer and the same message. */
+/* Format half-layer range [first, last) for people: "layers 0-9 and 10's
+ * attention", "layer 10's MLP and layers 11-21", "layers 0-21". */
+void mdi_plan_describe(int32_t first, int32_t last, char *buf, size_t cap);
+
+/* Decide every rank's range from what each rank found (infos[r] for rank r),
+ * an optional explicit split (counts in half-layers, n_counts; NULL for none)
+ * or an optional balance (NULL: MDI_BALANCE_DEFAULT). Whole-model files: balanced or split plan.
+ * Shards: each rank's own shard, which must be of one model, one geometry,
+ * one N-way split with N == n_ranks, covering every half-layer once in rank
+ * order. Pure: every rank gets the same answer and the same message. */
 mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const int32_t *counts,
-                          int32_t n_counts, int32_t *bounds, mdi_err *err);
+                          int32_t n_counts, const mdi_balance *how, int32_t *bounds, mdi_err *err);
 
 #endif /* MDI_PLAN_H */

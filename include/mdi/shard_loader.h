@@ -12,7 +12,7 @@
 #include "mdi/tokenizer.h"
 
 #define MDI_FORMAT_NAME "mdi-llm"
-#define MDI_FORMAT_VERSION 1
+#define MDI_FORMAT_VERSION 2
 
 /* Open path, read and validate its root attributes, close it. */
 mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err);

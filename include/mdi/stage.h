@@ -1,6 +1,8 @@
-/* The part of the model one rank holds: a contiguous layer range, and on the
- * rank that owns layer 0 the embedding, final norm and output head; plus the
- * KV cache of that range and the scratch space of a forward pass.
+/* The part of the model one rank holds: a contiguous range of half-layers
+ * (model_config.h: it may start with a layer's MLP and end with a layer's
+ * attention), and on the rank that owns layer 0 the embedding, final norm and
+ * output head; plus the KV cache of the attention it holds and the scratch
+ * space of a forward pass.
  *
  * No MPI and no I/O: the loader fills the weights, the pipeline moves rows.
  * Everything is allocated by mdi_stage_init; the forward functions never allocate. */
@@ -15,7 +17,8 @@
 #include "mdi/status.h"
 #include "mdi/tensor.h"
 
-/* Pointers into one layer's weights (all float32, shapes in MDI_TENSOR_LIST). */
+/* Pointers into one layer's weights (all float32, shapes in MDI_TENSOR_LIST);
+ * the pointers of a half the stage does not hold are NULL. */
 typedef struct mdi_layer_weights {
     const float *attn_norm; /* (dim) */
     const float *wq;        /* (n_heads*head_dim, dim) */
@@ -35,8 +38,8 @@ typedef struct mdi_row {
 } mdi_row;
 
 typedef struct mdi_stage_params {
-    int32_t layer_first; /* [layer_first, layer_last) of the whole model */
-    int32_t layer_last;
+    int32_t half_first; /* half-layers [half_first, half_last) of the whole model */
+    int32_t half_last;
     int has_extras;        /* holds embedding, final norm, output head */
     size_t n_slots;        /* samples in flight (KV cache slots) */
     size_t max_pos;        /* positions per slot (<= max_seq_len) */
@@ -50,7 +53,7 @@ typedef struct mdi_stage_params {
 typedef struct mdi_stage {
     mdi_config cfg;
     mdi_stage_params p;
-    float *layer_data;         /* (n_local_layers, layer_params) in MDI_TENSOR_LIST order */
+    float *layer_data;         /* the held tensors, layer by layer in MDI_TENSOR_LIST order */
     mdi_layer_weights *layers; /* (n_local_layers) views into layer_data */
     float *embedding;          /* (vocab, dim) or NULL */
     float *final_norm;         /* (dim) or NULL */
@@ -74,11 +77,17 @@ mdi_status mdi_stage_init(mdi_stage *st, const mdi_config *cfg, const mdi_stage_
                           mdi_err *err);
 void mdi_stage_free(mdi_stage *st);
 
+/* Layers the stage holds all or half of: [first, first + n). */
+int32_t mdi_stage_first_layer(const mdi_stage *st);
 int32_t mdi_stage_n_layers(const mdi_stage *st);
-/* Where tensor k of local layer l lives inside layer_data (for the loader). */
+/* Where tensor k of local layer l lives inside layer_data (for the loader);
+ * NULL for a half the stage does not hold and for a tied output head. */
 float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer);
 /* Weight bytes this stage holds. */
 size_t mdi_stage_weight_bytes(const mdi_stage *st);
+/* Weight bytes this stage reads per generated token: its half-layers, and on
+ * rank 0 the final norm and head (the embedding is only looked up). */
+size_t mdi_stage_step_bytes(const mdi_stage *st);
 
 /* x (n, dim) = embedding rows of tokens (n). Tokens must be in [0, vocab). */
 void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float *x);

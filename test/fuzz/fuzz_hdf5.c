@@ -286,7 +286,9 @@ static const fuzz_h5_base *fuzz_h5_bases(void)
         return bases;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     fuzz_write("base.json", FUZZ_H5_CONFIG, strlen(FUZZ_H5_CONFIG), 0, cfg);
-    cv_write_opts whole = {CV_DTYPE_F32, 1, NULL, 1}, split = {CV_DTYPE_F32, 2, NULL, 1};
+    static const int32_t halves[2] = {2, 2}; /* one layer per shard */
+    cv_write_opts whole = {.dtype = CV_DTYPE_F32, .n_shards = 1, .quiet = 1};
+    cv_write_opts split = {.dtype = CV_DTYPE_F32, .n_shards = 2, .split = halves, .quiet = 1};
     if (cv_open_synthetic(cfg, 1, NULL, &src, &err) != MDI_OK ||
         cv_write(&src, fuzz_path("base.h5", one), &whole, &err) != MDI_OK ||
         cv_write(&src, fuzz_path("base-shards", dir), &split, &err) != MDI_OK)
@@ -312,12 +314,12 @@ static mdi_status fuzz_h5_load(const char *path, mdi_err *err)
     /* Datasets are contiguous, at least 2 bytes an element: attributes that promise
      * more weights than the file holds are a lie the stage must not be allocated for. */
     uint64_t elems =
-        (uint64_t)(info.layer_last - info.layer_first) * mdi_config_layer_params(&info.cfg) +
+        (uint64_t)(info.half_last - info.half_first) / 2 * mdi_config_layer_params(&info.cfg) +
         (info.has_extras ? mdi_config_extra_params(&info.cfg) : 0);
     if (stat(path, &fs) != 0 || elems > (uint64_t)fs.st_size / 2)
         fuzz_fail("probe accepted attributes that imply more weights than the file holds");
-    mdi_stage_params p = {.layer_first = info.layer_first,
-                          .layer_last = info.layer_last,
+    mdi_stage_params p = {.half_first = info.half_first,
+                          .half_last = info.half_last,
                           .has_extras = info.has_extras,
                           .n_slots = 1,
                           .max_pos = 1,
