@@ -95,18 +95,6 @@ mdi_status mdi_config_validate(const mdi_config *c, mdi_err *err)
     return MDI_OK;
 }
 
-size_t mdi_config_layer_params(const mdi_config *c)
-{
-    size_t total = 0, r, cl;
-    for (int k = 0; k < MDI_T_COUNT; k++) {
-        if (mdi_tensor_scope_of((mdi_tensor_kind)k) != MDI_SCOPE_LAYER)
-            continue;
-        mdi_tensor_shape(c, (mdi_tensor_kind)k, &r, &cl);
-        total += r * cl;
-    }
-    return total;
-}
-
 int mdi_tensor_half(mdi_tensor_kind k)
 {
     if (mdi_tensor_scope_of(k) != MDI_SCOPE_LAYER)
@@ -124,6 +112,11 @@ size_t mdi_config_half_params(const mdi_config *c, int half)
         total += r * cl;
     }
     return total;
+}
+
+size_t mdi_config_layer_params(const mdi_config *c)
+{
+    return mdi_config_half_params(c, MDI_HALF_ATTN) + mdi_config_half_params(c, MDI_HALF_MLP);
 }
 
 size_t mdi_config_head_params(const mdi_config *c)

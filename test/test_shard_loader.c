@@ -155,22 +155,29 @@ static void expect_probe(const char *path, mdi_status want, const char *msg)
     expect_msg(&err, path, msg);
 }
 
-/* Load the whole model (layers [0, n_layers) and extras) from path. */
-static mdi_status load_all(const fx *x, const char *path, mdi_err *err)
+/* A stage of half-layers [first, last) loaded from path (the caller frees st). */
+static mdi_status load_halves(const fx *x, const char *path, int32_t first, int32_t last,
+                              mdi_stage *st, mdi_err *err)
 {
-    mdi_stage st;
-    mdi_stage_params p = {.half_first = 0,
-                          .half_last = 2 * x->cfg.n_layers,
-                          .has_extras = 1,
+    mdi_stage_params p = {.half_first = first,
+                          .half_last = last,
+                          .has_extras = first == 0,
                           .n_slots = 1,
                           .max_pos = 4,
                           .max_rows = 1,
                           .max_logit_rows = 1,
                           .n_threads = 1};
     mdi_err_clear(err);
-    if (mdi_stage_init(&st, &x->cfg, &p, err) != MDI_OK)
+    if (mdi_stage_init(st, &x->cfg, &p, err) != MDI_OK)
         fail_msg("mdi_stage_init: %s", err->msg);
-    mdi_status s = mdi_shard_load(path, &st, err);
+    return mdi_shard_load(path, st, err);
+}
+
+/* Load the whole model (every layer and the extras) from path. */
+static mdi_status load_all(const fx *x, const char *path, mdi_err *err)
+{
+    mdi_stage st;
+    mdi_status s = load_halves(x, path, 0, 2 * x->cfg.n_layers, &st, err);
     mdi_stage_free(&st);
     return s;
 }
@@ -474,24 +481,6 @@ static void test_shards(void **state)
     assert_int_not_equal(mdi_shard_locate(copy, 1, x->path, sizeof x->path, &in, &err), MDI_OK);
     expect_msg(&err, path, "not an HDF5 file");
     mdi_test_rm_tree(copy);
-}
-
-/* A stage of half-layers [first, last) loaded from path; 0 on success. */
-static mdi_status load_halves(const fx *x, const char *path, int32_t first, int32_t last,
-                              mdi_stage *st, mdi_err *err)
-{
-    mdi_stage_params p = {.half_first = first,
-                          .half_last = last,
-                          .has_extras = first == 0,
-                          .n_slots = 1,
-                          .max_pos = 4,
-                          .max_rows = 1,
-                          .max_logit_rows = 1,
-                          .n_threads = 1};
-    mdi_err_clear(err);
-    if (mdi_stage_init(st, &x->cfg, &p, err) != MDI_OK)
-        fail_msg("mdi_stage_init: %s", err->msg);
-    return mdi_shard_load(path, st, err);
 }
 
 /* Version-2 shards cut inside a layer: [0, 3) ends with layer 1's attention,
