@@ -31,10 +31,10 @@ static void print_help(FILE *out)
 {
     fputs("Usage:\n"
           "  mdi-convert INPUT [--tokenizer FILE] -o OUTPUT\n"
-          "              [--shards N [--balance memory|time] | --split a,b,c]\n"
+          "              [--shards N [--balance time|memory] | --split a,b,c]\n"
           "              [--dtype f32|f16|bf16] [--quiet]\n"
           "  mdi-convert --synthetic NAME|CONFIG.json [--seed N] [--tokenizer FILE] -o OUTPUT\n"
-          "              [--shards N [--balance memory|time] | --split a,b,c]\n"
+          "              [--shards N [--balance time|memory] | --split a,b,c]\n"
           "              [--dtype f32|f16|bf16] [--quiet]\n"
           "  mdi-convert --inspect PATH\n"
           "  mdi-convert --help | --version\n"
@@ -61,7 +61,7 @@ static void print_help(FILE *out)
           "                        (--shards 1: one file)\n",
           out);
     fprintf(out,
-            "  --balance memory|time with --shards N: what the shards even out. time: the\n"
+            "  --balance time|memory with --shards N: what the shards even out. time: the\n"
             "                        weight bytes each rank reads per generated token (the\n"
             "                        embedding, only looked up, does not count); memory:\n"
             "                        the weight bytes each shard holds. Default: %s (the\n"
