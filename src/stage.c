@@ -192,21 +192,33 @@ void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float
         memcpy(x + i * dim, st->embedding + (size_t)tokens[i] * dim, dim * sizeof(float));
 }
 
-/* Attention for every (row, head) pair of KV layer `layer`, heads spread
- * over the stage's threads. */
-static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, size_t n)
+/* Attention of item i = (row i / n_heads, head i % n_heads) of KV layer
+ * `layer`, with `scores` as the scratch of the calling thread. */
+static void attend(mdi_stage *st, size_t layer, const mdi_row *rows, size_t i, float *scores)
 {
     const mdi_config *c = &st->cfg;
     mdi_attn_shape shape = {(size_t)c->n_heads, (size_t)c->n_kv_heads, (size_t)c->head_dim};
-    size_t qd = mdi_config_q_dim(c), H = (size_t)c->n_heads;
-    long total = (long)(n * H);
-#pragma omp parallel for num_threads(st->p.n_threads) schedule(static) if (st->p.n_threads > 1)
-    for (long i = 0; i < total; i++) {
-        size_t r = (size_t)i / H, h = (size_t)i % H;
-        float *scores = st->scores + (size_t)omp_get_thread_num() * st->p.max_pos;
-        mdi_attention(st->att + r * qd, st->q + r * qd, &st->kv, (size_t)rows[r].slot, layer,
-                      (size_t)rows[r].pos, &shape, h, h + 1, scores);
+    size_t qd = mdi_config_q_dim(c), r = i / shape.n_heads, h = i % shape.n_heads;
+    mdi_attention(st->att + r * qd, st->q + r * qd, &st->kv, (size_t)rows[r].slot, layer,
+                  (size_t)rows[r].pos, &shape, h, h + 1, scores);
+}
+
+/* Attention for every (row, head) pair of KV layer `layer`, heads spread
+ * over the stage's threads. One thread opens no parallel region: libgomp
+ * allocates a team for every region of one thread, even under if (0), and
+ * this runs on every token (test/e2e_alloc.sh). */
+static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, size_t n)
+{
+    long total = (long)(n * (size_t)st->cfg.n_heads);
+    if (st->p.n_threads <= 1) {
+        for (long i = 0; i < total; i++)
+            attend(st, layer, rows, (size_t)i, st->scores);
+        return;
     }
+#pragma omp parallel for num_threads(st->p.n_threads) schedule(static)
+    for (long i = 0; i < total; i++)
+        attend(st, layer, rows, (size_t)i,
+               st->scores + (size_t)omp_get_thread_num() * st->p.max_pos);
 }
 
 /* y (n, d) = beta * y + x (n, in) @ W^T: streamed for rows [0, ns), BLIS for

@@ -349,7 +349,14 @@ void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, si
      * each thread takes one contiguous range of W's rows, cut at multiples of 8. */
     if (rows == 0 || d == 0)
         return;
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    /* One thread opens no parallel region: libgomp allocates a team for
+     * every region of one thread, even under if (0), and this runs on every
+     * token (test/e2e_alloc.sh). */
+    if (n_threads <= 1) {
+        stream_range(y, x, w, rows, n, d, beta, 0, d);
+        return;
+    }
+#pragma omp parallel num_threads(n_threads)
     {
         size_t t = 0, nt = 1;
 #ifdef _OPENMP
