@@ -26,6 +26,7 @@ typedef enum {
     MDI_OPT_STATS_JSON,
     MDI_OPT_SPLIT,
     MDI_OPT_BALANCE,
+    MDI_OPT_SPEEDS,
     MDI_OPT_THREADS,
     MDI_OPT_GROUP_SIZE,
     MDI_OPT_PREFILL_CHUNK,
@@ -56,6 +57,7 @@ static const mdi_opt mdi_cli_opts[MDI_OPT_COUNT] = {
     [MDI_OPT_STATS_JSON] = {"--stats-json", 1},
     [MDI_OPT_SPLIT] = {"--split", 1},
     [MDI_OPT_BALANCE] = {"--balance", 1},
+    [MDI_OPT_SPEEDS] = {"--speeds", 1},
     [MDI_OPT_THREADS] = {"--threads", 1},
     [MDI_OPT_GROUP_SIZE] = {"--group-size", 1},
     [MDI_OPT_PREFILL_CHUNK] = {"--prefill-chunk", 1},
@@ -224,6 +226,12 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
             return st;
         return mdi_plan_parse_balance(text, &how, err);
     }
+    case MDI_OPT_SPEEDS: {
+        int32_t n;
+        if ((st = mdi_cli_str(flag, text, &out->speeds, err)) || !strcmp(text, "auto"))
+            return st;
+        return mdi_plan_parse_speeds(text, NULL, INT32_MAX, &n, err);
+    }
     case MDI_OPT_SAMPLES:
         return mdi_cli_i32(flag, text, 1, &out->samples, err);
     case MDI_OPT_MAX_TOKENS:
@@ -371,19 +379,19 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      rank 0 ends after layer 10's attention); shards must agree\n"
             "  --balance time|memory  without --split, even out the weight bytes each rank\n"
             "                      reads per token (time, default) or holds (memory)\n"
+            "  --speeds auto|a,b,c weigh the time balance by the ranks' relative speeds (2,1:\n"
+            "                      rank 0 is twice as fast); auto measures them at start-up\n"
             "  --threads N         threads per rank for matrix work (>= 1; default: the cores\n"
             "                      this rank may run on, shared among the ranks on its host)\n"
             "  --group-size G      samples per pipeline group (>= 1; default: samples / N, at\n"
             "                      least 1, so that every rank has a group to work on)\n"
-            "  --prefill-chunk N   rows per message while prompts are processed, shared by\n"
-            "                      the samples of a group (>= 1; default %d on one rank,\n"
-            "                      %d on several, whose chunks then overlap); while this\n"
-            "                      and the group size are at most %zu, prompt rows use the\n"
-            "                      engine's own kernel, otherwise BLIS\n"
-            "  --timeout SECONDS   when no message has come back for this long, rank 0 ends\n"
-            "                      the run naming the rank that stopped answering; the\n"
-            "                      others wait twice as long, for rank 0 itself (> 0 and\n"
-            "                      <= %.0f, one year; default %g)\n"
+            "  --prefill-chunk N   prompt rows per message, shared by a group's samples (>= 1;\n"
+            "                      default %d on one rank, %d on several, whose chunks then\n"
+            "                      overlap); while this and the group size are at most %zu,\n"
+            "                      prompt rows use the engine's own kernel, otherwise BLIS\n"
+            "  --timeout SECONDS   rank 0 ends the run, naming the rank that stopped answering,\n"
+            "                      when no message has come back for this long; the others\n"
+            "                      wait twice as long (> 0 and <= %.0f, one year; default %g)\n"
             "\n"
             "Output:\n"
             "  --stats-json FILE   write run statistics as JSON to FILE\n"
@@ -395,8 +403,8 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "print each completed line of sample i as \"[i] text\", then\n"
             "\"[i] (end: eos|max-tokens|context-full, N tokens)\". Timing goes to stderr.\n"
             "\n"
-            "Values go as \"--flag value\" or \"--flag=value\" (use the second form for a value\n"
-            "that starts with --). Each option may be given once.\n"
+            "Values go as \"--flag value\" or \"--flag=value\" (the second for a value that\n"
+            "starts with --). Each option may be given once.\n"
             "\n"
             "Example (3 ranks, 3 samples of one prompt):\n"
             "  mpirun -np 3 %s --model shards/ --prompt \"Once upon a time\" --samples 3\n",

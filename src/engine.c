@@ -3,6 +3,7 @@
 #include "mdi/engine.h"
 
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,15 +194,21 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
     return s;
 }
 
-/* Allocate this rank's stage and read its weights. */
-static mdi_status load_stage(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
+/* Collective: this rank's threads, --threads or this host's cores shared
+ * among the ranks on it. */
+static int rank_threads(const mdi_engine *e, const mdi_cli *cli)
 {
-    int threads = cli->threads, cores = available_cores();
-    if (!threads) { /* share this host's cores among the ranks on it */
-        int local = mdi_ring_local_size(e->comm);
-        threads = cores / (local > 0 ? local : 1);
-        threads = threads < 1 ? 1 : threads;
-    }
+    int local = mdi_ring_local_size(e->comm), threads = available_cores();
+    if (cli->threads)
+        return cli->threads;
+    threads /= local > 0 ? local : 1;
+    return threads < 1 ? 1 : threads;
+}
+
+/* Allocate this rank's stage and read its weights. */
+static mdi_status load_stage(mdi_engine *e, mdi_err *err)
+{
+    int threads = e->threads;
     mdi_status s = mdi_tensor_init(threads, &e->tensor, err);
     if (s)
         return s;
@@ -221,15 +228,71 @@ static mdi_status load_stage(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
     return mdi_shard_load(e->shard_path, &e->stage, err);
 }
 
-/* Every rank: which layers are mine. */
+/* Weight bytes --speeds auto streams on each rank: a rank's share of a
+ * decode step, within [64 MiB, 256 MiB] (beyond the last-level caches of
+ * most hosts). */
+static size_t probe_bytes(const mdi_config *c, int n_ranks)
+{
+    double step =
+        ((double)mdi_config_layer_params(c) * c->n_layers + (double)mdi_config_head_params(c)) *
+        sizeof(float) / n_ranks;
+    double lo = 64.0 * (1 << 20), hi = 256.0 * (1 << 20);
+    return (size_t)(step < lo ? lo : step > hi ? hi : step);
+}
+
+/* Collective: every rank's relative speed from --speeds into speeds
+ * (n_ranks weights, plan.h); this rank's measured rate in e->speed_rate. */
+static mdi_status rank_speeds(mdi_engine *e, const char *text, uint32_t *speeds, mdi_err *err)
+{
+    double *rates = calloc((size_t)e->n_ranks, sizeof *rates);
+    int32_t n = 0;
+    mdi_status s = MDI_OK;
+    if (!rates)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the speed table");
+    if (!strcmp(text, "auto")) {
+        /* All ranks probe at once, as they will run (ranks on one host share
+         * its memory bandwidth), for 0.3 s: several periods of a CPU quota.
+         * Every rank joins the allgather, a failed probe too (as 0). */
+        if ((s = mdi_ring_agree(e->comm, MDI_OK, NULL, err)))
+            goto done;
+        e->speed_rate =
+            mdi_matmul_stream_rate(probe_bytes(&e->info.cfg, e->n_ranks), 0.3, e->threads);
+        s = mdi_ring_allgather(e->comm, &e->speed_rate, sizeof e->speed_rate, rates, err);
+        for (int r = 0; !s && r < e->n_ranks; r++)
+            if (!(rates[r] > 0.0))
+                s = mdi_errf(err, MDI_ERR_NOMEM,
+                             "--speeds auto: rank %d could not allocate its %zu MiB probe", r,
+                             probe_bytes(&e->info.cfg, e->n_ranks) >> 20);
+        if (!s)
+            mdi_plan_snap_speeds(rates, e->n_ranks);
+    } else if (!(s = mdi_plan_parse_speeds(text, NULL, INT32_MAX, &n, err))) {
+        if (n != e->n_ranks)
+            s = mdi_errf(err, MDI_ERR_MISMATCH, "--speeds has %d entr%s but %d ranks were started",
+                         n, n == 1 ? "y" : "ies", e->n_ranks);
+        else
+            s = mdi_plan_parse_speeds(text, rates, n, &n, err);
+    }
+    /* Rank 0's weights for all: floating point may round differently on
+     * other kinds of hosts, and every rank must make the same plan. */
+    if (!s && e->rank == 0)
+        mdi_plan_speed_weights(rates, e->n_ranks, speeds);
+done:
+    free(rates);
+    if (!s)
+        s = mdi_ring_bcast(e->comm, speeds, (size_t)e->n_ranks * sizeof *speeds, 0, err);
+    return s;
+}
+
+/* Collective: which layers are mine. */
 static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
 {
     int32_t counts[MDI_MAX_HALVES], n_counts = 0;
     mdi_balance how = MDI_BALANCE_DEFAULT;
     mdi_shard_info *infos = calloc((size_t)e->n_ranks, sizeof *infos);
     int32_t *bounds = calloc((size_t)e->n_ranks + 1, sizeof *bounds);
+    uint32_t *speeds = calloc((size_t)e->n_ranks, sizeof *speeds);
     mdi_status s = MDI_OK;
-    if (!infos || !bounds)
+    if (!infos || !bounds || !speeds)
         s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the placement table");
     if (!s)
         s = mdi_ring_allgather(e->comm, &e->info, sizeof e->info, infos, err);
@@ -237,15 +300,19 @@ static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
         s = mdi_plan_parse_split(cli->split, counts, MDI_MAX_HALVES, &n_counts, err);
     if (!s && cli->balance)
         s = mdi_plan_parse_balance(cli->balance, &how, err);
+    if (!s && cli->speeds)
+        s = rank_speeds(e, cli->speeds, speeds, err);
     if (!s)
         s = mdi_plan_check(infos, e->n_ranks, cli->split ? counts : NULL, n_counts,
-                           cli->balance ? &how : NULL, bounds, err);
+                           cli->balance ? &how : NULL, cli->speeds ? speeds : NULL, bounds, err);
     if (!s) {
         e->half_first = bounds[e->rank];
         e->half_last = bounds[e->rank + 1];
+        e->speed = cli->speeds ? speeds[e->rank] : MDI_SPEED_SCALE;
     }
     free(infos);
     free(bounds);
+    free(speeds);
     return s;
 }
 
@@ -262,6 +329,7 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
     ls = mdi_shard_locate(cli->model, e->rank, e->shard_path, sizeof e->shard_path, &e->info, &le);
     if ((s = mdi_ring_agree(comm, ls, &le, err)))
         return s;
+    e->threads = rank_threads(e, cli);
     ls = place(e, cli, &le); /* same inputs and verdict on every rank */
     if ((s = mdi_ring_agree(comm, ls, &le, err)))
         return s;
@@ -269,7 +337,7 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
     if ((s = mdi_ring_agree(comm, ls, &le, err)) ||
         (s = mdi_ring_bcast(comm, &e->shape, sizeof e->shape, 0, err)))
         return s;
-    ls = load_stage(e, cli, &le);
+    ls = load_stage(e, &le);
     if ((s = mdi_ring_agree(comm, ls, &le, err)))
         return s;
     int32_t n_groups = (e->shape.n_samples + e->shape.group_size - 1) / e->shape.group_size;
@@ -340,8 +408,10 @@ mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *o
 typedef struct rank_stats {
     char host[64];
     char blis_arch[32];
-    int32_t half_first, half_last, threads, pad;
+    int32_t half_first, half_last, threads;
+    uint32_t speed;
     int64_t peak_rss_kb;
+    double speed_rate;
     double compute_s, wait_s, wall_s, active_s;
     uint64_t bytes_sent, bytes_recv, msgs_sent, msgs_recv, weight_bytes, step_bytes, kv_bytes;
     uint64_t decode_rows_sent, decode_bytes_sent;
@@ -390,7 +460,13 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
         fprintf(f, ", \"half_first\": %d, \"half_last\": %d, \"holds\": ", x->half_first,
                 x->half_last);
         json_str(f, held);
-        fprintf(f, ", \"threads\": %d, \"blis_arch\": ", x->threads);
+        fprintf(f, ", \"threads\": %d, \"speed\": %.3f, \"speed_probe_bytes_per_s\": ", x->threads,
+                (double)x->speed / MDI_SPEED_SCALE);
+        if (x->speed_rate > 0.0)
+            fprintf(f, "%.0f", x->speed_rate);
+        else
+            fprintf(f, "null");
+        fprintf(f, ", \"blis_arch\": ");
         json_str(f, x->blis_arch);
         fprintf(f,
                 ", \"peak_rss_bytes\": %lld, \"weight_bytes\": %llu, \"step_weight_bytes\": %llu, "
@@ -428,6 +504,8 @@ mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
     me.half_first = e->half_first;
     me.half_last = e->half_last;
     me.threads = e->tensor.n_threads;
+    me.speed = e->speed;
+    me.speed_rate = e->speed_rate;
     me.compute_s = ps->compute_s;
     me.wall_s = ps->wall_s;
     me.active_s = ps->active_s;

@@ -115,9 +115,10 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
         char held[96];
         mdi_plan_describe(e.half_first, e.half_last, held, sizeof held);
         fprintf(stderr,
-                "mdi-llm: %d rank%s, %s on rank 0, %d sample%s, group size %d, "
+                "mdi-llm: %d rank%s, %s on rank 0%s, %d sample%s, group size %d, "
                 "%d thread%s per rank, BLIS %s\n",
-                e.n_ranks, e.n_ranks == 1 ? "" : "s", held, e.shape.n_samples,
+                e.n_ranks, e.n_ranks == 1 ? "" : "s", held,
+                cli->speeds ? " (placed by --speeds)" : "", e.shape.n_samples,
                 e.shape.n_samples == 1 ? "" : "s", e.shape.group_size, e.tensor.n_threads,
                 e.tensor.n_threads == 1 ? "" : "s", e.tensor.blis_arch);
     }

@@ -2,6 +2,7 @@
 #include "mdi/plan.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,30 +59,80 @@ const char *mdi_plan_balance_name(mdi_balance how)
     return how == MDI_BALANCE_TIME ? "time" : "memory";
 }
 
-/* Fill bounds for the largest rank cost `cap`, later ranks first, each taking
- * as many half-layers as fit while leaving one for every earlier rank; 1 if
- * rank 0 (extra + what is left) fits too. Taking the most from the end leaves
- * the least to every earlier rank, so no plan fits cap where this one fails. */
-static int fill_from_end(const mdi_config *c, int32_t n_ranks, uint64_t extra, uint64_t cap,
-                         int32_t *bounds)
+/* Scratch of mdi_plan_balanced: prefix sums of the half-layers' costs and
+ * which prefixes ranks 0..r-1 can cover exactly. */
+typedef struct plan_work {
+    int32_t n, H;
+    const uint32_t *speeds; /* NULL: all 1 */
+    uint64_t extra;
+    uint64_t *sum;  /* (H + 1): sum[b] = cost of half-layers [0, b) */
+    uint8_t *cover; /* (n, H + 1): cover[r][b] = ranks 0..r can cover [0, b) */
+    int32_t *count; /* (H + 2): prefix counts of one row of cover */
+} plan_work;
+
+/* The smallest start a of a range [a, b) that rank r may take within room:
+ * sum[b] - sum[a] <= room. b when not even half-layer b - 1 fits. */
+static int32_t first_start(const plan_work *w, int32_t b, uint64_t room)
 {
-    int32_t H = 2 * c->n_layers, end = H;
-    bounds[n_ranks] = H;
-    for (int32_t r = n_ranks - 1; r >= 1; r--) {
-        int32_t start = end;
-        uint64_t cost = 0;
-        while (start > r && cost + half_params(c, start - 1) <= cap)
-            cost += half_params(c, --start);
-        if (start == end)
-            return 0;
-        bounds[r] = end = start;
+    int32_t lo = 0, hi = b; /* sum is increasing: bisect */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (w->sum[b] - w->sum[mid] <= room)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
-    bounds[0] = 0;
-    return extra + range_params(c, 0, end) <= cap;
+    return lo;
 }
 
-mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance how, int32_t *bounds,
-                             mdi_err *err)
+/* What rank r may take under cap: cap at full speed (MDI_SPEED_SCALE). */
+static uint64_t room_of(const plan_work *w, int32_t r, uint64_t cap)
+{
+    return w->speeds ? cap * w->speeds[r] / MDI_SPEED_SCALE : cap;
+}
+
+/* Fill w->cover for the largest cost `cap` (room_of); 1 if the n ranks can cover every half-layer.
+ * Rank 0 starts at 0 and pays the extra; every range is non-empty. */
+static int cover_all(plan_work *w, uint64_t cap)
+{
+    int32_t H = w->H;
+    uint8_t *row = w->cover;
+    uint64_t room0 = room_of(w, 0, cap);
+    for (int32_t b = 0; b <= H; b++)
+        row[b] = b >= 1 && room0 >= w->extra && w->sum[b] <= room0 - w->extra;
+    for (int32_t r = 1; r < w->n; r++) {
+        uint8_t *prev = row;
+        uint64_t room = room_of(w, r, cap);
+        row += H + 1;
+        w->count[0] = 0;
+        for (int32_t b = 0; b <= H; b++)
+            w->count[b + 1] = w->count[b] + prev[b];
+        for (int32_t b = 0; b <= H; b++) { /* some a in [first_start, b) that prev covers */
+            int32_t a = first_start(w, b, room);
+            row[b] = b > 0 && a < b && w->count[b] - w->count[a] > 0;
+        }
+    }
+    return row[H];
+}
+
+/* The plan for a cap that cover_all accepted: from the last rank back, each
+ * rank starts as early as lets the earlier ranks still cover the rest. */
+static void take_from_end(const plan_work *w, uint64_t cap, int32_t *bounds)
+{
+    int32_t end = w->H;
+    bounds[w->n] = end;
+    for (int32_t r = w->n - 1; r >= 1; r--) {
+        const uint8_t *prev = w->cover + (size_t)(r - 1) * (size_t)(w->H + 1);
+        int32_t a = first_start(w, end, room_of(w, r, cap));
+        while (!prev[a])
+            a++;
+        bounds[r] = end = a;
+    }
+    bounds[0] = 0;
+}
+
+mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance how,
+                             const uint32_t *speeds, int32_t *bounds, mdi_err *err)
 {
     int32_t H = 2 * c->n_layers;
     if (n_ranks < 1)
@@ -91,21 +142,105 @@ mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance h
                         "%d ranks but the model has only %d layers (%d half-layers): every rank "
                         "needs at least half a layer",
                         n_ranks, c->n_layers, H);
-    uint64_t extra =
-        how == MDI_BALANCE_TIME ? mdi_config_head_params(c) : mdi_config_extra_params(c);
-    /* The smallest cap that fits: between the largest half-layer and everything. */
-    uint64_t lo = extra + half_params(c, 0), hi = extra + range_params(c, 0, H);
-    if (half_params(c, 1) > lo)
-        lo = half_params(c, 1);
+    for (int32_t r = 0; speeds && r < n_ranks; r++)
+        if (speeds[r] < 1 || speeds[r] > MDI_SPEED_SCALE)
+            return mdi_errf(err, MDI_ERR_ARG, "rank %d's speed %u is outside 1..%d", r,
+                            (unsigned)speeds[r], MDI_SPEED_SCALE);
+    plan_work w = {
+        .n = n_ranks,
+        .H = H,
+        .speeds = speeds,
+        .extra = how == MDI_BALANCE_TIME ? mdi_config_head_params(c) : mdi_config_extra_params(c),
+        .sum = malloc(((size_t)H + 1) * sizeof *w.sum),
+        .cover = malloc((size_t)n_ranks * ((size_t)H + 1)),
+        .count = malloc(((size_t)H + 2) * sizeof *w.count),
+    };
+    mdi_status s = MDI_OK;
+    if (!w.sum || !w.cover || !w.count) {
+        s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the placement search (%d ranks)",
+                     n_ranks);
+        goto done;
+    }
+    w.sum[0] = 0;
+    for (int32_t h = 0; h < H; h++)
+        w.sum[h + 1] = w.sum[h] + half_params(c, h);
+    /* The smallest cap that fits: everything fits a cap of the whole model
+     * times MDI_SPEED_SCALE, since every speed is at least 1. */
+    uint64_t lo = 0, hi = (w.extra + w.sum[H]) * (speeds ? MDI_SPEED_SCALE : 1);
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (fill_from_end(c, n_ranks, extra, mid, bounds))
+        if (cover_all(&w, mid))
             hi = mid;
         else
             lo = mid + 1;
     }
-    fill_from_end(c, n_ranks, extra, lo, bounds);
+    cover_all(&w, lo);
+    take_from_end(&w, lo, bounds);
+done:
+    free(w.sum);
+    free(w.cover);
+    free(w.count);
+    return s;
+}
+
+mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, int32_t *n,
+                                 mdi_err *err)
+{
+    const char *p = text;
+    int32_t k = 0;
+    if (!text || !*text)
+        return mdi_errf(err, MDI_ERR_ARG, "--speeds is empty; expected auto or numbers like 2,1,1");
+    for (;;) {
+        char *end = (char *)p;
+        double v = -1.0;
+        errno = 0;
+        if ((*p >= '0' && *p <= '9') || *p == '.') /* no sign, space, inf or nan */
+            v = strtod(p, &end);
+        for (const char *q = p; q < end; q++) /* nor hexadecimal */
+            if (*q == 'x' || *q == 'X' || *q == 'p' || *q == 'P')
+                v = -1.0;
+        if (end == p || errno || !(v > 0.0) || v > 1e9)
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "--speeds '%s': expected auto, or one positive number per rank "
+                            "like 2,1,1 (relative speeds) separated by commas",
+                            text);
+        if (k == cap)
+            return mdi_errf(err, MDI_ERR_RANGE, "--speeds '%s' has more than %d entries", text,
+                            cap);
+        if (speeds)
+            speeds[k] = v;
+        k++;
+        if (*end == '\0')
+            break;
+        if (*end != ',')
+            return mdi_errf(err, MDI_ERR_ARG, "--speeds '%s': unexpected character '%c'", text,
+                            *end);
+        p = end + 1;
+    }
+    *n = k;
     return MDI_OK;
+}
+
+void mdi_plan_snap_speeds(double *speeds, int32_t n)
+{
+    double top = 0.0;
+    for (int32_t r = 0; r < n; r++)
+        top = speeds[r] > top ? speeds[r] : top;
+    for (int32_t r = 0; r < n && top > 0.0; r++)
+        if (speeds[r] > 0.0)
+            speeds[r] =
+                top * exp2(round(MDI_SPEED_STEPS * log2(speeds[r] / top)) / MDI_SPEED_STEPS);
+}
+
+void mdi_plan_speed_weights(const double *speeds, int32_t n, uint32_t *weights)
+{
+    double top = 0.0;
+    for (int32_t r = 0; r < n; r++)
+        top = speeds[r] > top ? speeds[r] : top;
+    for (int32_t r = 0; r < n; r++) {
+        double w = top > 0.0 ? speeds[r] / top * MDI_SPEED_SCALE + 0.5 : 1.0;
+        weights[r] = w < 1.0 ? 1u : w > MDI_SPEED_SCALE ? MDI_SPEED_SCALE : (uint32_t)w;
+    }
 }
 
 mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int32_t n_ranks,
@@ -244,7 +379,8 @@ static mdi_status check_shards(const mdi_shard_info *in, int32_t n, int32_t *bou
 }
 
 mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const int32_t *counts,
-                          int32_t n_counts, const mdi_balance *how, int32_t *bounds, mdi_err *err)
+                          int32_t n_counts, const mdi_balance *how, const uint32_t *speeds,
+                          int32_t *bounds, mdi_err *err)
 {
     mdi_status s = check_same_model(infos, n_ranks, err);
     if (s)
@@ -257,11 +393,20 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
                         n_ranks, c->n_layers, 2 * c->n_layers);
     if (counts && how)
         return mdi_errf(err, MDI_ERR_ARG, "give either --split or --balance, not both");
+    if (counts && speeds)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "give either --split or --speeds, not both (--speeds weighs the "
+                        "balanced plan; --split fixes every rank's layers)");
+    if (speeds && how && *how != MDI_BALANCE_TIME)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "--speeds weighs the time balance; --balance memory evens out memory, "
+                        "which does not depend on speed");
     if (infos[0].shard_count > 1) {
-        if (how)
+        if (how || speeds)
             return mdi_errf(err, MDI_ERR_ARG,
-                            "--balance applies to a whole-model file; these shards already fix "
-                            "the placement (convert with mdi-convert --balance to change it)");
+                            "%s applies to a whole-model file; these shards already fix "
+                            "the placement (convert with mdi-convert %s to change it)",
+                            how ? "--balance" : "--speeds", how ? "--balance" : "--split");
         if ((s = check_shards(infos, n_ranks, bounds, err)))
             return s;
         for (int32_t r = 0; counts && r < n_ranks; r++)
@@ -282,5 +427,5 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
                             n_counts, n_ranks);
         return mdi_plan_from_counts(c, counts, n_ranks, bounds, err);
     }
-    return mdi_plan_balanced(c, n_ranks, how ? *how : MDI_BALANCE_DEFAULT, bounds, err);
+    return mdi_plan_balanced(c, n_ranks, how ? *how : MDI_BALANCE_DEFAULT, speeds, bounds, err);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -367,6 +368,39 @@ void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, si
         if (j0 < j1)
             stream_range(y, x, w, rows, n, d, beta, j0, j1);
     }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double mdi_matmul_stream_rate(size_t bytes, double seconds, int n_threads)
+{
+    const size_t n = 4096; /* floats per weight row: 16 KiB */
+    size_t d = bytes / (n * sizeof(float)) + 1;
+    float *w = mdi_alloc_floats(d * n), *x = mdi_alloc_floats(n), *y = mdi_alloc_floats(d);
+    double rate = 0.0;
+    if (w && x && y) {
+        for (size_t i = 0; i < d * n; i++)
+            w[i] = (float)(i % 7) * 1e-3f;
+        for (size_t i = 0; i < n; i++)
+            x[i] = 1.0f;
+        double t0 = now_s(), t = 0.0;
+        size_t passes = 0;
+        do {
+            mdi_matmul_stream(y, x, w, 1, n, d, 0.0f, n_threads);
+            passes++;
+            t = now_s() - t0;
+        } while (t < seconds || passes < 2);
+        rate = (double)passes * (double)(d * n * sizeof(float)) / t;
+    }
+    mdi_free_floats(w);
+    mdi_free_floats(x);
+    mdi_free_floats(y);
+    return rate;
 }
 
 float mdi_dot(const float *a, const float *b, size_t n)

@@ -39,6 +39,11 @@ one_message "more ranks than half-layers" "11 ranks but the model has only 5 lay
 one_message "split in quarter layers" "--split '2.25,2.75': expected layer counts" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 2.25,2.75 "${P[@]}"
 one_message "split and balance at once" "either --split or --balance" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 2.5,2.5 --balance time "${P[@]}"
 one_message "balance with shards" "--balance applies to a whole-model file" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/h55" --balance memory "${P[@]}"
+one_message "speeds and split at once" "either --split or --speeds" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 2.5,2.5 --speeds 1,2 "${P[@]}"
+one_message "speeds with memory balance" "--speeds weighs the time balance" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --balance memory --speeds auto "${P[@]}"
+one_message "speeds with shards" "--speeds applies to a whole-model file" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/h55" --speeds 1,2 "${P[@]}"
+one_message "speeds with wrong entry count" "--speeds has 3 entries but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --speeds 1,2,1 "${P[@]}"
+one_message "speeds with one entry for 2 ranks" "--speeds has 1 entry but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --speeds 1 "${P[@]}"
 one_message "split with wrong entry count" "--split has 3 entries but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 1,2,2 "${P[@]}"
 one_message "split with wrong sum" "split covers 6 layers but the model has 5" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 3,3 "${P[@]}"
 one_message "missing model (3 ranks)" "no such file or directory" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/nope.h5" "${P[@]}"
@@ -61,7 +66,7 @@ one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.
 one_message "stats file unwritable" "--stats-json .* cannot be written" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/no/such/dir/s.json"
 one_message "group larger than samples" "--group-size 4 is larger than the 2 samples" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 --group-size 4
 
-for bad in "--balance fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
+for bad in "--balance fast" "--speeds 0,1" "--speeds 1,-2" "--speeds 0x1,1" "--speeds fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
   read -r -a args <<<"$bad"
   one_message "flag $bad" "${args[0]}" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt hi "${args[@]}"
 done

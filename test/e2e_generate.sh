@@ -50,6 +50,25 @@ for how in time memory; do
   expect_eq "--balance $how, 3 ranks" "$REF1" "$out"
 done
 
+# Ranks of different speeds: a rank given a third of the speed holds less;
+# measured speeds (auto) are reported per rank; the text stays the reference.
+holds() { grep -o '"holds": "[^"]*"' "$1" | tr '\n' ' ' | sed 's/ $//'; }
+out=$(run_np 2 --model "$TMP/s.h5" --speeds 3,1 --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60 --stats-json "$TMP/sp.json")
+expect_eq "--speeds 3,1" "$REF1" "$out"
+expect_eq "--speeds 3,1: placement" "\"holds\": \"layers 0-3\" \"holds\": \"layer 4\"" "$(holds "$TMP/sp.json")"
+out=$(run_np 2 --model "$TMP/s.h5" --speeds 1,3 --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60 --stats-json "$TMP/sp.json")
+expect_eq "--speeds 1,3" "$REF1" "$out"
+expect_eq "--speeds 1,3: placement" "\"holds\": \"layer 0's attention\" \"holds\": \"layer 0's MLP and layers 1-4\"" "$(holds "$TMP/sp.json")"
+expect_eq "--speeds 1,3: speeds reported" '"speed": 0.333 "speed": 1.000' \
+  "$(grep -o '"speed": [0-9.]*' "$TMP/sp.json" | tr '\n' ' ' | sed 's/ $//')"
+out=$(run_np 3 --model "$TMP/s.h5" --speeds auto --prompt "Once upon a time" --samples 3 --temperature 0 --max-tokens 60 --stats-json "$TMP/sp.json")
+for i in 0 1 2; do
+  expect_eq "--speeds auto, 3 ranks, sample $i" "$REF1" "$(sample_text "$i" <(printf '%s\n' "$out"))"
+done
+probes=$(grep -o '"speed": [0-9.]*, "speed_probe_bytes_per_s": [0-9]*' "$TMP/sp.json" |
+  awk -F'[:,] *' '$2 > 0 && $2 <= 1 && $4 > 1e6 { ok++; if ($2 == 1) top++ } END { print ok + 0, (top > 0) }')
+expect_eq "--speeds auto: every rank measured, the fastest at 1" "3 1" "$probes"
+
 # Default S = number of ranks: three greedy samples of one prompt, all the reference.
 run_np 3 --model "$TMP/shards3" --prompt "Once upon a time" --temperature 0 --max-tokens 60 >"$TMP/multi"
 for i in 0 1 2; do

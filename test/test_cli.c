@@ -370,6 +370,7 @@ static void test_usage(void **state)
         "--group-size",
         "--prefill-chunk",
         "--balance time|memory",
+        "--speeds auto|a,b,c",
         "10.5,11.5",
         "--timeout",
         "--quiet",

@@ -171,7 +171,7 @@ static void check_sharded(cv_source *src, const char *dir, const char *name, con
     if (o->split)
         assert_int_equal(mdi_plan_from_counts(&src->cfg, o->split, n, bounds, &err), MDI_OK);
     else
-        assert_int_equal(mdi_plan_balanced(&src->cfg, n, o->balance, bounds, &err), MDI_OK);
+        assert_int_equal(mdi_plan_balanced(&src->cfg, n, o->balance, NULL, bounds, &err), MDI_OK);
     assert_int_equal(count_entries(out, &tmp), n);
     assert_int_equal(tmp, 0);
     for (int32_t i = 0; i < n; i++) {
@@ -336,7 +336,7 @@ static void test_write_balance(void **state)
     assert_true(differ > 0);
     cv_write_opts o = {.dtype = CV_DTYPE_F32, .n_shards = 2, .quiet = 1};
     check_sharded(&src, dir, "default", &o, mem);
-    assert_int_equal(mdi_plan_balanced(&src.cfg, 2, MDI_BALANCE_DEFAULT, tim, &err), MDI_OK);
+    assert_int_equal(mdi_plan_balanced(&src.cfg, 2, MDI_BALANCE_DEFAULT, NULL, tim, &err), MDI_OK);
     assert_memory_equal(mem, tim, 3 * sizeof *mem);
     cv_write_opts bad = {.dtype = CV_DTYPE_F32, .n_shards = 2, .quiet = 1, .balance = 7};
     snprintf(bad_out, sizeof bad_out, "%s/bad", dir);

@@ -3,6 +3,8 @@
  * checks over what every rank found (whole files, shards, mixtures). */
 #include "test_util.h"
 
+#include <math.h>
+
 #include "mdi/plan.h"
 
 #define MAX_RANKS 8
@@ -43,24 +45,38 @@ static uint64_t cost_of(const costs *k, int32_t r, int32_t first, int32_t last)
     return sum;
 }
 
-/* Smallest possible largest-rank cost over all contiguous partitions of
- * half-layers [first, H) among ranks r..n-1, every range non-empty, by
+/* Rank r's cost at full speed: cost * MDI_SPEED_SCALE / its speed w[r]
+ * (NULL: full speed), rounded up; what mdi_plan_balanced minimises the
+ * largest of. */
+static uint64_t scaled(const costs *k, const uint32_t *w, int32_t r, int32_t first, int32_t last)
+{
+    uint64_t c = cost_of(k, r, first, last), d = w ? w[r] : MDI_SPEED_SCALE;
+    return (c * MDI_SPEED_SCALE + d - 1) / d;
+}
+
+/* Smallest possible largest scaled rank cost over all contiguous partitions
+ * of half-layers [first, H) among ranks r..n-1, every range non-empty, by
  * enumeration. */
-static uint64_t brute_min_max(const costs *k, int32_t H, int32_t n, int32_t r, int32_t first,
-                              uint64_t worst_so_far)
+static uint64_t brute_min_max_w(const costs *k, const uint32_t *w, int32_t H, int32_t n, int32_t r,
+                                int32_t first, uint64_t worst_so_far)
 {
     if (r == n - 1) {
-        uint64_t b = cost_of(k, r, first, H);
+        uint64_t b = scaled(k, w, r, first, H);
         return worst_so_far > b ? worst_so_far : b;
     }
     uint64_t best = UINT64_MAX;
     for (int32_t end = first + 1; end <= H - (n - 1 - r); end++) {
-        uint64_t b = cost_of(k, r, first, end), w = b > worst_so_far ? b : worst_so_far;
-        uint64_t m = brute_min_max(k, H, n, r + 1, end, w);
-        if (m < best)
-            best = m;
+        uint64_t b = scaled(k, w, r, first, end), m;
+        m = brute_min_max_w(k, w, H, n, r + 1, end, b > worst_so_far ? b : worst_so_far);
+        best = m < best ? m : best;
     }
     return best;
+}
+
+static uint64_t brute_min_max(const costs *k, int32_t H, int32_t n, int32_t r, int32_t first,
+                              uint64_t worst_so_far)
+{
+    return brute_min_max_w(k, NULL, H, n, r, first, worst_so_far);
 }
 
 static costs costs_for(const mdi_config *c, mdi_balance how)
@@ -139,7 +155,7 @@ static void test_balanced_tinyllama(void **state)
         for (int32_t n = 1; n <= 5; n++) {
             int32_t bounds[MAX_RANKS + 1];
             mdi_err err;
-            if (mdi_plan_balanced(&tiny_llama, n, (mdi_balance)how, bounds, &err) != MDI_OK)
+            if (mdi_plan_balanced(&tiny_llama, n, (mdi_balance)how, NULL, bounds, &err) != MDI_OK)
                 fail_msg("%d ranks: %s", n, err.msg);
             check_bounds(bounds, n, 44);
             for (int32_t r = 0; r <= n; r++)
@@ -183,7 +199,8 @@ static void test_balanced_is_optimal(void **state)
                             int32_t bounds[MAX_RANKS + 1];
                             mdi_err err;
                             assert_int_equal(
-                                mdi_plan_balanced(&c, n, (mdi_balance)how, bounds, &err), MDI_OK);
+                                mdi_plan_balanced(&c, n, (mdi_balance)how, NULL, bounds, &err),
+                                MDI_OK);
                             check_bounds(bounds, n, 2 * L);
                             uint64_t got = plan_max(&c, bounds, n, (mdi_balance)how);
                             uint64_t best = brute_min_max(&k, 2 * L, n, 0, 0, 0);
@@ -203,22 +220,156 @@ static void test_balanced_is_optimal(void **state)
                     }
 }
 
+/* Largest scaled rank cost of a plan. */
+static uint64_t plan_max_w(const costs *k, const uint32_t *w, const int32_t *bounds, int32_t n)
+{
+    uint64_t worst = 0;
+    for (int32_t r = 0; r < n; r++) {
+        uint64_t b = scaled(k, w, r, bounds[r], bounds[r + 1]);
+        worst = b > worst ? b : worst;
+    }
+    return worst;
+}
+
+/* Ranks of different speeds: the plan's largest cost / speed is the
+ * smallest any contiguous partition allows, over small geometries and speed
+ * mixes from equal to 1000:1, and equal speeds give the unweighted plan. */
+static void test_balanced_speeds_optimal(void **state)
+{
+    (void)state;
+    const uint32_t pool[] = {1, 7, 250, 333, 500, 999, 1000};
+    uint32_t seed = 12345;
+    for (int32_t L = 1; L <= 5; L++)
+        for (int32_t vocab = 1; vocab <= 300; vocab += 299)
+            for (int how = 0; how < 2; how++) {
+                mdi_config c = {.dim = 8,
+                                .hidden_dim = 20,
+                                .n_layers = L,
+                                .n_heads = 2,
+                                .n_kv_heads = 1,
+                                .head_dim = 4,
+                                .vocab_size = vocab,
+                                .max_seq_len = 16,
+                                .rope_theta = 1e4f,
+                                .norm_eps = 1e-5f};
+                costs k = costs_for(&c, (mdi_balance)how);
+                for (int32_t n = 1; n <= 2 * L && n <= 5; n++)
+                    for (int trial = 0; trial < 12; trial++) {
+                        uint32_t w[MAX_RANKS];
+                        int32_t bounds[MAX_RANKS + 1], plain[MAX_RANKS + 1];
+                        mdi_err err;
+                        for (int32_t r = 0; r < n; r++) {
+                            seed = seed * 1103515245u + 12345u;
+                            w[r] = trial == 0 ? 1000 : pool[(seed >> 16) % 7];
+                        }
+                        assert_int_equal(
+                            mdi_plan_balanced(&c, n, (mdi_balance)how, w, bounds, &err), MDI_OK);
+                        check_bounds(bounds, n, 2 * L);
+                        uint64_t got = plan_max_w(&k, w, bounds, n);
+                        uint64_t best = brute_min_max_w(&k, w, 2 * L, n, 0, 0, 0);
+                        if (got != best)
+                            fail_msg("L=%d vocab=%d n=%d speeds %u,%u,...: largest %llu, best %llu",
+                                     L, vocab, n, w[0], n > 1 ? w[1] : 0, (unsigned long long)got,
+                                     (unsigned long long)best);
+                        if (trial == 0) { /* all equal */
+                            assert_int_equal(
+                                mdi_plan_balanced(&c, n, (mdi_balance)how, NULL, plain, &err),
+                                MDI_OK);
+                            assert_memory_equal(bounds, plain, (size_t)(n + 1) * sizeof *bounds);
+                        }
+                    }
+            }
+}
+
+/* TinyLlama on a fast and a half-speed host: the slow one reads about half
+ * as much per token, within half a layer; and the reverse. */
+static void test_balanced_speeds_tinyllama(void **state)
+{
+    (void)state;
+    const uint32_t fast_slow[2] = {1000, 500}, slow_fast[2] = {500, 1000};
+    int32_t b[3];
+    mdi_err err;
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 2, MDI_BALANCE_TIME, fast_slow, b, &err),
+                     MDI_OK);
+    double r0 = (double)mdi_plan_rank_step_bytes(&tiny_llama, b, 0),
+           r1 = (double)mdi_plan_rank_step_bytes(&tiny_llama, b, 1), tol = TL_MLP * 4.0;
+    assert_true(fabs(r1 - r0 / 2) <= tol);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 2, MDI_BALANCE_TIME, slow_fast, b, &err),
+                     MDI_OK);
+    r0 = (double)mdi_plan_rank_step_bytes(&tiny_llama, b, 0);
+    r1 = (double)mdi_plan_rank_step_bytes(&tiny_llama, b, 1);
+    assert_true(fabs(r0 - r1 / 2) <= tol);
+    /* a speed outside 1..1000 */
+    const uint32_t bad[2] = {0, 1000}, big[2] = {1001, 1000};
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 2, MDI_BALANCE_TIME, bad, b, &err),
+                     MDI_ERR_ARG);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 2, MDI_BALANCE_TIME, big, b, &err),
+                     MDI_ERR_ARG);
+}
+
+static void test_parse_speeds(void **state)
+{
+    (void)state;
+    double v[4];
+    int32_t n = 0;
+    mdi_err err;
+    assert_int_equal(mdi_plan_parse_speeds("2,1,0.5", v, 4, &n, &err), MDI_OK);
+    assert_int_equal(n, 3);
+    assert_true(v[0] == 2.0 && v[1] == 1.0 && v[2] == 0.5);
+    assert_int_equal(mdi_plan_parse_speeds(".25,1e3", v, 4, &n, &err), MDI_OK);
+    assert_true(n == 2 && v[0] == 0.25 && v[1] == 1000.0);
+    assert_int_equal(mdi_plan_parse_speeds("1,2,3,4,5", NULL, 100, &n, &err), MDI_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(mdi_plan_parse_speeds("1,2,3,4,5", v, 4, &n, &err), MDI_ERR_RANGE);
+    const char *bad[] = {"",    "0",     "-1",     "+1",  " 1", "1,",   ",1",  "1,,2",  "nan",
+                         "inf", "1e400", "1e-400", "2e9", "1x", "0x10", "1;2", "auto,1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mdi_err_clear(&err);
+        if (mdi_plan_parse_speeds(bad[i], v, 4, &n, &err) != MDI_ERR_ARG)
+            fail_msg("--speeds '%s' was accepted", bad[i]);
+        assert_non_null(strstr(err.msg, "--speeds"));
+    }
+}
+
+static void test_speed_weights(void **state)
+{
+    (void)state;
+    const double a[3] = {2, 1, 1}, b[2] = {1, 1e-6}, c[3] = {3.5, 3.5, 3.5};
+    uint32_t w[3];
+    mdi_plan_speed_weights(a, 3, w);
+    assert_true(w[0] == 1000 && w[1] == 500 && w[2] == 500);
+    mdi_plan_speed_weights(b, 2, w);
+    assert_true(w[0] == 1000 && w[1] == 1);
+    mdi_plan_speed_weights(c, 3, w);
+    assert_true(w[0] == 1000 && w[1] == 1000 && w[2] == 1000);
+    /* snapping: within a 32nd of an octave of the fastest is the fastest,
+     * a half stays a half, every speed moves by at most a 32nd of an octave */
+    double s[5] = {10.0, 9.85, 5.0, 2.6, 10.0 * exp2(-1.0 / 16)};
+    const double orig[5] = {10.0, 9.85, 5.0, 2.6, 10.0 * exp2(-1.0 / 16)};
+    mdi_plan_snap_speeds(s, 5);
+    assert_true(s[0] == 10.0 && s[1] == 10.0 && fabs(s[2] - 5.0) < 1e-9);
+    assert_true(fabs(s[4] - orig[4]) < 1e-9);
+    for (int i = 0; i < 5; i++)
+        assert_true(fabs(log2(s[i] / orig[i])) <= 1.0 / 32 + 1e-12);
+}
+
 static void test_balanced_errors(void **state)
 {
     (void)state;
     int32_t bounds[64];
     mdi_err err;
     mdi_err_clear(&err);
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, 45, MDI_BALANCE_MEMORY, bounds, &err),
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 45, MDI_BALANCE_MEMORY, NULL, bounds, &err),
                      MDI_ERR_RANGE);
     assert_int_equal(err.status, MDI_ERR_RANGE);
     assert_non_null(strstr(err.msg, "22 layers"));
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, 0, MDI_BALANCE_TIME, bounds, &err),
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 0, MDI_BALANCE_TIME, NULL, bounds, &err),
                      MDI_ERR_ARG);
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, -2, MDI_BALANCE_MEMORY, bounds, &err),
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, -2, MDI_BALANCE_MEMORY, NULL, bounds, &err),
                      MDI_ERR_ARG);
     /* half a layer per rank is still fine */
-    assert_int_equal(mdi_plan_balanced(&tiny_llama, 44, MDI_BALANCE_MEMORY, bounds, &err), MDI_OK);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 44, MDI_BALANCE_MEMORY, NULL, bounds, &err),
+                     MDI_OK);
     check_bounds(bounds, 44, 44);
 }
 
@@ -400,7 +551,7 @@ static void expect_check_error_how(const mdi_shard_info *in, int32_t n, const in
     int32_t bounds[MAX_RANKS + 1];
     mdi_err err;
     mdi_err_clear(&err);
-    mdi_status s = mdi_plan_check(in, n, counts, n_counts, how, bounds, &err);
+    mdi_status s = mdi_plan_check(in, n, counts, n_counts, how, NULL, bounds, &err);
     if (s != want)
         fail_msg("mdi_plan_check returned %d (%s), want %d", s, err.msg, want);
     assert_int_equal(err.status, want);
@@ -423,20 +574,21 @@ static void test_check_whole_files(void **state)
     for (int32_t n = 1; n <= 5; n++) {
         whole_files(in, n);
         /* no balance given: time */
-        assert_int_equal(mdi_plan_check(in, n, NULL, 0, NULL, bounds, &err), MDI_OK);
-        assert_int_equal(mdi_plan_balanced(&tiny_llama, n, MDI_BALANCE_TIME, want, &err), MDI_OK);
+        assert_int_equal(mdi_plan_check(in, n, NULL, 0, NULL, NULL, bounds, &err), MDI_OK);
+        assert_int_equal(mdi_plan_balanced(&tiny_llama, n, MDI_BALANCE_TIME, NULL, want, &err),
+                         MDI_OK);
         assert_memory_equal(bounds, want, (size_t)(n + 1) * sizeof(int32_t));
         for (int how = 0; how < 2; how++) {
             mdi_balance b = (mdi_balance)how;
-            assert_int_equal(mdi_plan_check(in, n, NULL, 0, &b, bounds, &err), MDI_OK);
-            assert_int_equal(mdi_plan_balanced(&tiny_llama, n, b, want, &err), MDI_OK);
+            assert_int_equal(mdi_plan_check(in, n, NULL, 0, &b, NULL, bounds, &err), MDI_OK);
+            assert_int_equal(mdi_plan_balanced(&tiny_llama, n, b, NULL, want, &err), MDI_OK);
             assert_memory_equal(bounds, want, (size_t)(n + 1) * sizeof(int32_t));
         }
     }
     /* with an explicit split, in half-layers */
     whole_files(in, 3);
     const int32_t split[] = {5, 19, 20};
-    assert_int_equal(mdi_plan_check(in, 3, split, 3, NULL, bounds, &err), MDI_OK);
+    assert_int_equal(mdi_plan_check(in, 3, split, 3, NULL, NULL, bounds, &err), MDI_OK);
     const int32_t ws[] = {0, 5, 24, 44};
     assert_memory_equal(bounds, ws, sizeof ws);
     /* a split and a balance at once */
@@ -454,7 +606,7 @@ static void test_check_whole_files(void **state)
     for (int32_t r = 0; r < 5; r++)
         in[r] = make_info(&two, "0123456789abcdef", 0, 4, 0, 1);
     expect_check_error(in, 5, NULL, 0, MDI_ERR_RANGE, "half a layer");
-    assert_int_equal(mdi_plan_check(in, 4, NULL, 0, NULL, bounds, &err), MDI_OK);
+    assert_int_equal(mdi_plan_check(in, 4, NULL, 0, NULL, NULL, bounds, &err), MDI_OK);
     /* a whole-model file that does not hold every layer, or lacks one half */
     whole_files(in, 2);
     in[1] = make_info(&tiny_llama, "0123456789abcdef", 0, 42, 0, 1);
@@ -470,12 +622,12 @@ static void test_check_shards(void **state)
     int32_t bounds[MAX_RANKS + 1];
     mdi_err err;
     three_shards(in);
-    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, bounds, &err), MDI_OK);
+    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, NULL, bounds, &err), MDI_OK);
     const int32_t want[] = {0, 14, 30, 44};
     assert_memory_equal(bounds, want, sizeof want);
     /* a split that agrees with the shards is accepted, one that does not is not */
     const int32_t agree[] = {14, 16, 14}, disagree[] = {16, 14, 14}, half_off[] = {15, 15, 14};
-    assert_int_equal(mdi_plan_check(in, 3, agree, 3, NULL, bounds, &err), MDI_OK);
+    assert_int_equal(mdi_plan_check(in, 3, agree, 3, NULL, NULL, bounds, &err), MDI_OK);
     expect_check_error(in, 3, half_off, 3, MDI_ERR_MISMATCH, "split");
     /* shards fix the placement: --balance is refused, whichever */
     const mdi_balance mem = MDI_BALANCE_MEMORY;
@@ -485,7 +637,7 @@ static void test_check_shards(void **state)
     const int32_t cut[] = {0, 15, 29, 44};
     for (int32_t r = 0; r < 3; r++)
         in[r] = make_info(&tiny_llama, "0123456789abcdef", cut[r], cut[r + 1], r, 3);
-    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, bounds, &err), MDI_OK);
+    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, NULL, bounds, &err), MDI_OK);
     assert_memory_equal(bounds, cut, sizeof cut);
     /* a half-layer gap: rank 1 starts with layer 7's MLP, rank 2 with layer 14's MLP */
     in[2] = make_info(&tiny_llama, "0123456789abcdef", 29 + 1, 44, 2, 3);
@@ -555,6 +707,33 @@ static void test_check_shards(void **state)
  * as "covering every layer once" (bounds would not be increasing). The
  * loader's own checks reject such a file, so this guards mdi_plan_check's
  * contract for callers that build infos some other way. */
+/* --speeds weighs the time balance of a whole-model file; with --split,
+ * --balance memory or shards it is refused, naming --speeds. */
+static void test_check_speeds(void **state)
+{
+    (void)state;
+    mdi_shard_info in[MAX_RANKS];
+    int32_t bounds[MAX_RANKS + 1], want[MAX_RANKS + 1];
+    const uint32_t w[3] = {1000, 250, 600};
+    const int32_t split[3] = {10, 14, 20};
+    mdi_balance time = MDI_BALANCE_TIME, memory = MDI_BALANCE_MEMORY;
+    mdi_err err;
+    whole_files(in, 3);
+    assert_int_equal(mdi_plan_balanced(&tiny_llama, 3, MDI_BALANCE_TIME, w, want, &err), MDI_OK);
+    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, NULL, w, bounds, &err), MDI_OK);
+    assert_memory_equal(bounds, want, sizeof want[0] * 4);
+    assert_int_equal(mdi_plan_check(in, 3, NULL, 0, &time, w, bounds, &err), MDI_OK);
+    assert_memory_equal(bounds, want, sizeof want[0] * 4);
+    const mdi_status refused[3] = {
+        mdi_plan_check(in, 3, NULL, 0, &memory, w, bounds, &err),
+        mdi_plan_check(in, 3, split, 3, NULL, w, bounds, &err),
+        (three_shards(in), mdi_plan_check(in, 3, NULL, 0, NULL, w, bounds, &err)),
+    };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(refused[i], MDI_ERR_ARG);
+    assert_non_null(strstr(err.msg, "--speeds"));
+}
+
 static void test_check_shards_reversed_range(void **state)
 {
     (void)state;
@@ -564,7 +743,7 @@ static void test_check_shards_reversed_range(void **state)
     three_shards(in);
     in[1].half_last = 10;
     in[2].half_first = 10;
-    mdi_status s = mdi_plan_check(in, 3, NULL, 0, NULL, bounds, &err);
+    mdi_status s = mdi_plan_check(in, 3, NULL, 0, NULL, NULL, bounds, &err);
     if (s == MDI_OK)
         fail_msg("shards [0,7) [7,5) [5,22) accepted: bounds %d %d %d %d", bounds[0], bounds[1],
                  bounds[2], bounds[3]);
@@ -577,6 +756,10 @@ int main(void)
         cmocka_unit_test(test_param_counts),
         cmocka_unit_test(test_balanced_tinyllama),
         cmocka_unit_test(test_balanced_is_optimal),
+        cmocka_unit_test(test_balanced_speeds_optimal),
+        cmocka_unit_test(test_balanced_speeds_tinyllama),
+        cmocka_unit_test(test_parse_speeds),
+        cmocka_unit_test(test_speed_weights),
         cmocka_unit_test(test_balanced_errors),
         cmocka_unit_test(test_parse_balance),
         cmocka_unit_test(test_describe),
@@ -584,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_parse_split),
         cmocka_unit_test(test_check_whole_files),
         cmocka_unit_test(test_check_shards),
+        cmocka_unit_test(test_check_speeds),
         cmocka_unit_test(test_check_shards_reversed_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -422,7 +422,7 @@ static mdi_status plan_bounds(const cv_source *src, const cv_write_opts *o, int3
 {
     if (o->split)
         return mdi_plan_from_counts(&src->cfg, o->split, n, bounds, err);
-    return mdi_plan_balanced(&src->cfg, n, o->balance, bounds, err);
+    return mdi_plan_balanced(&src->cfg, n, o->balance, NULL, bounds, err);
 }
 
 /* Move tmp to out, refusing to replace something that appeared meanwhile. */

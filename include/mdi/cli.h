@@ -22,6 +22,7 @@ typedef struct mdi_cli {
     const char *stats_json;     /* --stats-json FILE, or NULL */
     const char *split;          /* --split "a,b,c": layers per rank, or NULL (balanced) */
     const char *balance;        /* --balance time|memory (checked), or NULL (time) */
+    const char *speeds;         /* --speeds auto|a,b,c (checked), or NULL (equal ranks) */
     int32_t threads;            /* --threads per rank; 0 = auto (cores available) */
     int32_t group_size;         /* --group-size: samples per pipeline group; 0 = auto */
     int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block; 0 auto */

@@ -24,6 +24,9 @@ typedef struct mdi_engine {
     char shard_path[4096];
     mdi_shard_info info;           /* of this rank's file */
     int32_t half_first, half_last; /* this rank's half-layers (plan.h) */
+    int threads;                   /* --threads, or this host's share of cores */
+    uint32_t speed;                /* relative speed placement used (plan.h) */
+    double speed_rate;             /* --speeds auto: measured bytes/s, else 0 */
     mdi_tensor_info tensor;
     mdi_run_shape shape;
     mdi_stage stage;

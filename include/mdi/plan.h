@@ -32,11 +32,33 @@ typedef enum { MDI_BALANCE_TIME = 0, MDI_BALANCE_MEMORY = 1 } mdi_balance;
 mdi_status mdi_plan_parse_balance(const char *text, mdi_balance *out, mdi_err *err);
 const char *mdi_plan_balance_name(mdi_balance how);
 
-/* The contiguous plan whose largest rank cost (as `how` counts it) is the
- * smallest possible; among those, later ranks take as much as they can, so
- * rank 0 carries the least. Fails when n_ranks > 2 * n_layers. */
-mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance how, int32_t *bounds,
-                             mdi_err *err);
+/* Relative speeds of the ranks (hosts of different kinds), in thousandths of
+ * the fastest: 1..MDI_SPEED_SCALE. A rank of speed w may take w/1000 of the
+ * cost a full-speed rank may take. Integers, so that every rank, whatever its
+ * CPU, computes the same plan. */
+#define MDI_SPEED_SCALE 1000
+
+/* The contiguous plan whose largest rank cost (as `how` counts it, divided
+ * by the rank's speed) is the smallest possible; among those, later ranks
+ * take as much as they can, so rank 0 carries the least. speeds: n_ranks
+ * entries, or NULL for equal ranks. Fails when n_ranks > 2 * n_layers or a
+ * speed is outside 1..MDI_SPEED_SCALE. */
+mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance how,
+                             const uint32_t *speeds, int32_t *bounds, mdi_err *err);
+
+/* Parse relative speeds "2,1,1" or "1,0.45" (positive numbers, at most cap
+ * of them; speeds may be NULL to count only); *n gets the number parsed.
+ * "auto" is the engine's to handle, not this parser's. */
+mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, int32_t *n,
+                                 mdi_err *err);
+/* Round measured speeds to steps of 1/MDI_SPEED_STEPS octave from the
+ * fastest (4.4%), so that hosts alike within about 2% get the same speed and
+ * the same plan from run to run. */
+#define MDI_SPEED_STEPS 16
+void mdi_plan_snap_speeds(double *speeds, int32_t n);
+/* Relative speeds (any positive scale) -> weights for mdi_plan_balanced: the
+ * fastest rank gets MDI_SPEED_SCALE, every rank at least 1. */
+void mdi_plan_speed_weights(const double *speeds, int32_t n, uint32_t *weights);
 
 /* From explicit per-rank counts of half-layers (>= 1 each, summing to
  * 2 * n_layers). */
@@ -60,11 +82,13 @@ void mdi_plan_describe(int32_t first, int32_t last, char *buf, size_t cap);
 
 /* Decide every rank's range from what each rank found (infos[r] for rank r),
  * an optional explicit split (counts in half-layers, n_counts; NULL for none)
- * or an optional balance (NULL: MDI_BALANCE_DEFAULT). Whole-model files: balanced or split plan.
+ * or an optional balance (NULL: MDI_BALANCE_DEFAULT) with optional speeds
+ * (mdi_plan_balanced; time balance only). Whole-model files: balanced or split plan.
  * Shards: each rank's own shard, which must be of one model, one geometry,
  * one N-way split with N == n_ranks, covering every half-layer once in rank
  * order. Pure: every rank gets the same answer and the same message. */
 mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const int32_t *counts,
-                          int32_t n_counts, const mdi_balance *how, int32_t *bounds, mdi_err *err);
+                          int32_t n_counts, const mdi_balance *how, const uint32_t *speeds,
+                          int32_t *bounds, mdi_err *err);
 
 #endif /* MDI_PLAN_H */

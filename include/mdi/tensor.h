@@ -45,6 +45,12 @@ void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, si
  * its prompt rows too (mdi_stage_forward_mixed). */
 size_t mdi_matmul_stream_max_rows(void);
 
+/* Weight bytes per second that mdi_matmul_stream reads for one row on
+ * n_threads threads: a fresh buffer of `bytes` streamed for at least
+ * `seconds` (the pass that fills it not counted). This host's decode speed,
+ * as --speeds auto compares it across ranks. 0 if the buffer cannot be had. */
+double mdi_matmul_stream_rate(size_t bytes, double seconds, int n_threads);
+
 /* out (n) = x (n) / rms(x) * w (n); out may alias x. */
 void mdi_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
 
