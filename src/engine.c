@@ -251,12 +251,13 @@ static mdi_status rank_speeds(mdi_engine *e, const char *text, uint32_t *speeds,
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the speed table");
     if (!strcmp(text, "auto")) {
         /* All ranks probe at once, as they will run (ranks on one host share
-         * its memory bandwidth), for 0.3 s: several periods of a CPU quota.
+         * its memory bandwidth), for 1 s: ten periods of a CPU quota, whose
+         * phase moves a 0.3 s probe of a half-core cap by +-33%.
          * Every rank joins the allgather, a failed probe too (as 0). */
         if ((s = mdi_ring_agree(e->comm, MDI_OK, NULL, err)))
             goto done;
         e->speed_rate =
-            mdi_matmul_stream_rate(probe_bytes(&e->info.cfg, e->n_ranks), 0.3, e->threads);
+            mdi_matmul_stream_rate(probe_bytes(&e->info.cfg, e->n_ranks), 1.0, e->threads);
         s = mdi_ring_allgather(e->comm, &e->speed_rate, sizeof e->speed_rate, rates, err);
         for (int r = 0; !s && r < e->n_ranks; r++)
             if (!(rates[r] > 0.0))
