@@ -114,11 +114,11 @@ static mdi_status mdi_cli_int(const char *flag, const char *text, long long min,
 }
 
 /* int32 field in [min, INT32_MAX]. */
-static mdi_status mdi_cli_i32(const char *flag, const char *text, int32_t min, int32_t *out,
-                              mdi_err *err)
+static mdi_status mdi_cli_i32(const char *flag, const char *text, int32_t min, int32_t max,
+                              int32_t *out, mdi_err *err)
 {
     long long v = 0;
-    mdi_status st = mdi_cli_int(flag, text, min, INT32_MAX, &v, err);
+    mdi_status st = mdi_cli_int(flag, text, min, max, &v, err);
     if (st == MDI_OK)
         *out = (int32_t)v;
     return st;
@@ -233,17 +233,17 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         return mdi_plan_parse_speeds(text, NULL, INT32_MAX, &n, err);
     }
     case MDI_OPT_SAMPLES:
-        return mdi_cli_i32(flag, text, 1, &out->samples, err);
+        return mdi_cli_i32(flag, text, 1, MDI_CLI_MAX_SAMPLES, &out->samples, err);
     case MDI_OPT_MAX_TOKENS:
-        return mdi_cli_i32(flag, text, 0, &out->max_tokens, err);
+        return mdi_cli_i32(flag, text, 0, INT32_MAX, &out->max_tokens, err);
     case MDI_OPT_THREADS:
-        return mdi_cli_i32(flag, text, 1, &out->threads, err);
+        return mdi_cli_i32(flag, text, 1, MDI_CLI_MAX_THREADS, &out->threads, err);
     case MDI_OPT_GROUP_SIZE:
-        return mdi_cli_i32(flag, text, 1, &out->group_size, err);
+        return mdi_cli_i32(flag, text, 1, MDI_CLI_MAX_SAMPLES, &out->group_size, err);
     case MDI_OPT_PREFILL_CHUNK:
-        return mdi_cli_i32(flag, text, 1, &out->prefill_chunk, err);
+        return mdi_cli_i32(flag, text, 1, INT32_MAX, &out->prefill_chunk, err);
     case MDI_OPT_TOP_K:
-        st = mdi_cli_i32(flag, text, 0, &out->sampler.top_k, err);
+        st = mdi_cli_i32(flag, text, 0, INT32_MAX, &out->sampler.top_k, err);
         return st != MDI_OK ? st : mdi_sampler_params_validate(&out->sampler, err);
     case MDI_OPT_TEMPERATURE:
         return mdi_cli_sampler_f32(flag, text, &out->sampler.temperature, out, err);
@@ -362,7 +362,7 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "  --tokenize TEXT     print the token ids of TEXT and exit\n"
             "\n"
             "Generation:\n"
-            "  --samples S         samples of --prompt to generate (>= 1; default: N, the\n"
+            "  --samples S         samples of --prompt to generate (1-%d; default: N, the\n"
             "                      number of ranks, which keeps every rank busy)\n"
             "  --max-tokens N      tokens to generate per sample, prompt not counted\n"
             "                      (>= 0; default %d)\n"
@@ -381,9 +381,9 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      reads per token (time, default) or holds (memory)\n"
             "  --speeds auto|a,b,c weigh the time balance by the ranks' relative speeds (2,1:\n"
             "                      rank 0 is twice as fast); auto measures them at start-up\n"
-            "  --threads N         threads per rank for matrix work (>= 1; default: the cores\n"
+            "  --threads N         threads per rank for matrix work (1-%d; default: the cores\n"
             "                      this rank may run on, shared among the ranks on its host)\n"
-            "  --group-size G      samples per pipeline group (>= 1; default: samples / N, at\n"
+            "  --group-size G      samples per pipeline group (1-S; default: samples / N, at\n"
             "                      least 1, so that every rank has a group to work on)\n"
             "  --prefill-chunk N   prompt rows per message, shared by a group's samples (>= 1;\n"
             "                      default %d on one rank, %d on several, whose chunks then\n"
@@ -408,8 +408,9 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "\n"
             "Example (3 ranks, 3 samples of one prompt):\n"
             "  mpirun -np 3 %s --model shards/ --prompt \"Once upon a time\" --samples 3\n",
-            prog, prog, (int)d.max_tokens, (double)d.sampler.temperature, (int)d.sampler.top_k,
-            (double)d.sampler.top_p, (unsigned long long)d.seed,
-            MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK, MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS,
-            mdi_matmul_stream_max_rows(), MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
+            prog, prog, MDI_CLI_MAX_SAMPLES, (int)d.max_tokens, (double)d.sampler.temperature,
+            (int)d.sampler.top_k, (double)d.sampler.top_p, (unsigned long long)d.seed,
+            MDI_CLI_MAX_THREADS, MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK,
+            MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS, mdi_matmul_stream_max_rows(),
+            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
 }

@@ -78,9 +78,19 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
                         bad ? "read error" : "larger than 64 MiB");
     }
     b[n] = '\0';
-    int32_t count = 0;
-    for (size_t i = 0; i < n; i++)
+    int32_t count = 0; /* lines: one per newline, and an unterminated last one */
+    for (size_t i = 0; i < n; i++) {
+        int nul = b[i] == '\0';
+        if (nul || count >= MDI_CLI_MAX_SAMPLES) {
+            free(b);
+            if (nul)
+                return mdi_errf(err, MDI_ERR_ARG, "line %d of --prompt-file has a NUL byte",
+                                count + 1);
+            return mdi_errf(err, MDI_ERR_RANGE, "--prompt-file %s has more than %d prompts", path,
+                            MDI_CLI_MAX_SAMPLES);
+        }
         count += b[i] == '\n' || (i + 1 == n);
+    }
     const char **ls = calloc((size_t)count + 1, sizeof *ls);
     if (!ls) {
         free(b);

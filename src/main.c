@@ -1,5 +1,6 @@
 /* mdi-llm: model-distributed inference over an MPI ring.
  * Parses flags, sets up MPI and the engine, streams text, reports, exits. */
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,13 @@ int main(int argc, char **argv)
             code = fail(rank, &err, 1);
     } else {
         code = run(&cli, comm, rank);
+    }
+    /* Text that did not reach stdout (a full disk, a closed pipe) is lost. */
+    errno = 0;
+    if (rank == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "mdi-llm: writing to standard output failed%s%s\n", errno ? ": " : "",
+                errno ? strerror(errno) : "");
+        code = code ? code : 1;
     }
     MPI_Finalize();
     return code;

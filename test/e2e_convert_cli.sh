@@ -76,6 +76,10 @@ expect_fail 2 "--inspect PATH takes no other arguments" "$CONVERT" --inspect "$B
 # Runtime errors: exit 1, one line, nothing written.
 expect_fail 1 "pass --tokenizer tokenizer.bin" "$CONVERT" "$BIN" -o "$WORK/x.h5"
 expect_fail 1 "not a recognised model" "$CONVERT" "$TOK" -o "$WORK/x.h5"
+# llama2.c's tokenizer.bin has no piece count: another model's (32000 pieces
+# against 512) must not be cut to fit
+expect_fail 1 "holds 32000 pieces but the model's vocabulary has 512" "$CONVERT" "$BIN" \
+    --tokenizer "$MODELS/llama2-tokenizer/tokenizer.bin" -o "$WORK/x.h5"
 expect_fail 1 "No such file" "$CONVERT" "$WORK/missing.bin" -o "$WORK/x.h5"
 expect_fail 1 "not an HDF5 file" "$CONVERT" --inspect "$BIN"
 expect_fail 1 "split covers" "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2,4,4 -o "$WORK/x"

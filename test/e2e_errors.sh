@@ -71,6 +71,23 @@ for bad in "--balance fast" "--speeds 0,1" "--speeds 1,-2" "--speeds 0x1,1" "--s
   one_message "flag $bad" "${args[0]}" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt hi "${args[@]}"
 done
 
+# Limits checked before anything is allocated, and input that would be lost.
+one_message "samples beyond the limit" "--samples: '2147483647' is too large \(max 65536\)" "$MDI_LLM" --model "$TMP/s.h5" --prompt hi --samples 2147483647 --max-tokens 1
+one_message "threads beyond the limit" "--threads: '1025' is too large \(max 1024\)" "$MDI_LLM" --model "$TMP/s.h5" --prompt hi --threads 1025
+seq 1 65537 >"$TMP/many"
+one_message "prompt file beyond the limit" "has more than 65536 prompts" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/many" --max-tokens 1
+printf 'Once upon\nup\0on\n' >"$TMP/nul"
+one_message "NUL byte in a prompt line" "line 2 of --prompt-file has a NUL byte" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/nul" --max-tokens 4
+if [ -w /dev/full ]; then
+  rc=0
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 8 --quiet >/dev/full 2>"$TMP/err" || rc=$?
+  if [ "$rc" -eq 1 ] && grep -q "writing to standard output failed" "$TMP/err"; then
+    pass "text to a full disk: exit 1, named"
+  else
+    fail "text to a full disk: exit $rc, stderr: $(head -2 "$TMP/err")"
+  fi
+fi
+
 # --max-tokens 0 is valid: the prompt is echoed, nothing is generated.
 out=$("$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 0 2>/dev/null)
 expect_eq "--max-tokens 0 echoes the prompt" "Once upon a time" "$out"

@@ -159,6 +159,20 @@ static mdi_status l2c_parse(const rt_file *f, int32_t vocab_size, mdi_vocab *out
     int32_t n;
     uint64_t total;
     mdi_status s = l2c_scan(f, vocab_size, NULL, &n, &total, err);
+    if (s == MDI_OK && vocab_size > 0) { /* the file has no count: it must end there */
+        int32_t n_all = 0;
+        uint64_t all_bytes;
+        mdi_err whole;
+        if (l2c_scan(f, 0, NULL, &n_all, &all_bytes, &whole) == MDI_OK && n_all != vocab_size)
+            s = mdi_errf(err, MDI_ERR_MISMATCH,
+                         "%s holds %d pieces but the model's vocabulary has %d: a tokenizer of "
+                         "another model",
+                         f->path, (int)n_all, (int)vocab_size);
+        else if (n_all != vocab_size)
+            s = mdi_errf(err, MDI_ERR_MISMATCH,
+                         "%s goes on after the model's %d pieces: a tokenizer of another model",
+                         f->path, (int)vocab_size);
+    }
     if (s == MDI_OK)
         s = mdi_vocab_alloc(out, n, total, err);
     if (s == MDI_OK)

@@ -40,6 +40,10 @@ typedef struct mdi_cli {
 #define MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK 128
 #define MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS 32
 #define MDI_CLI_DEFAULT_TIMEOUT_S 300.0
+/* --samples and prompt-file lines: each sample has its own KV cache, prompt
+ * and sampler state on rank 0, allocated before the first token. */
+#define MDI_CLI_MAX_SAMPLES 65536
+#define MDI_CLI_MAX_THREADS 1024 /* as mdi_tensor_init accepts */
 
 /* Defaults: samples 0 (auto), max_tokens 256, seed 42, threads 0 (auto),
  * group_size 0 (auto), prefill_chunk 0 (auto), timeout 300 s, sampler from
