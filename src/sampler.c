@@ -69,15 +69,15 @@ mdi_status mdi_sampler_params_validate(const mdi_sampler_params *p, mdi_err *err
         return mdi_errf(err, MDI_ERR_RANGE, "--temperature %g is not a finite number",
                         (double)p->temperature);
     if (p->temperature < 0.0f)
-        return mdi_errf(err, MDI_ERR_RANGE, "--temperature %g must be >= 0 (0 = greedy)",
+        return mdi_errf(err, MDI_ERR_RANGE, "--temperature %.9g must be >= 0 (0 = greedy)",
                         (double)p->temperature);
     if (p->temperature > MDI_SAMPLER_MAX_TEMPERATURE)
-        return mdi_errf(err, MDI_ERR_RANGE, "--temperature %g is above the maximum %g",
+        return mdi_errf(err, MDI_ERR_RANGE, "--temperature %.9g is above the maximum %g",
                         (double)p->temperature, (double)MDI_SAMPLER_MAX_TEMPERATURE);
     if (p->top_k < 0)
         return mdi_errf(err, MDI_ERR_RANGE, "--top-k %d must be >= 0 (0 = off)", (int)p->top_k);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return mdi_errf(err, MDI_ERR_RANGE, "--top-p %g is outside (0, 1]", (double)p->top_p);
+        return mdi_errf(err, MDI_ERR_RANGE, "--top-p %.9g is outside (0, 1]", (double)p->top_p);
     return MDI_OK;
 }
 

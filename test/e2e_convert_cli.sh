@@ -54,6 +54,7 @@ done
 expect_fail 2 "unknown option '--bogus'" "$CONVERT" --bogus
 expect_fail 2 "no INPUT given" "$CONVERT"
 expect_fail 2 "no output given" "$CONVERT" "$BIN" --tokenizer "$TOK"
+expect_fail 2 "-o/--output is empty" "$CONVERT" "$BIN" --tokenizer "$TOK" -o ""
 expect_fail 2 "--shards needs a value" "$CONVERT" "$BIN" -o "$WORK/x" --shards
 expect_fail 2 "--shards '2x'" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2x
 expect_fail 2 "--shards '0'" "$CONVERT" "$BIN" -o "$WORK/x" --shards 0

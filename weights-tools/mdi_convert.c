@@ -47,10 +47,11 @@ static void print_help(FILE *out)
           "\n"
           "Options:\n"
           "  -o, --output OUTPUT   where to write: a file, or with --shards N > 1 or --split\n"
-          "                        a directory of model-II-of-NN.LFFF-LLL.h5 files (first\n"
-          "                        and last layer; FFFm: starts with that layer's MLP,\n"
-          "                        LLLa: ends with that layer's attention). OUTPUT must\n"
-          "                        not exist (the tool never overwrites; remove it first).\n"
+          "                        a,b,... (2+ ranks) a directory of model-II-of-NN.LFFF-\n"
+          "                        LLL.h5 files (first and last layer; FFFm: starts with\n"
+          "                        that layer's MLP, LLLa: ends with that layer's\n"
+          "                        attention). OUTPUT must not exist (the tool never\n"
+          "                        overwrites; remove it first).\n"
           "                        Written under OUTPUT.tmp-PID, renamed at the end.\n"
           "  --tokenizer FILE      tokenizer.bin (llama2.c) or tokenizer.model\n"
           "                        (SentencePiece). Required for llama2.c input; optional\n"
@@ -242,6 +243,8 @@ static mdi_status check_args(const cli_opts *o, mdi_err *err)
         return mdi_errf(err, MDI_ERR_ARG, "--seed only applies to --synthetic");
     if (!o->output)
         return mdi_errf(err, MDI_ERR_ARG, "no output given: add -o OUTPUT");
+    if (!o->output[0])
+        return mdi_errf(err, MDI_ERR_ARG, "-o/--output is empty: give a file or directory");
     if (o->have_shards && o->split_text)
         return mdi_errf(err, MDI_ERR_ARG, "give either --shards or --split, not both");
     if (o->balance_text && o->split_text)
