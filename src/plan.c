@@ -183,42 +183,71 @@ done:
     return s;
 }
 
-mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, int32_t *n,
-                                 mdi_err *err)
+/* One entry of a comma list at p: its value, or a negative one when p does
+ * not start with one; *end past what was read. */
+typedef double (*list_entry)(const char *p, char **end);
+
+/* Where parse_list stores entry k: as a double or as an int32, or nowhere. */
+typedef struct list_out {
+    double *d;
+    int32_t *i;
+} list_out;
+
+/* Parse text, entries separated by commas, at most cap of them, into out;
+ * *n gets their number. flag and `expect` (what an entry looks like) name
+ * the option in messages. */
+static mdi_status parse_list(const char *flag, const char *text, const char *expect, list_entry one,
+                             list_out out, int32_t cap, int32_t *n, mdi_err *err)
 {
-    const char *p = text;
     int32_t k = 0;
     if (!text || !*text)
-        return mdi_errf(err, MDI_ERR_ARG, "--speeds is empty; expected auto or numbers like 2,1,1");
-    for (;;) {
+        return mdi_errf(err, MDI_ERR_ARG, "%s is empty; expected %s", flag, expect);
+    for (const char *p = text;;) {
         char *end = (char *)p;
-        double v = -1.0;
-        errno = 0;
-        if ((*p >= '0' && *p <= '9') || *p == '.') /* no sign, space, inf or nan */
-            v = strtod(p, &end);
-        for (const char *q = p; q < end; q++) /* nor hexadecimal */
-            if (*q == 'x' || *q == 'X' || *q == 'p' || *q == 'P')
-                v = -1.0;
-        if (end == p || errno || !(v > 0.0) || v > 1e9)
-            return mdi_errf(err, MDI_ERR_ARG,
-                            "--speeds '%s': expected auto, or one positive number per rank "
-                            "like 2,1,1 (relative speeds) separated by commas",
-                            text);
+        double v = one(p, &end);
+        if (v < 0.0)
+            return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected %s separated by commas", flag,
+                            text, expect);
         if (k == cap)
-            return mdi_errf(err, MDI_ERR_RANGE, "--speeds '%s' has more than %d entries", text,
+            return mdi_errf(err, MDI_ERR_RANGE, "%s '%s' has more than %d entries", flag, text,
                             cap);
-        if (speeds)
-            speeds[k] = v;
+        if (out.d)
+            out.d[k] = v;
+        if (out.i)
+            out.i[k] = (int32_t)v;
         k++;
         if (*end == '\0')
             break;
         if (*end != ',')
-            return mdi_errf(err, MDI_ERR_ARG, "--speeds '%s': unexpected character '%c'", text,
+            return mdi_errf(err, MDI_ERR_ARG, "%s '%s': unexpected character '%c'", flag, text,
                             *end);
         p = end + 1;
     }
     *n = k;
     return MDI_OK;
+}
+
+/* A relative speed: a positive decimal number up to 1e9; no sign, space,
+ * inf, nan or hexadecimal, which strtod would take. */
+static double speed_entry(const char *p, char **end)
+{
+    double v = -1.0;
+    errno = 0;
+    if ((*p >= '0' && *p <= '9') || *p == '.')
+        v = strtod(p, end);
+    for (const char *q = p; q < *end; q++)
+        if (*q == 'x' || *q == 'X' || *q == 'p' || *q == 'P')
+            v = -1.0;
+    return *end == p || errno || !(v > 0.0) || v > 1e9 ? -1.0 : v;
+}
+
+mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, int32_t *n,
+                                 mdi_err *err)
+{
+    list_out out = {speeds, NULL};
+    return parse_list("--speeds", text,
+                      "auto, or one positive number per rank like 2,1,1 (relative speeds)",
+                      speed_entry, out, cap, n, err);
 }
 
 void mdi_plan_snap_speeds(double *speeds, int32_t n)
@@ -263,45 +292,34 @@ mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int3
     return MDI_OK;
 }
 
+/* A layer count in half-layers: a whole number or one and a half ("10",
+ * "10.5", "10.0"), at least half a layer; no sign or space. */
+static double split_entry(const char *p, char **end)
+{
+    long halves = -1;
+    errno = 0;
+    if (*p >= '0' && *p <= '9') {
+        long v = strtol(p, end, 10);
+        halves = errno || v > MDI_MAX_LAYERS ? -1 : 2 * v;
+        if (halves >= 0 && (*end)[0] == '.') {
+            if ((*end)[1] == '5' || (*end)[1] == '0')
+                halves += (*end)[1] == '5';
+            else
+                halves = -1;
+            *end += 2;
+        }
+    }
+    return halves < 1 || halves > MDI_MAX_HALVES ? -1.0 : (double)halves;
+}
+
 mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, int32_t *n,
                                 mdi_err *err)
 {
-    const char *p = text;
-    int32_t k = 0;
-    if (!text || !*text)
-        return mdi_errf(err, MDI_ERR_ARG, "--split is empty; expected counts like 2,4,4");
-    for (;;) {
-        char *end;
-        long halves = -1;
-        errno = 0;
-        if (*p >= '0' && *p <= '9') { /* no sign, no space: strtol would take them */
-            long v = strtol(p, &end, 10);
-            halves = errno || v > MDI_MAX_LAYERS ? -1 : 2 * v;
-            if (halves >= 0 && end[0] == '.') {
-                if (end[1] == '5' || end[1] == '0')
-                    halves += end[1] == '5';
-                else
-                    halves = -1;
-                end += 2;
-            }
-        }
-        if (halves < 1 || halves > MDI_MAX_HALVES)
-            return mdi_errf(err, MDI_ERR_ARG,
-                            "--split '%s': expected layer counts like 2,4,4 or 10.5,11.5 "
-                            "(whole or half layers, at least 0.5 each) separated by commas",
-                            text);
-        if (k == cap)
-            return mdi_errf(err, MDI_ERR_RANGE, "--split '%s' has more than %d entries", text, cap);
-        counts[k++] = (int32_t)halves;
-        if (*end == '\0')
-            break;
-        if (*end != ',')
-            return mdi_errf(err, MDI_ERR_ARG, "--split '%s': unexpected character '%c'", text,
-                            *end);
-        p = end + 1;
-    }
-    *n = k;
-    return MDI_OK;
+    list_out out = {NULL, counts};
+    return parse_list("--split", text,
+                      "layer counts like 2,4,4 or 10.5,11.5 (whole or half layers, at least 0.5 "
+                      "each)",
+                      split_entry, out, cap, n, err);
 }
 
 void mdi_plan_describe(int32_t first, int32_t last, char *buf, size_t cap)
