@@ -235,6 +235,7 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
     case MDI_OPT_SAMPLES:
         return mdi_cli_i32(flag, text, 1, MDI_CLI_MAX_SAMPLES, &out->samples, err);
     case MDI_OPT_MAX_TOKENS:
+        out->max_tokens_given = 1;
         return mdi_cli_i32(flag, text, 0, INT32_MAX, &out->max_tokens, err);
     case MDI_OPT_THREADS:
         return mdi_cli_i32(flag, text, 1, MDI_CLI_MAX_THREADS, &out->threads, err);
@@ -364,8 +365,8 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "Generation:\n"
             "  --samples S         samples of --prompt to generate (1-%d; default: N, the\n"
             "                      number of ranks, which keeps every rank busy)\n"
-            "  --max-tokens N      tokens to generate per sample, prompt not counted\n"
-            "                      (>= 0; default %d)\n"
+            "  --max-tokens N      tokens to generate per sample, prompt not counted (>= 0;\n"
+            "                      default %d, or fewer where the model's context ends)\n"
             "  --temperature T     0 = greedy (always the most likely token), else in (0, 100]\n"
             "                      (default %g)\n"
             "  --top-k K           sample among the K most likely tokens; 0 = off (default %d)\n"

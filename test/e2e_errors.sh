@@ -56,7 +56,9 @@ one_message "directory without shards" "no shard with index 0" "$MDI_LLM" --mode
 
 long=$(printf 'Once upon a time %.0s' $(seq 1 200))
 one_message "prompt longer than context" "more than the model's context of 512" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long" --max-tokens 8
+one_message "prompt longer than context, default --max-tokens" "more than the model's context of 512" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long"
 one_message "prompt + max tokens over context" "needs 516 positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 512
+one_message "given --max-tokens 256 over context" "--max-tokens is 256: that needs [0-9]+ positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$(printf 'Once upon a time %.0s' $(seq 1 70))" --max-tokens 256
 one_message "empty prompt" "empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt "" --max-tokens 8
 printf 'Once upon\n\xff\xfe broken\n' >"$TMP/badutf8"
 one_message "prompt not UTF-8" "line 2 of --prompt-file is not valid UTF-8" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8

@@ -76,6 +76,16 @@ for i in 0 1 2; do
 done
 grep -q '^\[2\] (end: max-tokens, 60 tokens)$' "$TMP/multi" && pass "end record" || fail "end record missing"
 
+# Without --max-tokens, a prompt that leaves fewer than 256 positions runs to
+# the end of the context (512 positions: the prompt, then all but the last
+# generated token); with --max-tokens 256 given, the same prompt is refused.
+long=$(printf 'Once upon a time %.0s' $(seq 1 70))
+n_long=$("$MDI_LLM" --model "$TMP/s.h5" --tokenize "$long" | wc -w)
+run_np 2 --model "$TMP/s.h5" --prompt "$long" --samples 2 --temperature 0 >"$TMP/ctx"
+expect_eq "default --max-tokens stops at the context's end" \
+  "[0] (end: context-full, $((512 - n_long + 1)) tokens) [1] (end: context-full, $((512 - n_long + 1)) tokens)" \
+  "$(grep -E '^\[[01]\] \(end: ' "$TMP/ctx" | tr '\n' ' ' | sed 's/ $//')"
+
 # --stats-json: the decode rate counts the tokens after the first; every rank's
 # working span lies within its wall time and its busy fractions within (0, 1].
 run_np 2 --model "$TMP/s.h5" --prompt "Once upon a time" --samples 1 --temperature 0 \

@@ -67,6 +67,7 @@ static void test_defaults(void **state)
     assert_null(d.split);
     assert_int_equal(d.samples, 0);
     assert_int_equal(d.max_tokens, 256);
+    assert_int_equal(d.max_tokens_given, 0); /* the default also stops at the context's end */
     assert_true(d.sampler.temperature == sp.temperature);
     assert_int_equal(d.sampler.top_k, sp.top_k);
     assert_true(d.sampler.top_p == sp.top_p);
@@ -82,6 +83,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.model, "m.h5");
     assert_string_equal(c.prompt, "hi");
     assert_int_equal(c.max_tokens, 256);
+    assert_int_equal(c.max_tokens_given, 0);
     assert_true(c.seed == 42u);
 }
 
@@ -121,6 +123,7 @@ static void check_all_flags(int eq)
     assert_string_equal(c.prompt, "Once upon a time");
     assert_int_equal(c.samples, 7);
     assert_int_equal(c.max_tokens, 0);
+    assert_int_equal(c.max_tokens_given, 1);
     assert_true(c.sampler.temperature == 1.25f);
     assert_int_equal(c.sampler.top_k, 40);
     assert_true(c.sampler.top_p == 0.5f);

@@ -17,6 +17,8 @@ typedef struct mdi_cli {
     const char *tokenize;       /* --tokenize TEXT: print the token ids and exit */
     int32_t samples;            /* --samples; 0 = not given: number of ranks for one --prompt */
     int32_t max_tokens;         /* --max-tokens: generated tokens per sample, prompt excluded */
+    int max_tokens_given;       /* --max-tokens was on the command line; when not, a sample
+                                   also stops where the model's context ends */
     mdi_sampler_params sampler; /* --temperature, --top-k, --top-p */
     uint64_t seed;              /* --seed; default 42; each sample has its own stream */
     const char *stats_json;     /* --stats-json FILE, or NULL */
