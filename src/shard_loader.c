@@ -192,6 +192,61 @@ mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err)
     return s;
 }
 
+static int cmp_names(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The *.h5 names in directory dir, sorted, so that every host reads its
+ * files in the same order whatever readdir gives. Caller frees them with
+ * free_names. */
+static mdi_status list_h5(const char *dir, char ***names, size_t *n, mdi_err *err)
+{
+    DIR *d = opendir(dir);
+    size_t cap = 0;
+    int nomem = 0;
+    *names = NULL;
+    *n = 0;
+    if (!d)
+        return mdi_errf(err, MDI_ERR_IO, "%s: cannot open directory", dir);
+    for (struct dirent *e; !nomem && (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0)
+            continue;
+        if (*n == cap) {
+            size_t grown_cap = cap ? 2 * cap : 16;
+            char **grown = realloc(*names, grown_cap * sizeof *grown);
+            if (!grown) {
+                nomem = 1;
+                break;
+            }
+            *names = grown;
+            cap = grown_cap;
+        }
+        if (!((*names)[*n] = strdup(e->d_name)))
+            nomem = 1;
+        else
+            (*n)++;
+    }
+    closedir(d);
+    if (nomem) {
+        free_names(*names, *n);
+        *names = NULL;
+        *n = 0;
+        return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory listing the directory", dir);
+    }
+    if (*n > 1)
+        qsort(*names, *n, sizeof **names, cmp_names);
+    return MDI_OK;
+}
+
 mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, size_t cap,
                             mdi_shard_info *info, mdi_err *err)
 {
@@ -202,41 +257,57 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
         snprintf(out, cap, "%s", model_path);
         return mdi_shard_probe(model_path, info, err);
     }
-    DIR *d = opendir(model_path);
-    if (!d)
-        return mdi_errf(err, MDI_ERR_IO, "%s: cannot open directory", model_path);
-    mdi_status s = mdi_errf(err, MDI_ERR_IO, "%s: no shard with index %d (*.h5) on this host",
-                            model_path, rank);
-    int32_t seen_count = 0; /* shard_count of the shards that are here */
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0)
-            continue;
+    char **names;
+    size_t n;
+    mdi_status s = list_h5(model_path, &names, &n, err);
+    if (s)
+        return s;
+    /* Every *.h5 file is probed: the attributes, not the name, say which
+     * shard a file is. Two files that claim this rank's index are an error
+     * (a whole-model file left beside shards is shard 0 of 1, say), not a
+     * choice by directory order. */
+    const char *found = NULL, *twin = NULL;
+    int32_t seen_count = 0; /* shard_count of another rank's shard */
+    mdi_err probe_err;
+    int probe_failed = 0;
+    for (size_t i = 0; i < n; i++) {
         char path[4096];
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", model_path, e->d_name) >= sizeof path)
-            continue;
         mdi_shard_info in;
         mdi_err e2;
-        if (mdi_shard_probe(path, &in, &e2) != MDI_OK) {
-            s = mdi_errf(err, e2.status, "%s", e2.msg);
-            break;
-        }
-        if (in.shard_index != rank) {
-            seen_count = in.shard_count;
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", model_path, names[i]) >= sizeof path)
             continue;
+        if (mdi_shard_probe(path, &in, &e2) != MDI_OK) {
+            if (!probe_failed++)
+                probe_err = e2;
+        } else if (in.shard_index != rank) {
+            seen_count = in.shard_count;
+        } else if (found) {
+            twin = twin ? twin : names[i];
+        } else {
+            found = names[i];
+            snprintf(out, cap, "%s", path);
+            *info = in;
         }
-        snprintf(out, cap, "%s", path);
-        *info = in;
-        s = MDI_OK;
-        break;
     }
-    closedir(d);
-    if (s == MDI_ERR_IO && seen_count > 0 && rank >= seen_count)
+    if (twin)
+        s = mdi_errf(err, MDI_ERR_MISMATCH,
+                     "%s: %s and %s both claim shard index %d; keep one conversion's shards "
+                     "in a directory",
+                     model_path, found, twin, rank);
+    else if (found)
+        s = MDI_OK;
+    else if (probe_failed) /* the unreadable file may be this rank's shard */
+        s = mdi_errf(err, probe_err.status, "%s: no readable shard with index %d; %s", model_path,
+                     rank, probe_err.msg);
+    else if (seen_count > 0 && rank >= seen_count)
         s = mdi_errf(err, MDI_ERR_MISMATCH,
                      "%s holds a %d-way split but this is rank %d: run with -np %d or convert "
                      "again with --shards N",
                      model_path, seen_count, rank, seen_count);
+    else
+        s = mdi_errf(err, MDI_ERR_IO, "%s: no shard with index %d (*.h5) on this host", model_path,
+                     rank);
+    free_names(names, n);
     return s;
 }
 

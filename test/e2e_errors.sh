@@ -33,6 +33,8 @@ one_message "shards of two models" "different models" "${MPI[@]}" -np 2 "$MDI_LL
 one_message "gap between shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/gap" "${P[@]}"
 one_message "overlapping shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/overlap" "${P[@]}"
 one_message "half a layer missing between shards" "holds layer 2's MLP and layers 3-4 but layer 2's attention is next" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/halfgap" "${P[@]}"
+mkdir "$TMP/stray"; cp "$TMP"/a23/model-*.h5 "$TMP/s.h5" "$TMP/stray/"
+one_message "whole-model file beside shards" "s.h5 both claim shard index 0|model-00-of-02.L000-001.h5 and s.h5 both claim shard index 0" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/stray" "${P[@]}"
 one_message "missing shard" "rank 1 .*no shard with index 1" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/missing" "${P[@]}"
 one_message "shard count != ranks" "2-way split but this is rank 2: run with -np 2" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23" "${P[@]}"
 one_message "more ranks than half-layers" "11 ranks but the model has only 5 layers \(10 half-layers\)" "${MPI[@]}" -np 11 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"

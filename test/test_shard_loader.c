@@ -470,7 +470,7 @@ static void test_shards(void **state)
     /* rank 0's shard holds layers [0, 2) only: a stage of [0, 4) cannot load from it */
     assert_int_equal(mdi_shard_locate(x->shards, 0, path, sizeof path, &in, &err), MDI_OK);
     expect_load(x, path, MDI_ERR_MISMATCH, "holds layers 0-1 but this rank needs layers 0-3");
-    /* a shard that is not a model stops the search with its own message */
+    /* a rank whose shard is missing names the file it could not read */
     snprintf(copy, sizeof copy, "%s/bad-shards", x->dir);
     assert_int_equal(mkdir(copy, 0755), 0);
     snprintf(path, sizeof path, "%s/model-00-of-02.L000-001.h5", copy);
@@ -478,9 +478,55 @@ static void test_shards(void **state)
     assert_non_null(f);
     fputs("junk", f);
     fclose(f);
-    assert_int_not_equal(mdi_shard_locate(copy, 1, x->path, sizeof x->path, &in, &err), MDI_OK);
+    assert_int_equal(mdi_shard_locate(copy, 1, x->path, sizeof x->path, &in, &err), MDI_ERR_FORMAT);
+    expect_msg(&err, path, "no readable shard with index 1; ");
     expect_msg(&err, path, "not an HDF5 file");
     mdi_test_rm_tree(copy);
+}
+
+/* The attributes, not the names or the directory order, pick a rank's shard:
+ * unreadable or foreign *.h5 files beside the shards are passed over when the
+ * rank's own shard is there, and two files with one index are refused, named,
+ * whichever comes first. */
+static void test_shard_directory_contents(void **state)
+{
+    fx *x = *state;
+    static const char *const strays[] = {"aa-whole.h5", "zz-whole.h5"};
+    char dir[PATH_CAP], path[PATH_CAP], from[PATH_CAP + 64], to[PATH_CAP + 64];
+    mdi_shard_info in;
+    mdi_err err;
+    snprintf(dir, sizeof dir, "%s/mixed-dir", x->dir);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(mkdir(dir, 0755), 0);
+        static const char *const names[] = {"model-00-of-02.L000-001.h5",
+                                            "model-01-of-02.L002-003.h5"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(from, sizeof from, "%s/%s", x->shards, names[i]);
+            snprintf(to, sizeof to, "%s/%s", dir, names[i]);
+            copy_file(from, to);
+        }
+        snprintf(to, sizeof to, "%s/junk.h5", dir);
+        FILE *f = fopen(to, "wb");
+        assert_non_null(f);
+        fputs("not HDF5", f);
+        fclose(f);
+        snprintf(to, sizeof to, "%s/notes.txt", dir);
+        copy_file(x->good, to); /* not *.h5: never opened */
+        for (int32_t r = 0; r < 2; r++) {
+            assert_int_equal(mdi_shard_locate(dir, r, path, sizeof path, &in, &err), MDI_OK);
+            assert_int_equal(in.shard_index, r);
+            assert_non_null(strstr(path, names[r]));
+        }
+        /* a whole-model file left beside the shards is shard 0 of 1 */
+        snprintf(to, sizeof to, "%s/%s", dir, strays[k]);
+        copy_file(x->good, to);
+        assert_int_equal(mdi_shard_locate(dir, 0, path, sizeof path, &in, &err), MDI_ERR_MISMATCH);
+        expect_msg(&err, dir, "both claim shard index 0");
+        expect_msg(&err, strays[k], names[0]);
+        assert_int_equal(mdi_shard_locate(dir, 1, path, sizeof path, &in, &err), MDI_OK);
+        assert_non_null(strstr(path, names[1]));
+        mdi_test_rm_tree(dir);
+    }
 }
 
 /* Version-2 shards cut inside a layer: [0, 3) ends with layer 1's attention,
@@ -656,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_shape_contradicts),
         cmocka_unit_test(test_non_finite),
         cmocka_unit_test(test_shards),
+        cmocka_unit_test(test_shard_directory_contents),
         cmocka_unit_test(test_half_layer_shards),
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_tokenize_byte_fallback),

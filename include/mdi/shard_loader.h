@@ -18,7 +18,9 @@
 mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err);
 
 /* Find the file that serves `rank` under model_path: a file is used as is; a
- * directory is searched for the *.h5 shard whose shard_index == rank.
+ * directory's *.h5 files are all probed (in name order) for the one whose
+ * shard_index == rank. Two such files are an error naming both; unreadable
+ * files are passed over when the rank's shard is found, and named when not.
  * Writes the file's path to out and its attributes to info. */
 mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, size_t cap,
                             mdi_shard_info *info, mdi_err *err);
