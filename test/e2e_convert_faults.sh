@@ -134,6 +134,9 @@ expect_conv "llama2.c file cut in half" "$O" "half.bin: not a recognised model" 
 cp "$BIN" "$TMP/lie.bin" # dim 65536, hidden 262144, 4096 layers, ...: terabytes
 poke_bytes "$TMP/lie.bin" 0 00000100000004000010000000040000000400000000400000001000
 expect_conv "llama2.c header with absurd sizes" "$O" "lie.bin: not a recognised model" "$TMP/lie.bin" --tokenizer "$TOK" -o "$O"
+cp "$BIN" "$TMP/nan.bin" # token_embedding[100] = NaN (the floats start after the 28-byte header)
+poke_bytes "$TMP/nan.bin" $((28 + 4 * 100)) 0000c07f
+expect_conv "NaN in a llama2.c weight" "$O" "nan.bin: tensor token_embedding holds a non-finite value (nan) at index 100" "$TMP/nan.bin" --tokenizer "$TOK" -o "$O"
 
 head -c 100 "$GGUF" >"$TMP/short.gguf"
 expect_conv "GGUF cut inside its header" "$O" "past end of file" "$TMP/short.gguf" -o "$O"

@@ -759,6 +759,12 @@ static void test_gguf_errors(void **state)
               "tensor 'blk.5.attn_norm.weight' is missing", NULL);
     gguf_case(x, &g, "e13.gguf", tg_after(&g, "llama.attention.head_count") + 4, &three, 4,
               "n_kv_heads = 4 is outside [1, 3]", NULL);
+    const uint32_t four = 4; /* head width 64 / 8 = 8; no llama.attention.key_length */
+    gguf_case(x, &g, "e14.gguf", tg_after(&g, "llama.rope.dimension_count") + 4, &four, 4,
+              "llama.rope.dimension_count = 4 differs from the head width 8", "partial rotary");
+    gguf_case(x, &g, "e15.gguf", tg_after(&g, "llama.rope.dimension_count") - 26,
+              "llama.attention.head_count", 26,
+              "metadata key 'llama.attention.head_count' appears twice", NULL);
 
     /* Tensor infos. */
     const tg_info *q = tg_find(&g, "blk.0.attn_q.weight"), *k = tg_find(&g, "blk.0.attn_k.weight");

@@ -459,16 +459,17 @@ static void test_write_nonfinite_leaves_nothing(void **state)
     mdi_err err;
     fake_impl impl = {MDI_T_W2, 3, NAN};
     make_fake(&src, &impl, 1);
+    src.path = "in/fake.bin";
     make_tmpdir(dir, sizeof dir);
     snprintf(out, sizeof out, "%s/bad", dir);
     for (int32_t n = 1; n <= 3; n++) {
         assert_int_equal(write_opts(&src, out, CV_DTYPE_F32, n, NULL, &err), MDI_ERR_FORMAT);
-        assert_non_null(strstr(err.msg, "tensor w2 of layer 3"));
+        assert_non_null(strstr(err.msg, "in/fake.bin: tensor w2 of layer 3"));
         assert_int_equal(count_entries(dir, &tmp), 0);
     }
     impl = (fake_impl){MDI_T_EMBED, 0, INFINITY};
     assert_int_equal(write_opts(&src, out, CV_DTYPE_BF16, 2, NULL, &err), MDI_ERR_FORMAT);
-    assert_non_null(strstr(err.msg, "tensor token_embedding"));
+    assert_non_null(strstr(err.msg, "in/fake.bin: tensor token_embedding"));
     assert_int_equal(count_entries(dir, &tmp), 0);
     cv_source_close(&src);
     mdi_test_rm_tree(dir);

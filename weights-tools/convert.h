@@ -23,6 +23,7 @@ struct cv_source {
     mdi_vocab vocab;   /* owned; freed by cv_source_close */
     char model_id[17]; /* 16 hex digits + NUL, derived from the source content */
     const char *kind;  /* "llama2c", "gguf", "hf", "synthetic" (static string) */
+    const char *path;  /* input path for messages (not owned; NULL: kind stands in) */
     void *impl;        /* reader state */
     /* Read tensor `kind` of layer `layer` (ignored for extras) as float32 into
      * out, which holds rows*cols floats of mdi_tensor_shape(). */

@@ -202,6 +202,11 @@ static mdi_status note_array(gcur *c, uint32_t t, const char *key, garr *a)
 }
 
 /* Read one key/value pair, keeping the ones we use. */
+static mdi_status twice(const gcur *c, const char *key)
+{
+    return cv_gguf_err(c, MDI_ERR_FORMAT, "metadata key '%s' appears twice", key);
+}
+
 static mdi_status read_kv(gcur *c, gmeta *m)
 {
     char key[GGUF_MAX_KEY];
@@ -212,12 +217,15 @@ static mdi_status read_kv(gcur *c, gmeta *m)
         s = cv_gguf_cur_read(c, &t, 4, "metadata value type");
     if (s != MDI_OK)
         return s;
+    /* A key read twice would leave the model to whichever copy came last. */
     for (int k = 0; k < K_NUM_COUNT; k++)
         if (strcmp(key, gnum_names[k]) == 0)
-            return read_num(c, t, key, &m->num[k]);
+            return m->num[k].present ? twice(c, key) : read_num(c, t, key, &m->num[k]);
     for (int k = 0; k < S_COUNT; k++) {
         if (strcmp(key, gstr_names[k]) != 0)
             continue;
+        if (m->has_str[k])
+            return twice(c, key);
         if (t != GT_STRING)
             return cv_gguf_err(c, MDI_ERR_FORMAT,
                                "metadata '%s' has value type %u, expected a string", key,
@@ -230,7 +238,7 @@ static mdi_status read_kv(gcur *c, gmeta *m)
               : strcmp(key, "tokenizer.ggml.token_type") == 0 ? &m->types
                                                               : NULL;
     if (a)
-        return note_array(c, t, key, a);
+        return a->present ? twice(c, key) : note_array(c, t, key, a);
     return skip_value(c, t, key, 0, &ignored);
 }
 
@@ -286,13 +294,6 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
         (s = meta_int(c, m, K_ROPE_DIM, 0, key_len, 1, MDI_MAX_HEAD_DIM, &rope_dim)) ||
         (s = meta_int(c, m, K_VOCAB, 0, (int64_t)m->tokens.n, 1, MDI_MAX_VOCAB, &cfg->vocab_size)))
         return s;
-    if (!m->num[K_KEY_LEN].present && m->num[K_ROPE_DIM].present)
-        key_len = rope_dim; /* older files: the rotary width is the head width */
-    if (rope_dim != key_len)
-        return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
-                           "llama.rope.dimension_count = %d differs from the head width %d "
-                           "(partial rotary embedding is not supported)",
-                           (int)rope_dim, (int)key_len);
     cfg->head_dim = key_len;
     if (!m->num[K_EPS].present)
         return cv_gguf_err(c, MDI_ERR_FORMAT, "metadata key '%s' is missing", gnum_names[K_EPS]);
@@ -301,6 +302,13 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
     cfg->tied_head = 1; /* until output.weight shows up */
     if ((s = mdi_config_validate(cfg, c->err)) != MDI_OK)
         return cv_gguf_err(c, s, "%s", c->err ? c->err->msg : "");
+    /* Without llama.attention.key_length the head width is dim / n_heads, as in
+     * llama.cpp, and a different rotary width is a partial rotary embedding. */
+    if (rope_dim != key_len)
+        return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
+                           "llama.rope.dimension_count = %d differs from the head width %d "
+                           "(partial rotary embedding is not supported)",
+                           (int)rope_dim, (int)key_len);
     return MDI_OK;
 }
 

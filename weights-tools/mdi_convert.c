@@ -301,6 +301,7 @@ static mdi_status run_convert(const cli_opts *o, mdi_err *err)
         cv_source_close(&src); /* readers clean up on failure; this is only a safety net */
         return s;
     }
+    src.path = o->synthetic ? NULL : o->input;
     cv_write_opts w = {.dtype = o->dtype, .quiet = o->quiet, .balance = o->balance};
     w.n_shards = o->split_text ? o->n_split : (o->have_shards ? o->shards : 1);
     w.split = o->split_text ? o->split : NULL;

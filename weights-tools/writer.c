@@ -199,15 +199,16 @@ static mdi_status write_tensor(wr_ctx *w, hid_t loc, mdi_tensor_kind kind, int32
     size_t n = rows * cols;
     if ((s = w->src->read(w->src, kind, layer < 0 ? 0 : layer, w->buf, err)))
         return s;
+    const char *from = w->src->path ? w->src->path : w->src->kind ? w->src->kind : "input";
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(w->buf[i])) {
             if (layer >= 0)
                 return mdi_errf(err, MDI_ERR_FORMAT,
-                                "tensor %s of layer %d holds a non-finite value (%g) at index "
-                                "%zu",
-                                mdi_tensor_name(kind), (int)layer, (double)w->buf[i], i);
+                                "%s: tensor %s of layer %d holds a non-finite value (%g) at "
+                                "index %zu",
+                                from, mdi_tensor_name(kind), (int)layer, (double)w->buf[i], i);
             return mdi_errf(err, MDI_ERR_FORMAT,
-                            "tensor %s holds a non-finite value (%g) at index %zu",
+                            "%s: tensor %s holds a non-finite value (%g) at index %zu", from,
                             mdi_tensor_name(kind), (double)w->buf[i], i);
         }
     }
