@@ -317,8 +317,16 @@ static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
         s = mdi_plan_parse_split(cli->split, counts, MDI_MAX_HALVES, &n_counts, err);
     if (!s && cli->balance)
         s = mdi_plan_parse_balance(cli->balance, &how, err);
-    if (!s && cli->speeds)
-        s = rank_speeds(e, cli->speeds, speeds, err);
+    if (!s && cli->speeds) {
+        /* Refuse --speeds with --split, memory balance or shards before the
+         * 1 s probe: the plan with equal speeds fails in the same way. */
+        for (int32_t r = 0; r < e->n_ranks; r++)
+            speeds[r] = MDI_SPEED_SCALE;
+        s = mdi_plan_check(infos, e->n_ranks, cli->split ? counts : NULL, n_counts,
+                           cli->balance ? &how : NULL, speeds, bounds, err);
+        if (!s)
+            s = rank_speeds(e, cli->speeds, speeds, err);
+    }
     if (!s)
         s = mdi_plan_check(infos, e->n_ranks, cli->split ? counts : NULL, n_counts,
                            cli->balance ? &how : NULL, cli->speeds ? speeds : NULL, bounds, err);
