@@ -4,12 +4,16 @@
  *   mdi-bench triad  [--mb N] [--threads T]   STREAM triad a = b + s*c, GB/s
  *   mdi-bench sgemm  [--m M --n N --k K] [--threads T]  BLIS sgemm via mdi_matmul, GFLOP/s
  *   mdi-bench stream [--rows R --n N --k K] [--threads T] mdi_matmul_stream, GB/s of weights
+ *   mdi-bench decode [--layers L] [--threads T] [--reps N]  one sample's decode step of
+ *                    TinyLlama-1.1B geometry (L layers and the head) through mdi_matmul_stream,
+ *                    in the engine's order: GB/s of weights, best and mean of the passes
  * Prints one line "name value unit". Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "mdi/model_config.h"
 #include "mdi/tensor.h"
 
 static double now_s(void)
@@ -20,7 +24,7 @@ static double now_s(void)
 }
 
 typedef struct opts {
-    size_t mb, m, n, k, rows;
+    size_t mb, m, n, k, rows, layers;
     int threads, reps;
 } opts;
 
@@ -31,8 +35,9 @@ static int parse(int argc, char **argv, opts *o)
             fprintf(stderr, "mdi-bench: %s needs a value\n", argv[i]);
             return -1;
         }
-        long v = strtol(argv[i + 1], NULL, 10);
-        if (v <= 0) {
+        char *end;
+        long v = strtol(argv[i + 1], &end, 10);
+        if (v <= 0 || *end != '\0') {
             fprintf(stderr, "mdi-bench: %s '%s' must be a positive integer\n", argv[i],
                     argv[i + 1]);
             return -1;
@@ -47,6 +52,8 @@ static int parse(int argc, char **argv, opts *o)
             o->k = (size_t)v;
         else if (!strcmp(argv[i], "--rows"))
             o->rows = (size_t)v;
+        else if (!strcmp(argv[i], "--layers"))
+            o->layers = (size_t)v;
         else if (!strcmp(argv[i], "--threads"))
             o->threads = (int)v;
         else if (!strcmp(argv[i], "--reps"))
@@ -166,9 +173,73 @@ static double bench_stream(const opts *o)
     return best / 1e9;
 }
 
+/* One sample's decode step, matrices only: per layer wq, wk, wv, wo, w1, w3,
+ * w2 (as the stage runs them, each layer's weights in one allocation in
+ * MDI_TENSOR_LIST order, as the stage packs them), then the output head.
+ * What the engine's one-sample decode rate can reach with this kernel;
+ * mean over the passes, like the engine's decode rate, and the best. */
+static double bench_decode(const opts *o, double *mean, double *tok_s)
+{
+    const mdi_config c = {.dim = 2048,
+                          .hidden_dim = 5632,
+                          .n_layers = (int32_t)o->layers,
+                          .n_heads = 32,
+                          .n_kv_heads = 4,
+                          .head_dim = 64,
+                          .vocab_size = 32000};
+    static const mdi_tensor_kind order[] = {MDI_T_WQ, MDI_T_WK, MDI_T_WV, MDI_T_WO,
+                                            MDI_T_W1, MDI_T_W3, MDI_T_W2};
+    size_t off[MDI_T_COUNT] = {0}, per = 0, rows, cols;
+    for (int k = 0; k < MDI_T_COUNT; k++) {
+        mdi_tensor_shape(&c, (mdi_tensor_kind)k, &rows, &cols);
+        if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) {
+            off[k] = per;
+            per += rows * cols;
+        }
+    }
+    float **layer = malloc(o->layers * sizeof *layer), *head = filled(32000u * 2048u, 0.001f);
+    float *x = filled(5632, 0.5f), *y = filled(32000, 0.0f);
+    if (!layer) {
+        fprintf(stderr, "mdi-bench: out of memory\n");
+        exit(1);
+    }
+    double bytes = (double)per * o->layers * 4 + 32000.0 * 2048 * 4, best = 0, sum = 0;
+    for (size_t l = 0; l < o->layers; l++)
+        layer[l] = filled(per, 0.001f * (float)l);
+    for (int r = 0; r < o->reps; r++) {
+        double t0 = now_s();
+        for (size_t l = 0; l < o->layers; l++)
+            for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+                mdi_tensor_shape(&c, order[i], &rows, &cols);
+                mdi_matmul_stream(y, x, layer[l] + off[order[i]], 1, cols, rows,
+                                  order[i] == MDI_T_WO || order[i] == MDI_T_W2 ? 1.0f : 0.0f,
+                                  o->threads);
+            }
+        mdi_matmul_stream(y, x, head, 1, 2048, 32000, 0.0f, o->threads);
+        double t = now_s() - t0;
+        best = bytes / t > best ? bytes / t : best;
+        sum += bytes / t;
+    }
+    for (size_t l = 0; l < o->layers; l++)
+        mdi_free_floats(layer[l]);
+    free(layer);
+    mdi_free_floats(head), mdi_free_floats(x), mdi_free_floats(y);
+    *mean = sum / o->reps / 1e9;
+    *tok_s = sum / o->reps / bytes;
+    return best / 1e9;
+}
+
 int main(int argc, char **argv)
 {
-    opts o = {.mb = 1024, .m = 128, .n = 5632, .k = 2048, .rows = 1, .threads = 1, .reps = 5};
+    opts o = {.mb = 1024,
+              .m = 128,
+              .n = 5632,
+              .k = 2048,
+              .rows = 1,
+              .layers = 22,
+              .threads = 1,
+              .reps = 5};
+    double mean, tok_s;
     const char *what = argc > 1 ? argv[1] : "";
     if (parse(argc, argv, &o))
         return 2;
@@ -189,9 +260,13 @@ int main(int argc, char **argv)
     else if (!strcmp(what, "stream"))
         printf("stream_kernel %.2f GB/s rows=%zu threads=%d\n", bench_stream(&o), o.rows,
                o.threads);
-    else {
-        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream [--mb N] [--threads T] "
-                        "[--m M --n N --k K] [--rows R] [--reps N]\n");
+    else if (!strcmp(what, "decode")) {
+        double best = bench_decode(&o, &mean, &tok_s);
+        printf("decode_kernel %.2f GB/s mean %.2f GB/s tok_s %.3f layers=%zu threads=%d\n", best,
+               mean, tok_s, o.layers, o.threads);
+    } else {
+        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode [--mb N] [--threads T] "
+                        "[--m M --n N --k K] [--rows R] [--layers L] [--reps N]\n");
         return 2;
     }
     return 0;

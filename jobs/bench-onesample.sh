@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Where one sample's decode rate goes, in interleaved rounds on one rank:
+#   read    mdi-bench read: the machine's read bandwidth (best of 5 passes),
+#           probed before and after the round's runs, the larger of the two
+#   kernel  mdi-bench decode: the decode step's matrix products alone, with the
+#           engine's kernel, shapes and order; as many passes as the engine makes
+#           decode steps, so both span about the same seconds (mean; and best)
+#   engine  mdi-llm, 1 rank, 1 sample: decode tok/s x weight bytes per token
+# and the ratios engine/kernel (the engine's own overhead), kernel/read (the
+# kernel on this pattern against the machine) and engine/read (the issue's
+# efficiency, with the probe taken in the same minute).
+#   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N]
+# --dir holds the synthetic TinyLlama model (created once, 4.4 GB; default
+# /tmp/mdi-bench, as jobs/bench.sh). Prints one line per round and the medians.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+dir=/tmp/mdi-bench rounds=5 threads=1 tokens=48
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir=$2; shift 2 ;; --rounds) rounds=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "bench-onesample.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+for v in "$rounds" "$threads" "$tokens"; do
+  case $v in ''|*[!0-9]*|0) echo "bench-onesample.sh: --rounds, --threads and --tokens take positive integers, got '$v'" >&2; exit 2 ;; esac
+done
+[ "$tokens" -ge 2 ] || { echo "bench-onesample.sh: --tokens must be at least 2 (the decode rate counts the tokens after the first)" >&2; exit 2; }
+[ -x "$here/build/mdi-llm" ] || "$here/jobs/setup.sh" "$here/build"
+command -v jq >/dev/null || apt-get install -y -qq jq >&2
+source "$here/jobs/env.sh"
+B=$here/build
+model=$dir/tinyllama-1.1b.h5
+mkdir -p "$dir"
+[ -f "$model" ] || "$B/mdi-convert" --synthetic tinyllama-1.1b -o "$model" --quiet
+out=$(mktemp -d /tmp/mdi-onesample.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+echo "# 1 rank x $threads thread(s), 1 sample, $tokens tokens; GB/s of weights"
+printf '%5s %8s %8s %8s %8s %8s %13s %13s %12s\n' round read kernel k_best engine tok/s engine/kernel kernel/read engine/read
+for round in $(seq 1 "$rounds"); do
+  read_bw=$("$B/mdi-bench" read --threads "$threads" | awk '{ print $2 }')
+  read -r k_best k_mean < <("$B/mdi-bench" decode --threads "$threads" --reps "$tokens" | awk '{ print $2, $5 }')
+  "$B/mdi-llm" --model "$model" --prompt "Once upon a time" --samples 1 --max-tokens "$tokens" \
+    --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
+  after=$("$B/mdi-bench" read --threads "$threads" | awk '{ print $2 }')
+  read_bw=$(awk -v a="$read_bw" -v b="$after" 'BEGIN { print (a > b) ? a : b }')
+  rate=$(jq '.decode_tokens_per_s' "$out/e.json")
+  step=$(jq '.per_rank[0].step_weight_bytes' "$out/e.json")
+  awk -v r="$round" -v rd="$read_bw" -v kb="$k_best" -v km="$k_mean" -v t="$rate" -v s="$step" \
+    'BEGIN { e = t * s / 1e9
+             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %13.3f %12.3f\n", r, rd, km, kb, e, t, e / km, km / rd, e / rd }'
+done | tee "$out/rows"
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+printf '# medians: engine/kernel %.3f, kernel/read %.3f, engine/read %.3f\n' \
+  "$(awk '{ print $7 }' "$out/rows" | median)" "$(awk '{ print $8 }' "$out/rows" | median)" \
+  "$(awk '{ print $9 }' "$out/rows" | median)"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The benchmark tools on tiny sizes: every mdi-bench mode prints its one line
+# with a positive value, bad arguments exit 2 with a message, and the job
+# scripts refuse bad options before any work. (The numbers themselves belong
+# to jobs/*.sh runs, not to a test: this machine is shared.)
+source "$(dirname "$0")/lib_e2e.sh"
+BENCH=$MDI_BUILD_DIR/mdi-bench
+JOBS=$MDI_SOURCE_DIR/jobs
+
+# mode_line NAME REGEX ARGS... : exit 0 and stdout is one line matching REGEX
+mode_line() {
+  local name=$1 re=$2 rc=0
+  shift 2
+  timeout 120 "$BENCH" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  if [ "$rc" -ne 0 ]; then fail "$name: exit $rc: $(head -3 "$TMP/err")"
+  elif [ "$(wc -l <"$TMP/out")" -ne 1 ] || ! grep -qE "$re" "$TMP/out"; then
+    fail "$name: output '$(cat "$TMP/out")' does not match $re"
+  else pass "$name: $(cat "$TMP/out")"; fi
+}
+pos='[0-9]*[1-9][0-9]*\.[0-9]+|0*\.[0-9]*[1-9][0-9]*' # a positive decimal
+mode_line "read" "^read_bandwidth ($pos) GB/s threads=1$" read --mb 16 --reps 1
+mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
+mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 1
+mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2
+# the best pass is at least the mean
+if awk '{ exit !($2 >= $5) }' "$TMP/out"; then pass "decode: best >= mean"; else fail "decode: best < mean: $(cat "$TMP/out")"; fi
+
+# usage NAME PATTERN CMD... : exit 2, stderr matches PATTERN
+usage() {
+  local name=$1 pat=$2 rc=0
+  shift 2
+  timeout 60 "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  if [ "$rc" -ne 2 ]; then fail "$name: exit $rc, expected 2: $(head -3 "$TMP/err")"
+  elif ! grep -qE -- "$pat" "$TMP/err"; then fail "$name: stderr lacks '$pat': $(cat "$TMP/err")"
+  else pass "$name"; fi
+}
+usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode" "$BENCH"
+usage "mdi-bench unknown mode" "usage: mdi-bench" "$BENCH" sum
+usage "mdi-bench zero reps" "--reps '0' must be a positive integer" "$BENCH" decode --reps 0
+usage "mdi-bench trailing garbage" "--layers '2x' must be a positive integer" "$BENCH" decode --layers 2x
+usage "mdi-bench unknown option" "unknown option '--bogus'" "$BENCH" read --bogus 1
+usage "mdi-bench option without value" "--mb needs a value" "$BENCH" read --mb
+usage "bench-onesample.sh zero rounds" "take positive integers, got '0'" bash "$JOBS/bench-onesample.sh" --rounds 0
+usage "bench-onesample.sh one token" "--tokens must be at least 2" bash "$JOBS/bench-onesample.sh" --tokens 1
+usage "bench-onesample.sh unknown option" "unknown option '--fast'" bash "$JOBS/bench-onesample.sh" --fast
+usage "bench-hetero.sh quota out of range" "--quota takes a percentage 5-100, got '3'" bash "$JOBS/bench-hetero.sh" --quota 3
+if bash "$JOBS/bench-onesample.sh" --help | grep -q "jobs/bench-onesample.sh \[--dir DIR\]"; then
+  pass "bench-onesample.sh --help"
+else
+  fail "bench-onesample.sh --help lacks its usage line"
+fi
+finish
