@@ -176,18 +176,19 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
             break;
         /* the last generated token is never fed back, so it needs no position */
         int64_t need = (int64_t)e->n_prompt[i] + (cli->max_tokens > 0 ? cli->max_tokens - 1 : 0);
-        if (!cli->max_tokens_given && need > c->max_seq_len && e->n_prompt[i] <= c->max_seq_len)
-            need = c->max_seq_len; /* the default: stop at the context's end ("context-full") */
-        if (need > c->max_seq_len && !cli->max_tokens_given)
-            s = mdi_errf(err, MDI_ERR_RANGE,
-                         "%s has %d tokens, more than the model's context of %d", what,
-                         e->n_prompt[i], c->max_seq_len);
-        else if (need > c->max_seq_len)
+        if (need > c->max_seq_len && !cli->max_tokens_given) {
+            /* the default --max-tokens stops at the context's end ("context-full") */
+            if (e->n_prompt[i] > c->max_seq_len)
+                s = mdi_errf(err, MDI_ERR_RANGE,
+                             "%s has %d tokens, more than the model's context of %d", what,
+                             e->n_prompt[i], c->max_seq_len);
+            need = c->max_seq_len;
+        } else if (need > c->max_seq_len)
             s = mdi_errf(err, MDI_ERR_RANGE,
                          "%s has %d tokens and --max-tokens is %d: that needs %lld positions, "
                          "more than the model's context of %d",
                          what, e->n_prompt[i], cli->max_tokens, (long long)need, c->max_seq_len);
-        else if (need > max_pos)
+        if (!s && need > max_pos)
             max_pos = (int32_t)need;
     }
     for (int32_t i = P; !s && i < S; i++) { /* samples beyond the prompts reuse them in turn */
