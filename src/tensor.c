@@ -241,20 +241,22 @@ stream_block(float *out, const float *w, const float *x, size_t n, int rj, int r
 }
 
 /* Weight rows per register block with rr activation rows of length n
- * (measured on Zen 5, AVX-512, weights streamed from memory): a single
- * activation row of up to 16 KiB meets one weight row at a time, since extra
- * concurrent weight streams cost bandwidth; a longer one (the down
- * projection), which no longer stays in L1 beside the stream, meets eight
- * (four with AVX2's 16 registers), so it is loaded an eighth as often (with
- * 1 thread 8 rows gave 20.5-25.7 GB/s against 18.1-23.2 for 4). More
- * activation rows: as many weight rows as the registers hold, since the
- * block is then compute-bound. */
+ * (measured on Zen 5, weights streamed from memory): a single activation
+ * row shorter than 16 KiB meets one weight row at a time, since extra
+ * concurrent weight streams cost bandwidth (10-12 KiB rows: 22-27 GB/s with
+ * eight against 26-30 with one); a row of 16 KiB or more, which no longer
+ * stays in L1 beside the stream, meets eight (four with AVX2's 16
+ * registers), so it is loaded an eighth as often. With 1 thread, 4096 x
+ * 4096: 26.2-27.6 GB/s against 19.3-20.5 with one row (AVX2: 22.0-22.3
+ * against 15.1-16.5); the down projection, 2048 x 5632: eight rows 20.5-25.7
+ * against 18.1-23.2 for four. More activation rows: as many weight rows as
+ * the registers hold, since the block is then compute-bound. */
 static int stream_rj(int rr, size_t n)
 {
     if (V16_REGS == 1) /* 32 registers: rj * rr accumulators + rr + 1 */
-        return rr == 1 ? (n * sizeof(float) > 16384 ? 8 : 1) : rr == 4 ? 6 : 8;
+        return rr == 1 ? (n * sizeof(float) >= 16384 ? 8 : 1) : rr == 4 ? 6 : 8;
     if (V16_REGS == 2) /* 16 registers of 8 floats */
-        return rr == 1 ? (n * sizeof(float) > 16384 ? 4 : 1) : rr == 2 ? 2 : 1;
+        return rr == 1 ? (n * sizeof(float) >= 16384 ? 4 : 1) : rr == 2 ? 2 : 1;
     return 1;
 }
 

@@ -189,13 +189,13 @@ static float stream_order_ref(const float *w, const float *x, size_t n)
 
 /* Every element of the streaming product is exactly the documented order,
  * bit for bit, whatever the vector unit, the register block it falls in
- * (row counts 1..9 cover every block shape and remainder, a length above
- * 4096 the long-row blocks, weight-row counts around multiples of 8 and 24
- * every range cut) and the thread count. */
+ * (row counts 1..9 cover every block shape and remainder, lengths from
+ * 4096 (16 KiB) the long-row blocks, 4095 the last short one, weight-row counts around multiples of
+ * 8 and 24 every range cut) and the thread count. */
 static void test_matmul_stream_order(void **state)
 {
     (void)state;
-    const size_t ns[] = {1, 15, 16, 17, 70, 172, 257, 4100};
+    const size_t ns[] = {1, 15, 16, 17, 70, 172, 257, 4095, 4096, 4100};
     const size_t ds[] = {1, 7, 8, 9, 23, 24, 25, 50};
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
         for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
