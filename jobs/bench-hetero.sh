@@ -40,13 +40,7 @@ elif [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgr
 else
   echo "bench-hetero.sh: no writable cgroup cpu controller on this machine" >&2; exit 1
 fi
-[ -x "$here/build/mdi-llm" ] || "$here/jobs/setup.sh" "$here/build"
-command -v jq >/dev/null || apt-get install -y -qq jq >&2
-source "$here/jobs/env.sh"
-B=$here/build
-model=$dir/tinyllama-1.1b.h5
-mkdir -p "$dir"
-[ -f "$model" ] || "$B/mdi-convert" --synthetic tinyllama-1.1b -o "$model" --quiet
+source "$here/jobs/lib_bench.sh"
 out=$(mktemp -d /tmp/mdi-hetero.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 # rank 1 joins the cgroup before it becomes mdi-llm

@@ -27,13 +27,7 @@ for v in "$rounds" "$threads" "$tokens"; do
   case $v in ''|*[!0-9]*|0) echo "bench-onesample.sh: --rounds, --threads and --tokens take positive integers, got '$v'" >&2; exit 2 ;; esac
 done
 [ "$tokens" -ge 2 ] || { echo "bench-onesample.sh: --tokens must be at least 2 (the decode rate counts the tokens after the first)" >&2; exit 2; }
-[ -x "$here/build/mdi-llm" ] || "$here/jobs/setup.sh" "$here/build"
-command -v jq >/dev/null || apt-get install -y -qq jq >&2
-source "$here/jobs/env.sh"
-B=$here/build
-model=$dir/tinyllama-1.1b.h5
-mkdir -p "$dir"
-[ -f "$model" ] || "$B/mdi-convert" --synthetic tinyllama-1.1b -o "$model" --quiet
+source "$here/jobs/lib_bench.sh"
 out=$(mktemp -d /tmp/mdi-onesample.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 echo "# 1 rank x $threads thread(s), 1 sample, $tokens tokens; GB/s of weights"

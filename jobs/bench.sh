@@ -21,17 +21,9 @@ done
 for v in "$tokens" "$reps"; do
   case $v in ''|*[!0-9]*|0) echo "bench.sh: --tokens and --reps take positive integers, got '$v'" >&2; exit 2 ;; esac
 done
-[ -x "$here/build/mdi-llm" ] && [ -x "$here/build/mdi-bench" ] || "$here/jobs/setup.sh" "$here/build"
-for tool in jq gnuplot; do
-  command -v "$tool" >/dev/null || {
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get install -y -qq "$([ $tool = gnuplot ] && echo gnuplot-nox || echo jq)" >&2; }
-done
-source "$here/jobs/env.sh"
-B=$here/build
-mkdir -p "$dir" "$out/runs"
-model=$dir/tinyllama-1.1b.h5
-[ -f "$model" ] || "$B/mdi-convert" --synthetic tinyllama-1.1b -o "$model" --quiet
+bench_tools="jq gnuplot"
+source "$here/jobs/lib_bench.sh"
+mkdir -p "$out/runs"
 "$B/mdi-convert" --inspect "$model" | sed 's/^/# /'
 
 # ---- the machine, measured now ------------------------------------------------------
