@@ -4,7 +4,8 @@
 #           probed before and after the round's runs, the larger of the two
 #   kernel  mdi-bench decode: the decode step's matrix products alone, with the
 #           engine's kernel, shapes and order; as many passes as the engine makes
-#           decode steps, so both span about the same seconds (mean; and best)
+#           decode steps, so both span about the same seconds (mean of the
+#           passes' rates; and the best pass)
 #   engine  mdi-llm, 1 rank, 1 sample: decode tok/s x weight bytes per token
 # and the ratios engine/kernel (the engine's own overhead), kernel/read (the
 # kernel on this pattern against the machine) and engine/read (the issue's
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;; --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench-onesample.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done

@@ -6,8 +6,8 @@
  *   mdi-bench stream [--rows R --n N --k K] [--threads T] mdi_matmul_stream, GB/s of weights
  *   mdi-bench decode [--layers L] [--threads T] [--reps N]  one sample's decode step of
  *                    TinyLlama-1.1B geometry (L layers and the head) through mdi_matmul_stream,
- *                    in the engine's order: GB/s of weights, best and mean of the passes
- * Prints one line "name value unit". Arrays default to 1 GiB (far beyond any L3). */
+ *                    in the engine's order: GB/s of weights, best pass and mean of the passes'
+ * rates Prints one line "name value unit". Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,8 +176,8 @@ static double bench_stream(const opts *o)
 /* One sample's decode step, matrices only: per layer wq, wk, wv, wo, w1, w3,
  * w2 (as the stage runs them, each layer's weights in one allocation in
  * MDI_TENSOR_LIST order, as the stage packs them), then the output head.
- * What the engine's one-sample decode rate can reach with this kernel;
- * mean over the passes, like the engine's decode rate, and the best. */
+ * What the engine's one-sample decode rate can reach with this kernel: the
+ * mean of the passes' rates, and the best pass. */
 static double bench_decode(const opts *o, double *mean, double *tok_s)
 {
     const mdi_config c = {.dim = 2048,
@@ -197,13 +197,15 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
             per += rows * cols;
         }
     }
-    float **layer = malloc(o->layers * sizeof *layer), *head = filled(32000u * 2048u, 0.001f);
-    float *x = filled(5632, 0.5f), *y = filled(32000, 0.0f);
+    size_t dim = (size_t)c.dim, vocab = (size_t)c.vocab_size;
+    float **layer = malloc(o->layers * sizeof *layer), *head = filled(vocab * dim, 0.001f);
+    float *x = filled((size_t)c.hidden_dim, 0.5f), *y = filled(vocab, 0.0f);
     if (!layer) {
         fprintf(stderr, "mdi-bench: out of memory\n");
         exit(1);
     }
-    double bytes = (double)per * o->layers * 4 + 32000.0 * 2048 * 4, best = 0, sum = 0;
+    double bytes = ((double)per * o->layers + (double)vocab * dim) * sizeof(float), best = 0,
+           sum = 0;
     for (size_t l = 0; l < o->layers; l++)
         layer[l] = filled(per, 0.001f * (float)l);
     for (int r = 0; r < o->reps; r++) {
@@ -215,7 +217,7 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
                                   order[i] == MDI_T_WO || order[i] == MDI_T_W2 ? 1.0f : 0.0f,
                                   o->threads);
             }
-        mdi_matmul_stream(y, x, head, 1, 2048, 32000, 0.0f, o->threads);
+        mdi_matmul_stream(y, x, head, 1, dim, vocab, 0.0f, o->threads);
         double t = now_s() - t0;
         best = bytes / t > best ? bytes / t : best;
         sum += bytes / t;

@@ -201,12 +201,12 @@ static mdi_status note_array(gcur *c, uint32_t t, const char *key, garr *a)
     return skip_elems(c, a->elem, a->n, key, 1, &a->str_bytes);
 }
 
-/* Read one key/value pair, keeping the ones we use. */
 static mdi_status twice(const gcur *c, const char *key)
 {
     return cv_gguf_err(c, MDI_ERR_FORMAT, "metadata key '%s' appears twice", key);
 }
 
+/* Read one key/value pair, keeping the ones we use. */
 static mdi_status read_kv(gcur *c, gmeta *m)
 {
     char key[GGUF_MAX_KEY];
