@@ -34,7 +34,7 @@ one_message "gap between shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" -
 one_message "overlapping shards" "gap or overlap" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/overlap" "${P[@]}"
 one_message "half a layer missing between shards" "holds layer 2's MLP and layers 3-4 but layer 2's attention is next" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/halfgap" "${P[@]}"
 mkdir "$TMP/stray"; cp "$TMP"/a23/model-*.h5 "$TMP/s.h5" "$TMP/stray/"
-one_message "whole-model file beside shards" "s.h5 both claim shard index 0|model-00-of-02.L000-001.h5 and s.h5 both claim shard index 0" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/stray" "${P[@]}"
+one_message "whole-model file beside shards" "stray: model-00-of-02.L000-001.h5 and s.h5 both claim shard index 0" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/stray" "${P[@]}"
 one_message "missing shard" "rank 1 .*no shard with index 1" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/missing" "${P[@]}"
 one_message "shard count != ranks" "2-way split but this is rank 2: run with -np 2" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23" "${P[@]}"
 one_message "more ranks than half-layers" "11 ranks but the model has only 5 layers \(10 half-layers\)" "${MPI[@]}" -np 11 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
@@ -60,7 +60,8 @@ long=$(printf 'Once upon a time %.0s' $(seq 1 200))
 one_message "prompt longer than context" "more than the model's context of 512" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long" --max-tokens 8
 one_message "prompt longer than context, default --max-tokens" "more than the model's context of 512" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long"
 one_message "prompt + max tokens over context" "needs 516 positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 512
-one_message "given --max-tokens 256 over context" "--max-tokens is 256: that needs [0-9]+ positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$(printf 'Once upon a time %.0s' $(seq 1 70))" --max-tokens 256
+long70=$(printf 'Once upon a time %.0s' $(seq 1 70)) # fits the context, but not with 256 more
+one_message "given --max-tokens 256 over context" "--max-tokens is 256: that needs [0-9]+ positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long70" --max-tokens 256
 one_message "empty prompt" "empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt "" --max-tokens 8
 printf 'Once upon\n\xff\xfe broken\n' >"$TMP/badutf8"
 one_message "prompt not UTF-8" "line 2 of --prompt-file is not valid UTF-8" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8

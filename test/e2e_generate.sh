@@ -78,7 +78,8 @@ grep -q '^\[2\] (end: max-tokens, 60 tokens)$' "$TMP/multi" && pass "end record"
 
 # Without --max-tokens, a prompt that leaves fewer than 256 positions runs to
 # the end of the context (512 positions: the prompt, then all but the last
-# generated token); with --max-tokens 256 given, the same prompt is refused.
+# generated token). e2e_errors.sh checks that --max-tokens 256, given, is
+# refused for the same prompt.
 long=$(printf 'Once upon a time %.0s' $(seq 1 70))
 n_long=$("$MDI_LLM" --model "$TMP/s.h5" --tokenize "$long" | wc -w)
 run_np 2 --model "$TMP/s.h5" --prompt "$long" --samples 2 --temperature 0 >"$TMP/ctx"

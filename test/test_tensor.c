@@ -189,9 +189,9 @@ static float stream_order_ref(const float *w, const float *x, size_t n)
 
 /* Every element of the streaming product is exactly the documented order,
  * bit for bit, whatever the vector unit, the register block it falls in
- * (row counts 1..9 cover every block shape and remainder, lengths from
- * 4096 (16 KiB) the long-row blocks, 4095 the last short one, weight-row counts around multiples of
- * 8 and 24 every range cut) and the thread count. */
+ * (row counts 1..9 cover every block shape and remainder; lengths from
+ * 4096 (16 KiB) the long-row blocks, 4095 the last short one; weight-row
+ * counts around multiples of 8 and 24 every range cut) and the thread count. */
 static void test_matmul_stream_order(void **state)
 {
     (void)state;
