@@ -1,47 +1,68 @@
 #!/usr/bin/env bash
-# Where one sample's decode rate goes, in interleaved rounds on one rank:
-#   read    mdi-bench read: the machine's read bandwidth (best of 5 passes),
-#           probed before and after the round's runs, the larger of the two
+# Where one sample's decode rate goes, in interleaved rounds:
+#   read    mdi-bench read: the machine's read bandwidth on all the threads the
+#           engine uses (best of 5 passes), probed before and after the
+#           round's runs, the larger of the two
 #   kernel  mdi-bench decode: the decode step's matrix products alone, with the
 #           engine's kernel, shapes and order; as many passes as the engine makes
 #           decode steps, so both span about the same seconds (mean of the
-#           passes' rates; and the best pass)
-#   engine  mdi-llm, 1 rank, 1 sample: decode tok/s x weight bytes per token
-# and the ratios engine/kernel (the engine's own overhead), kernel/read (the
-# kernel on this pattern against the machine) and engine/read (the issue's
-# efficiency, with the probe taken in the same minute).
-#   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N]
-# --dir holds the synthetic TinyLlama model (created once, 4.4 GB; default
-# /tmp/mdi-bench, as jobs/bench.sh). Prints one line per round and the medians.
+#           passes' rates; and the best pass). With --ranks R, R such processes
+#           at once, each with 22/R layers (and the head), their rates summed
+#   engine  mdi-llm: decode tok/s x weight bytes per token. With --ranks R, R
+#           ranks in a ring with R samples in groups of one, so that each rank
+#           works on one sample while the next works on another and every
+#           weight is still read once per token
+# and the ratios engine/kernel (the engine's own overhead; with R ranks also
+# the ring's idle time), kernel/read (the kernel on this pattern against the
+# machine) and engine/read (the issue's efficiency, with the probe taken in
+# the same minute).
+#   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N] [--ranks R]
+# --threads is per rank. --dir holds the synthetic TinyLlama model (created
+# once, 4.4 GB; default /tmp/mdi-bench, as jobs/bench.sh). Prints one line per
+# round and the medians.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-dir=/tmp/mdi-bench rounds=5 threads=1 tokens=48
+dir=/tmp/mdi-bench rounds=5 threads=1 tokens=48 ranks=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;; --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --ranks) ranks=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bench-onesample.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
-for v in "$rounds" "$threads" "$tokens"; do
-  case $v in ''|*[!0-9]*|0) echo "bench-onesample.sh: --rounds, --threads and --tokens take positive integers, got '$v'" >&2; exit 2 ;; esac
+for v in "$rounds" "$threads" "$tokens" "$ranks"; do
+  case $v in ''|*[!0-9]*|0) echo "bench-onesample.sh: --rounds, --threads, --tokens and --ranks take positive integers, got '$v'" >&2; exit 2 ;; esac
 done
+[ "$ranks" -le 22 ] || { echo "bench-onesample.sh: --ranks must be at most 22, the model's layers" >&2; exit 2; }
 [ "$tokens" -ge 2 ] || { echo "bench-onesample.sh: --tokens must be at least 2 (the decode rate counts the tokens after the first)" >&2; exit 2; }
 source "$here/jobs/lib_bench.sh"
 out=$(mktemp -d /tmp/mdi-onesample.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-echo "# 1 rank x $threads thread(s), 1 sample, $tokens tokens; GB/s of weights"
+layers=$(((22 + ranks / 2) / ranks))
+launch=("$B/mdi-llm")
+[ "$ranks" -eq 1 ] || launch=(mpirun -np "$ranks" "${MDI_MPIRUN_FLAGS[@]}" --bind-to none "$B/mdi-llm")
+# R decode kernels at once, each for as many passes over its 22/R layers as a
+# rank makes steps: prints the sum of their best passes and of their means.
+kernels() {
+  for k in $(seq 1 "$ranks"); do
+    "$B/mdi-bench" decode --layers "$layers" --threads "$threads" --reps $((tokens * ranks)) >"$out/k$k" &
+  done
+  wait
+  awk '{ best += $2; mean += $5 } END { print best, mean }' "$out"/k*
+}
+echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
 printf '%5s %8s %8s %8s %8s %8s %13s %13s %12s\n' round read kernel k_best engine tok/s engine/kernel kernel/read engine/read
 for round in $(seq 1 "$rounds"); do
-  read_bw=$("$B/mdi-bench" read --threads "$threads" | awk '{ print $2 }')
-  read -r k_best k_mean < <("$B/mdi-bench" decode --threads "$threads" --reps "$tokens" | awk '{ print $2, $5 }')
-  "$B/mdi-llm" --model "$model" --prompt "Once upon a time" --samples 1 --max-tokens "$tokens" \
-    --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
-  after=$("$B/mdi-bench" read --threads "$threads" | awk '{ print $2 }')
+  read_bw=$("$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2 }')
+  read -r k_best k_mean < <(kernels)
+  "${launch[@]}" --model "$model" --prompt "Once upon a time" --samples "$ranks" --group-size 1 \
+    --max-tokens "$tokens" --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
+  after=$("$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2 }')
   read_bw=$(awk -v a="$read_bw" -v b="$after" 'BEGIN { print (a > b) ? a : b }')
   rate=$(jq '.decode_tokens_per_s' "$out/e.json")
-  step=$(jq '.per_rank[0].step_weight_bytes' "$out/e.json")
+  step=$(jq '[.per_rank[].step_weight_bytes] | add' "$out/e.json")
   awk -v r="$round" -v rd="$read_bw" -v kb="$k_best" -v km="$k_mean" -v t="$rate" -v s="$step" \
     'BEGIN { e = t * s / 1e9
              printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %13.3f %12.3f\n", r, rd, km, kb, e, t, e / km, km / rd, e / rd }'

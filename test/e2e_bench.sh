@@ -42,10 +42,12 @@ usage "mdi-bench trailing garbage" "--layers '2x' must be a positive integer" "$
 usage "mdi-bench unknown option" "unknown option '--bogus'" "$BENCH" read --bogus 1
 usage "mdi-bench option without value" "--mb needs a value" "$BENCH" read --mb
 usage "bench-onesample.sh zero rounds" "take positive integers, got '0'" bash "$JOBS/bench-onesample.sh" --rounds 0
+usage "bench-onesample.sh zero ranks" "take positive integers, got '0'" bash "$JOBS/bench-onesample.sh" --ranks 0
+usage "bench-onesample.sh more ranks than layers" "--ranks must be at most 22" bash "$JOBS/bench-onesample.sh" --ranks 23
 usage "bench-onesample.sh one token" "--tokens must be at least 2" bash "$JOBS/bench-onesample.sh" --tokens 1
 usage "bench-onesample.sh unknown option" "unknown option '--fast'" bash "$JOBS/bench-onesample.sh" --fast
 usage "bench-hetero.sh quota out of range" "--quota takes a percentage 5-100, got '3'" bash "$JOBS/bench-hetero.sh" --quota 3
-if bash "$JOBS/bench-onesample.sh" --help | grep -q "jobs/bench-onesample.sh \[--dir DIR\]"; then
+if bash "$JOBS/bench-onesample.sh" --help | grep -q "jobs/bench-onesample.sh \[--dir DIR\].*\[--ranks R\]"; then
   pass "bench-onesample.sh --help"
 else
   fail "bench-onesample.sh --help lacks its usage line"
