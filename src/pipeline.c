@@ -381,7 +381,9 @@ static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_st
     mdi_status s;
     for (int32_t i = 0; i < pl->p.shape.n_samples; i++) {
         pl->stats.prompt_tokens += pl->samples[i].n_prompt;
-        emit_ids(pl, i, 1, pl->samples[i].n_prompt, sink);
+        const sample_state *ss = &pl->samples[i];
+        int32_t bos = ss->n_prompt > 0 && ss->ids[0] == mdi_tokenizer_bos(pl->p.tok);
+        emit_ids(pl, i, bos, ss->n_prompt, sink); /* the prompt without its BOS */
         if (pl->p.max_tokens <= 0)
             end_sample(pl, i, MDI_STOP_MAX_TOKENS, sink);
     }

@@ -581,7 +581,7 @@ const char *mdi_tokenizer_decode(const mdi_tokenizer *t, int32_t prev_id, int32_
     size_t n = t->dec_off[id + 1] - t->dec_off[id];
     int32_t ty = t->v.types[id];
     /* Undo the dummy prefix (sentencepiece only does so when it adds one). */
-    if (t->v.add_dummy_prefix && prev_id >= 0 && prev_id == t->v.bos_id && n > 0 && s[0] == ' ' &&
+    if (t->v.add_dummy_prefix && (prev_id < 0 || prev_id == t->v.bos_id) && n > 0 && s[0] == ' ' &&
         ty != MDI_PIECE_BYTE && ty != MDI_PIECE_UNKNOWN) {
         s++;
         n--;

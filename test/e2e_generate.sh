@@ -19,6 +19,16 @@ for model in s g; do
   expect_eq "$model.h5 prompt 2, direct run" "$REF2" "$out"
 done
 
+# A vocabulary without BOS ("none"): the prompt goes in without it and its echo
+# keeps every word, with no leading space (as sentencepiece decodes it).
+perl -0777 -pe 's/(bos_token_id\x04\x00\x00\x00)\x01\x00\x00\x00/$1\xff\xff\xff\xff/' \
+  "$M/stories260K.gguf" >"$TMP/nobos.gguf"
+"$MDI_CONVERT" "$TMP/nobos.gguf" -o "$TMP/nobos.h5" --quiet
+expect_eq "no BOS: tokenize" "403 407 261 378" "$("$MDI_LLM" --model "$TMP/nobos.h5" --tokenize "Once upon a time")"
+out=$("$MDI_LLM" --model "$TMP/nobos.h5" --prompt "Once upon a time" --temperature 0 --max-tokens 4 2>"$TMP/err")
+case $out in "Once upon a time"?*) pass "no BOS: the echo keeps the first word" ;;
+  *) fail "no BOS: output '$out' does not start with the prompt" ;; esac
+
 for n in 1 2 3 5; do
   out=$(run_np "$n" --model "$TMP/s.h5" --prompt "Once upon a time" --samples 1 --temperature 0 --max-tokens 60)
   expect_eq "single file, $n ranks, prompt 1" "$REF1" "$out"

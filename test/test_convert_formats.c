@@ -650,6 +650,48 @@ static void gguf_case(const fx *x, const tg_file *g, const char *name, size_t at
     unlink(p);
 }
 
+/* Write g to path with one more metadata pair, key = the val_len bytes of val
+ * of value type t, after the others (the data section moves, its offsets do not). */
+static void tg_add_kv(const tg_file *g, const char *path, const char *key, uint32_t t,
+                      const void *val, size_t val_len)
+{
+    FILE *f = fopen(path, "wb");
+    static const unsigned char zeros[32] = {0};
+    uint64_t n_kv = rd64(g->b.p + 16) + 1, klen = strlen(key);
+    size_t infos_end = g->t[g->nt - 1].pos + g->t[g->nt - 1].len;
+    size_t end = infos_end + 8 + klen + 4 + val_len + (g->kv_end - 24) + 24 - g->kv_end;
+    assert_non_null(f);
+    fwrite(g->b.p, 1, 16, f);
+    fwrite(&n_kv, 8, 1, f);
+    fwrite(g->b.p + 24, 1, g->kv_end - 24, f);
+    fwrite(&klen, 8, 1, f);
+    fwrite(key, 1, klen, f);
+    fwrite(&t, 4, 1, f);
+    fwrite(val, 1, val_len, f);
+    fwrite(g->b.p + g->kv_end, 1, infos_end - g->kv_end, f);
+    fwrite(zeros, 1, (32 - end % 32) % 32, f);
+    fwrite(g->b.p + g->data, 1, g->b.n - g->data, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* g with one more metadata pair opens (expect_ok) or fails naming n1. */
+static void gguf_kv_case(const fx *x, const tg_file *g, const char *key, uint32_t t,
+                         const void *val, size_t val_len, const char *n1)
+{
+    char p[PATH_CAP];
+    cv_source src;
+    mdi_err err = {0};
+    tg_add_kv(g, tmp_path(x, "kv.gguf", p), key, t, val, val_len);
+    if (!n1) {
+        if (cv_open_gguf(p, &src, &err) != MDI_OK)
+            fail_msg("%s: %s", key, err.msg);
+        cv_source_close(&src);
+    } else {
+        expect_fail(cv_open_gguf(p, &src, &err), &src, &err, n1, p);
+    }
+    unlink(p);
+}
+
 /* Offset just after the first occurrence of the string s in g. */
 static size_t tg_after(const tg_file *g, const char *s)
 {
@@ -765,6 +807,57 @@ static void test_gguf_errors(void **state)
     gguf_case(x, &g, "e15.gguf", tg_after(&g, "llama.rope.dimension_count") - 26,
               "llama.attention.head_count", 26,
               "metadata key 'llama.attention.head_count' appears twice", NULL);
+
+    /* Metadata that would change the model's arithmetic or its prompts is refused
+     * unless it says what the engine does; 6 is f32, 4 u32, 7 bool. */
+    const float f4 = 4.0f, f1 = 1.0f;
+    const uint32_t u4 = 4, u8 = 8;
+    const uint8_t no = 0, yes = 1;
+    gguf_kv_case(x, &g, "llama.rope.scaling.factor", 6, &f4, 4,
+                 "llama.rope.scaling.factor = 4: rope scaling is not supported");
+    gguf_kv_case(x, &g, "llama.rope.scale_linear", 6, &f4, 4,
+                 "llama.rope.scale_linear = 4: rope scaling is not supported");
+    gguf_kv_case(x, &g, "llama.rope.scaling.factor", 6, &f1, 4, NULL);
+    gguf_kv_case(x, &g, "llama.attention.value_length", 4, &u4, 4,
+                 "llama.attention.value_length = 4 differs from the head width 8");
+    gguf_kv_case(x, &g, "llama.attention.value_length", 4, &u8, 4, NULL);
+    gguf_kv_case(x, &g, "tokenizer.ggml.add_bos_token", 7, &no, 1,
+                 "tokenizer.ggml.add_bos_token is false");
+    gguf_kv_case(x, &g, "tokenizer.ggml.add_bos_token", 7, &yes, 1, NULL);
+    gguf_kv_case(x, &g, "tokenizer.ggml.add_eos_token", 7, &yes, 1,
+                 "tokenizer.ggml.add_eos_token is true");
+
+    /* Without bos/eos/unk ids the SentencePiece defaults apply, as in llama.cpp;
+     * "none" (0xFFFFFFFF) still means none. */
+    char p[PATH_CAP];
+    cv_source src;
+    mdi_err err = {0};
+    unsigned char *b = malloc(g.b.n);
+    assert_non_null(b);
+    memcpy(b, g.b.p, g.b.n);
+    for (const char *const *k =
+             (const char *const[]){"bos_token_id", "eos_token_id", "unknown_token_id", NULL};
+         *k; k++)
+        b[tg_after(&g, *k) - 1] = 'x'; /* ..._token_ix: a key nobody reads */
+    spit(tmp_path(x, "noids.gguf", p), b, g.b.n);
+    if (cv_open_gguf(p, &src, &err) != MDI_OK)
+        fail_msg("gguf without token ids: %s", err.msg);
+    assert_int_equal(src.vocab.bos_id, 1);
+    assert_int_equal(src.vocab.eos_id, 2);
+    assert_int_equal(src.vocab.unk_id, 0);
+    cv_source_close(&src);
+    const uint32_t none = 0xFFFFFFFFu;
+    size_t at = tg_after(&g, "bos_token_id");
+    assert_true(at > 0);
+    b[at - 1] = 'd';
+    memcpy(b + at + 4, &none, 4);
+    spit(p, b, g.b.n);
+    if (cv_open_gguf(p, &src, &err) != MDI_OK)
+        fail_msg("gguf with bos none: %s", err.msg);
+    assert_int_equal(src.vocab.bos_id, -1);
+    cv_source_close(&src);
+    unlink(p);
+    free(b);
 
     /* Tensor infos. */
     const tg_info *q = tg_find(&g, "blk.0.attn_q.weight"), *k = tg_find(&g, "blk.0.attn_k.weight");

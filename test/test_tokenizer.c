@@ -304,9 +304,9 @@ static void test_decode(void **state)
     (void)state;
     const tp v[] = {{SP "ab", -1, 1}, {"a" SP SP, -1, 1}, {"xy", 0, MDI_PIECE_UNUSED}};
     mdi_tokenizer *t = make_tok(v, 3, 1);
-    DEC(t, 1, ID(0), "ab"); /* the dummy prefix is undone after BOS only */
+    DEC(t, 1, ID(0), "ab"); /* the dummy prefix is undone after BOS and at the start */
     DEC(t, 5, ID(0), " ab");
-    DEC(t, -1, ID(0), " ab");
+    DEC(t, -1, ID(0), "ab");
     DEC(t, 1, ID(1), "a  ");
     DEC(t, 1, ID(2), "xy");
     DEC(t, 7, 1, "");

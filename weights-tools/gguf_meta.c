@@ -278,10 +278,15 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
         return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
                            "llama.rope.scaling.type '%s': rope scaling is not supported",
                            m->str[S_ROPE_SCALING]);
+    /* llama.cpp reads a factor without a type as linear scaling. */
+    for (gnum_key k = K_SCALE_FACTOR; k <= K_SCALE_LINEAR; k++)
+        if (m->num[k].present && m->num[k].f != 0.0 && m->num[k].f != 1.0)
+            return cv_gguf_err(c, MDI_ERR_UNSUPPORTED, "%s = %g: rope scaling is not supported",
+                               gnum_names[k], m->num[k].f);
     if (!m->num[K_VOCAB].present && !m->tokens.present)
         return cv_gguf_err(c, MDI_ERR_FORMAT,
                            "neither llama.vocab_size nor tokenizer.ggml.tokens is present");
-    int32_t rope_dim = 0, key_len = 0;
+    int32_t rope_dim = 0, key_len = 0, value_len = 0;
     memset(cfg, 0, sizeof *cfg);
     if ((s = meta_int(c, m, K_DIM, 1, 0, 1, MDI_MAX_DIM, &cfg->dim)) ||
         (s = meta_int(c, m, K_HIDDEN, 1, 0, 1, MDI_MAX_HIDDEN, &cfg->hidden_dim)) ||
@@ -291,6 +296,7 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
         (s = meta_int(c, m, K_CTX, 1, 0, 1, MDI_MAX_SEQ, &cfg->max_seq_len)) ||
         (s = meta_int(c, m, K_KEY_LEN, 0, cfg->dim / cfg->n_heads, 1, MDI_MAX_HEAD_DIM,
                       &key_len)) ||
+        (s = meta_int(c, m, K_VALUE_LEN, 0, key_len, 1, MDI_MAX_HEAD_DIM, &value_len)) ||
         (s = meta_int(c, m, K_ROPE_DIM, 0, key_len, 1, MDI_MAX_HEAD_DIM, &rope_dim)) ||
         (s = meta_int(c, m, K_VOCAB, 0, (int64_t)m->tokens.n, 1, MDI_MAX_VOCAB, &cfg->vocab_size)))
         return s;
@@ -304,6 +310,11 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
         return cv_gguf_err(c, s, "%s", c->err ? c->err->msg : "");
     /* Without llama.attention.key_length the head width is dim / n_heads, as in
      * llama.cpp, and a different rotary width is a partial rotary embedding. */
+    if (value_len != key_len)
+        return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
+                           "llama.attention.value_length = %d differs from the head width %d "
+                           "(values and keys of different widths are not supported)",
+                           (int)value_len, (int)key_len);
     if (rope_dim != key_len)
         return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
                            "llama.rope.dimension_count = %d differs from the head width %d "

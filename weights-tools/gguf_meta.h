@@ -67,12 +67,17 @@ typedef struct garr {
     X(K_EPS, "llama.attention.layer_norm_rms_epsilon") \
     X(K_ROPE_DIM, "llama.rope.dimension_count")        \
     X(K_KEY_LEN, "llama.attention.key_length")         \
+    X(K_VALUE_LEN, "llama.attention.value_length")     \
+    X(K_SCALE_FACTOR, "llama.rope.scaling.factor")     \
+    X(K_SCALE_LINEAR, "llama.rope.scale_linear")       \
     X(K_VOCAB, "llama.vocab_size")                     \
     X(K_ALIGN, "general.alignment")                    \
     X(K_BOS, "tokenizer.ggml.bos_token_id")            \
     X(K_EOS, "tokenizer.ggml.eos_token_id")            \
     X(K_UNK, "tokenizer.ggml.unknown_token_id")        \
-    X(K_ADD_SPACE, "tokenizer.ggml.add_space_prefix")
+    X(K_ADD_SPACE, "tokenizer.ggml.add_space_prefix")  \
+    X(K_ADD_BOS, "tokenizer.ggml.add_bos_token")       \
+    X(K_ADD_EOS, "tokenizer.ggml.add_eos_token")
 
 typedef enum {
 #define GGUF_KEY_ENUM(e, key) e,

@@ -193,11 +193,17 @@ static mdi_status check_array(const gcur *c, const garr *a, const char *key, uin
     return MDI_OK;
 }
 
-/* Token id metadata k: -1 when absent or "none" (0xFFFFFFFF), else in [0, n). */
-static mdi_status token_id(const gcur *c, const gmeta *m, gnum_key k, int32_t n, int32_t *out)
+/* Token id metadata k: def when absent (if below n), -1 when "none" (0xFFFFFFFF),
+ * else in [0, n). */
+static mdi_status token_id(const gcur *c, const gmeta *m, gnum_key k, int32_t def, int32_t n,
+                           int32_t *out)
 {
     const gnum *g = &m->num[k];
-    if (!g->present || g->i == -1 || g->i == 0xFFFFFFFFLL)
+    if (!g->present) {
+        *out = def < n ? def : -1;
+        return MDI_OK;
+    }
+    if (g->i == -1 || g->i == 0xFFFFFFFFLL)
         return MDI_OK;
     if (g->type == GT_F32 || g->type == GT_F64 || g->i < 0 || g->i >= n)
         return cv_gguf_err(c, MDI_ERR_RANGE, "metadata '%s' = %g is not a token id below %d",
@@ -257,10 +263,19 @@ static mdi_status read_vocab(gcur *c, const gmeta *m, int32_t vocab_size, mdi_vo
                            (unsigned long long)n, (int)vocab_size);
     if ((s = mdi_vocab_alloc(v, (int32_t)n, m->tokens.str_bytes, c->err)) != MDI_OK)
         return s;
-    if ((s = read_pieces(c, m, v)) || (s = token_id(c, m, K_BOS, v->n, &v->bos_id)) ||
-        (s = token_id(c, m, K_EOS, v->n, &v->eos_id)) ||
-        (s = token_id(c, m, K_UNK, v->n, &v->unk_id)))
+    /* Absent ids default as in llama.cpp for a SentencePiece vocabulary. */
+    if ((s = read_pieces(c, m, v)) || (s = token_id(c, m, K_BOS, 1, v->n, &v->bos_id)) ||
+        (s = token_id(c, m, K_EOS, 2, v->n, &v->eos_id)) ||
+        (s = token_id(c, m, K_UNK, 0, v->n, &v->unk_id)))
         return s;
+    if (m->num[K_ADD_BOS].present && !m->num[K_ADD_BOS].i)
+        return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
+                           "tokenizer.ggml.add_bos_token is false: prompts without BOS are not "
+                           "supported");
+    if (m->num[K_ADD_EOS].present && m->num[K_ADD_EOS].i)
+        return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
+                           "tokenizer.ggml.add_eos_token is true: prompts ending in EOS are not "
+                           "supported");
     v->add_dummy_prefix = m->num[K_ADD_SPACE].present ? m->num[K_ADD_SPACE].i != 0 : 1;
     if ((s = mdi_vocab_validate(v, c->err)) != MDI_OK)
         return cv_gguf_err(c, s, "tokenizer: %s", c->err ? c->err->msg : "");

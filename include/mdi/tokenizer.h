@@ -61,7 +61,8 @@ mdi_status mdi_tokenizer_encode(const mdi_tokenizer *t, const char *text, size_t
 
 /* The bytes that piece id contributes to output text when it follows prev_id:
  * byte pieces become their raw byte, U+2581 becomes ' ', the leading space of
- * the first piece after BOS is dropped (if the vocab adds a dummy prefix),
+ * the first piece of the text (prev_id < 0) or after BOS is dropped (if the
+ * vocab adds a dummy prefix),
  * control pieces give nothing, unknown pieces give " ⁇ " (U+2047, as sentencepiece).
  * Returns a pointer into tokenizer-owned memory (or buf) and sets *len. */
 const char *mdi_tokenizer_decode(const mdi_tokenizer *t, int32_t prev_id, int32_t id, char buf[8],
