@@ -434,7 +434,20 @@ static void test_hf_errors(void **state)
             "'hidden_size' is a string, expected an integer", NULL);
     hf_case(x, &s, cfg, "c3", "\"rope_scaling\": null",
             "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", NULL, NULL,
-            "rope_scaling is not supported", NULL);
+            "rope_scaling of rope_type 'linear' is not supported", NULL);
+    hf_case(x, &s, cfg, "c3b", "\"rope_scaling\": null",
+            "\"rope_parameters\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"rope_theta\": "
+            "5e5}",
+            NULL, NULL, "rope_parameters of rope_type 'llama3' is not supported", NULL);
+    hf_case(x, &s, cfg, "c3c", "\"rope_scaling\": null",
+            "\"rope_scaling\": null, \"sliding_window\": 16", NULL, NULL,
+            "sliding_window attention is not supported", NULL);
+    hf_case(x, &s, cfg, "c3d", "\"attention_bias\": false", "\"attention_bias\": \"true\"", NULL,
+            NULL, "'attention_bias' is a string, expected a bool", NULL);
+    hf_case(x, &s, cfg, "c3e", "\"mlp_bias\": false", "\"mlp_bias\": true", NULL, NULL,
+            "mlp_bias is not supported", NULL);
+    hf_case(x, &s, cfg, "c3f", "\"model_type\": \"llama\"", "\"model_type\": \"mistral\"", NULL,
+            NULL, "model_type 'mistral' is not a Llama model", NULL);
     char *mistral = replace(cfg, "LlamaForCausalLM", "MistralForCausalLM");
     hf_case(x, &s, mistral, "c4", "\"model_type\": \"llama\"", "\"model_type\": \"mistral\"", NULL,
             NULL, "MistralForCausalLM", "not a Llama model");
@@ -473,6 +486,26 @@ static void test_hf_errors(void **state)
             "needs a dtype string and two integer data_offsets", NULL);
     hf_case(x, &s, cfg, "s8", NULL, NULL, "{\"__metadata__\"", "[{\"__metadata__\"",
             "model.safetensors: line 1 column", NULL);
+
+    /* rope_theta from transformers 5's rope_parameters (over the top level's), and
+     * the "default" rope_type in either key, mean no scaling: accepted. */
+    static const char *const rope_ok[3] = {
+        "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}",
+        "\"rope_scaling\": {\"type\": \"default\"}, \"rope_parameters\": {\"rope_type\": "
+        "\"default\", \"rope_theta\": 500000}",
+        "\"rope_scaling\": {\"rope_type\": \"default\"}"};
+    for (int r = 0; r < 3; r++) {
+        char *c = replace(cfg, "\"rope_scaling\": null", rope_ok[r]);
+        char name[16];
+        snprintf(name, sizeof name, "rope%d", r);
+        hf_dir(x, name, c, 1, dir);
+        st_write(st_path(dir, p), &s, 0, s.n, NULL, NULL, NULL);
+        if (cv_open_hf(dir, NULL, &h, &err) != MDI_OK)
+            fail_msg("%s: %s", rope_ok[r], err.msg);
+        assert_true(h.cfg.rope_theta == (r < 2 ? 500000.0f : 10000.0f));
+        cv_source_close(&h);
+        free(c);
+    }
 
     /* header length past the end, and a file too short for it */
     hf_dir(x, "s9", cfg, 1, dir);

@@ -152,6 +152,8 @@ static void test_synthetic_config_files(void **state)
              NULL, "'n_layers' = 10000000000 is out of range");
     syn_case(x, "{\"dim\": 64, \"rope_scaling\": {\"factor\": 2}}", NULL,
              "rope_scaling is not supported");
+    syn_case(x, "{\"dim\": 64, \"rope_parameters\": {\"rope_theta\": 5e5}}", NULL,
+             "rope_parameters is not supported (give rope_theta at the top level)");
     syn_case(x, "{\"dim\": 64,}", NULL, "syn.json: line 1 column 12");
     cv_source s;
     expect_fail(cv_open_synthetic("no-such-preset", 1, NULL, &s, &err), &s, &err,

@@ -154,36 +154,88 @@ static mdi_status cfg_token(const cv_json *j, const char *path, const char *key,
     return MDI_OK;
 }
 
-/* Reject configs that are not a plain Llama: other architectures, rope scaling, biases. */
+/* Boolean field key: 0 when absent or null; a value of another type is an error. */
+static mdi_status cfg_bool(const cv_json *j, const char *path, const char *key, int *out,
+                           mdi_err *err)
+{
+    const cv_json *v = cv_json_get(j, key);
+    *out = 0;
+    if (v && !cv_json_is_null(v) && !cv_json_as_bool(v, out))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: '%s' is a %s, expected a bool", path, key,
+                        cv_json_type_name(cv_json_type_of(v)));
+    return MDI_OK;
+}
+
+/* RoPE settings: rope_scaling (transformers 4) or rope_parameters (5) must be null,
+ * absent, or of rope_type "default"; rope_theta comes from rope_parameters when
+ * it has one, else from the top level (default 10000). */
+static mdi_status cfg_rope(const cv_json *j, const char *path, float *theta, mdi_err *err)
+{
+    static const char *const keys[2] = {"rope_scaling", "rope_parameters"};
+    mdi_status s = cfg_float(j, path, "rope_theta", 10000.0, theta, err);
+    for (int k = 0; k < 2 && s == MDI_OK; k++) {
+        const cv_json *r = cv_json_get(j, keys[k]);
+        if (!r || cv_json_is_null(r))
+            continue;
+        const cv_json *tj = cv_json_get(r, "rope_type");
+        const char *type = cv_json_as_string(tj ? tj : cv_json_get(r, "type"), NULL);
+        if (cv_json_type_of(r) != CV_JSON_OBJECT || !type || strcmp(type, "default") != 0)
+            return mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                            "%s: %s of rope_type '%s' is not supported (only null, absent or "
+                            "\"default\": no rope scaling)",
+                            path, keys[k], type ? type : "?");
+        const cv_json *t = cv_json_get(r, "rope_theta");
+        double x;
+        if (t && !cv_json_is_null(t)) {
+            if (!cv_json_as_double(t, &x))
+                return mdi_errf(err, MDI_ERR_FORMAT,
+                                "%s: '%s.rope_theta' is a %s, expected a number", path, keys[k],
+                                cv_json_type_name(cv_json_type_of(t)));
+            *theta = (float)x;
+        }
+    }
+    return s;
+}
+
+/* Reject configs that are not a plain Llama: other architectures or model types,
+ * rope scaling, sliding-window attention, biases, activations other than silu. */
 static mdi_status cfg_check_llama(const cv_json *j, const char *path, mdi_err *err)
 {
-    const cv_json *arch = cv_json_get(j, "architectures");
-    const char *mt = cv_json_as_string(cv_json_get(j, "model_type"), NULL);
-    int ok = mt && strcmp(mt, "llama") == 0, b = 0;
+    const cv_json *arch = cv_json_get(j, "architectures"), *mtj = cv_json_get(j, "model_type");
+    const char *mt = cv_json_as_string(mtj, NULL);
+    int llama_arch = 0, b = 0;
+    mdi_status s;
     for (size_t i = 0; i < cv_json_count(arch); i++) {
         const char *a = cv_json_as_string(cv_json_at(arch, i), NULL);
-        ok |= a && strcmp(a, "LlamaForCausalLM") == 0;
+        llama_arch |= a && strcmp(a, "LlamaForCausalLM") == 0;
     }
-    if (!ok) {
+    /* Both, when given, must say Llama; at least one must be given. */
+    if ((mtj && !cv_json_is_null(mtj) && (!mt || strcmp(mt, "llama") != 0)) ||
+        (cv_json_count(arch) > 0 && !llama_arch) || (!mt && !llama_arch)) {
         const char *a0 = cv_json_as_string(cv_json_at(arch, 0), NULL);
         return mdi_errf(err, MDI_ERR_UNSUPPORTED,
                         "%s: architectures ['%s'] / model_type '%s' is not a Llama model "
                         "(LlamaForCausalLM, model_type llama)",
                         path, a0 ? a0 : "", mt ? mt : "");
     }
-    const cv_json *rs = cv_json_get(j, "rope_scaling");
-    if (rs && !cv_json_is_null(rs))
+    const cv_json *sw = cv_json_get(j, "sliding_window");
+    if (sw && !cv_json_is_null(sw))
         return mdi_errf(err, MDI_ERR_UNSUPPORTED,
-                        "%s: rope_scaling is not supported (it must be null or absent)", path);
+                        "%s: sliding_window attention is not supported (it must be null or "
+                        "absent)",
+                        path);
     const cv_json *actj = cv_json_get(j, "hidden_act");
     const char *act = cv_json_as_string(actj, NULL);
     if (actj && (!act || strcmp(act, "silu") != 0))
         return mdi_errf(err, MDI_ERR_UNSUPPORTED,
                         "%s: hidden_act '%s' is not supported (only silu)", path, act ? act : "?");
-    if ((cv_json_as_bool(cv_json_get(j, "attention_bias"), &b) && b) ||
-        (cv_json_as_bool(cv_json_get(j, "mlp_bias"), &b) && b))
-        return mdi_errf(err, MDI_ERR_UNSUPPORTED, "%s: attention_bias/mlp_bias are not supported",
-                        path);
+    static const char *const biases[2] = {"attention_bias", "mlp_bias"};
+    for (int k = 0; k < 2; k++) {
+        if ((s = cfg_bool(j, path, biases[k], &b, err)) != MDI_OK)
+            return s;
+        if (b)
+            return mdi_errf(err, MDI_ERR_UNSUPPORTED, "%s: %s is not supported", path, biases[k]);
+    }
     return MDI_OK;
 }
 
@@ -209,15 +261,13 @@ static mdi_status hf_config(const cv_json *j, const char *path, mdi_config *c, i
         (s = cfg_int(j, path, "max_position_embeddings", 1, 0, 1, MDI_MAX_SEQ, &c->max_seq_len,
                      err)) ||
         (s = cfg_float(j, path, "rms_norm_eps", 1e-6, &c->norm_eps, err)) ||
-        (s = cfg_float(j, path, "rope_theta", 10000.0, &c->rope_theta, err)) ||
+        (s = cfg_rope(j, path, &c->rope_theta, err)) ||
         (s = cfg_token(j, path, "bos_token_id", bos, err)) ||
         (s = cfg_token(j, path, "eos_token_id", eos, err)))
         return s;
-    const cv_json *tie = cv_json_get(j, "tie_word_embeddings");
     int tied = 0;
-    if (tie && !cv_json_is_null(tie) && !cv_json_as_bool(tie, &tied))
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s: 'tie_word_embeddings' is a %s, expected a bool",
-                        path, cv_json_type_name(cv_json_type_of(tie)));
+    if ((s = cfg_bool(j, path, "tie_word_embeddings", &tied, err)) != MDI_OK)
+        return s;
     c->tied_head = tied;
     if ((s = mdi_config_validate(c, err)) != MDI_OK)
         return prefix_err(err, s, path);

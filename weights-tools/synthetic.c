@@ -133,11 +133,13 @@ static mdi_status config_from_file(const char *path, mdi_config *cfg, mdi_err *e
     mdi_status s = cv_json_parse_file(path, SYN_MAX_CONFIG, &j, err);
     if (s != MDI_OK)
         return s;
-    const cv_json *rs = cv_json_get(j, "rope_scaling");
+    const cv_json *rs = cv_json_get(j, "rope_scaling"), *rp = cv_json_get(j, "rope_parameters");
     if (cv_json_type_of(j) != CV_JSON_OBJECT)
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: not a JSON object", path);
-    else if (rs && !cv_json_is_null(rs))
-        s = mdi_errf(err, MDI_ERR_UNSUPPORTED, "%s: rope_scaling is not supported", path);
+    else if ((rs && !cv_json_is_null(rs)) || (rp && !cv_json_is_null(rp)))
+        s = mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                     "%s: %s is not supported (give rope_theta at the top level)", path,
+                     rs && !cv_json_is_null(rs) ? "rope_scaling" : "rope_parameters");
     memset(cfg, 0, sizeof *cfg);
     cfg->rope_theta = 10000.0f;
     cfg->norm_eps = 1e-5f;
