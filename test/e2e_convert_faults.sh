@@ -137,6 +137,17 @@ expect_conv "llama2.c header with absurd sizes" "$O" "lie.bin: not a recognised 
 cp "$BIN" "$TMP/nan.bin" # token_embedding[100] = NaN (the floats start after the 28-byte header)
 poke_bytes "$TMP/nan.bin" $((28 + 4 * 100)) 0000c07f
 expect_conv "NaN in a llama2.c weight" "$O" "nan.bin: tensor token_embedding holds a non-finite value (nan) at index 100" "$TMP/nan.bin" --tokenizer "$TOK" -o "$O"
+# wq of layer 0, element 5 = 70000 (after the embedding and rms_att): beyond
+# f16's range, within bf16's; 3.4e38 rounds past bf16's largest value
+WQ5=$((28 + 4 * (512 * 64 + 5 * 64) + 4 * 5))
+cp "$BIN" "$TMP/big.bin"
+poke_bytes "$TMP/big.bin" "$WQ5" 00b88847
+expect_conv "a weight beyond f16's range" "$O" "big.bin: tensor wq of layer 0 holds a value beyond f16's range of +-65504 (70000) at index 5; convert with --dtype bf16 or f32" "$TMP/big.bin" --tokenizer "$TOK" --dtype f16 -o "$O"
+if "$MDI_CONVERT" "$TMP/big.bin" --tokenizer "$TOK" --dtype bf16 -o "$O" --quiet 2>"$TMP/err"; then
+  pass "70000 converts to bf16"; rm -f "$O"
+else fail "70000 to bf16: $(cat "$TMP/err")"; fi
+poke_bytes "$TMP/big.bin" "$WQ5" 9ec97f7f
+expect_conv "a weight beyond bf16's range" "$O" "tensor wq of layer 0 holds a value beyond bf16's range (3.4e+38) at index 5; convert with --dtype f32" "$TMP/big.bin" --tokenizer "$TOK" --dtype bf16 -o "$O"
 
 head -c 100 "$GGUF" >"$TMP/short.gguf"
 expect_conv "GGUF cut inside its header" "$O" "past end of file" "$TMP/short.gguf" -o "$O"

@@ -188,8 +188,21 @@ static hid_t create_group(hid_t loc, const char *name)
     return g;
 }
 
+/* The error for value v at index i of tensor kind (of layer, or an extra when
+ * layer < 0) of input from: "holds <what> (v) at index i". */
+static mdi_status bad_value(mdi_err *err, const char *from, mdi_tensor_kind kind, int32_t layer,
+                            const char *what, float v, size_t i, const char *hint)
+{
+    char of_layer[32] = "";
+    if (layer >= 0)
+        snprintf(of_layer, sizeof of_layer, " of layer %d", (int)layer);
+    return mdi_errf(err, MDI_ERR_FORMAT, "%s: tensor %s%s holds %s (%g) at index %zu%s", from,
+                    mdi_tensor_name(kind), of_layer, what, (double)v, i, hint);
+}
+
 /* Read tensor kind (of layer, or an extra when layer < 0), check it is finite,
- * convert matrices to the storage dtype in place, and write it under loc. */
+ * convert matrices to the storage dtype in place (refusing values beyond its
+ * range), and write it under loc. */
 static mdi_status write_tensor(wr_ctx *w, hid_t loc, mdi_tensor_kind kind, int32_t layer,
                                const char *where, mdi_err *err)
 {
@@ -200,27 +213,26 @@ static mdi_status write_tensor(wr_ctx *w, hid_t loc, mdi_tensor_kind kind, int32
     if ((s = w->src->read(w->src, kind, layer < 0 ? 0 : layer, w->buf, err)))
         return s;
     const char *from = w->src->path ? w->src->path : w->src->kind ? w->src->kind : "input";
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(w->buf[i])) {
-            if (layer >= 0)
-                return mdi_errf(err, MDI_ERR_FORMAT,
-                                "%s: tensor %s of layer %d holds a non-finite value (%g) at "
-                                "index %zu",
-                                from, mdi_tensor_name(kind), (int)layer, (double)w->buf[i], i);
-            return mdi_errf(err, MDI_ERR_FORMAT,
-                            "%s: tensor %s holds a non-finite value (%g) at index %zu", from,
-                            mdi_tensor_name(kind), (double)w->buf[i], i);
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w->buf[i]))
+            return bad_value(err, from, kind, layer, "a non-finite value", w->buf[i], i, "");
     int matrix = mdi_tensor_is_matrix(kind);
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
     hid_t t = H5T_IEEE_F32LE, mt = H5T_NATIVE_FLOAT;
     if (matrix && w->dtype != CV_DTYPE_F32) {
         unsigned char *b = (unsigned char *)w->buf;
+        int f16 = w->dtype == CV_DTYPE_F16;
+        uint16_t inf_bits = f16 ? 0x7C00 : 0x7F80; /* all-ones exponent: the value overflowed */
         for (size_t i = 0; i < n; i++) {
             float f;
             memcpy(&f, b + 4 * i, sizeof f);
-            uint16_t h = w->dtype == CV_DTYPE_F16 ? cv_f32_to_f16(f) : cv_f32_to_bf16(f);
+            uint16_t h = f16 ? cv_f32_to_f16(f) : cv_f32_to_bf16(f);
+            if ((h & inf_bits) == inf_bits)
+                return bad_value(
+                    err, from, kind, layer,
+                    f16 ? "a value beyond f16's range of +-65504" : "a value beyond bf16's range",
+                    f, i,
+                    f16 ? "; convert with --dtype bf16 or f32" : "; convert with --dtype f32");
             memcpy(b + 2 * i, &h, sizeof h);
         }
         t = mt = w->mat_type;
