@@ -26,7 +26,9 @@ fi
 expect_conv() {
   local name=$1 out=$2 want=$3 rc=0
   shift 3
-  (ulimit -v "$LIMIT_KB"; exec timeout 60 "$MDI_CONVERT" "$@") >"$TMP/out" 2>"$TMP/err" || rc=$?
+  (ulimit -v "$LIMIT_KB"
+   [ -z "${FSIZE_KB:-}" ] || { trap '' XFSZ; ulimit -f "$FSIZE_KB"; } # writes past it fail (EFBIG)
+   exec timeout 60 "$MDI_CONVERT" "$@") >"$TMP/out" 2>"$TMP/err" || rc=$?
   local left
   left=$(ls -d "$out" "$out".tmp-* 2>/dev/null || true)
   if [ "$rc" -ne 1 ]; then fail "$name: exit status $rc, expected 1:"; head -3 "$TMP/err"
@@ -62,6 +64,16 @@ if mount_tmpfs "$TMP/full" size=1m; then
 else
   echo "SKIP: disk-full cases: cannot mount a tmpfs here ($(id -un); $(cat "$TMP/mount.err" 2>/dev/null))"
 fi
+
+# ---- file size limit -------------------------------------------------------------------
+# The same, with the process's file size limit instead of a full disk (no root needed):
+# HDF5 then fails as late as closing the file, which once crashed its exit handler.
+for kb in 64 400 860; do
+  FSIZE_KB=$kb expect_conv "file size limit ${kb} KiB (one file)" "$TMP/m.h5" "(disk full?)" \
+    --synthetic tiny -o "$TMP/m.h5" --quiet
+  FSIZE_KB=$((kb / 2)) expect_conv "file size limit $((kb / 2)) KiB (2 shards)" "$TMP/m" "(disk full?)" \
+    --synthetic tiny -o "$TMP/m" --shards 2 --quiet
+done
 
 # ---- output directory not writable -----------------------------------------------------
 expect_conv "output under a file" /dev/null/m.h5 "cannot create /dev/null/m.h5.tmp-" \

@@ -324,6 +324,10 @@ int main(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
     int code = 0;
+    /* A file whose H5Fclose failed (say, the file size limit was hit while
+     * flushing) stays in HDF5's table, and the library's own exit handler then
+     * crashes on it; so the library is closed here, and only after success. */
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (parse_args(argc, argv, o, &err)) {
         fprintf(stderr, "mdi-convert: %s (see mdi-convert --help)\n", err.msg);
@@ -345,5 +349,7 @@ int main(int argc, char **argv)
         fputs("mdi-convert: cannot write to standard output\n", stderr);
         code = CLI_EXIT_FAIL;
     }
+    if (code == 0)
+        H5close();
     exit(code);
 }
