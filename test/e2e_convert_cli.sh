@@ -82,6 +82,9 @@ expect_fail 1 "not a recognised model" "$CONVERT" "$TOK" -o "$WORK/x.h5"
 expect_fail 1 "holds 32000 pieces but the model's vocabulary has 512" "$CONVERT" "$BIN" \
     --tokenizer "$MODELS/llama2-tokenizer/tokenizer.bin" -o "$WORK/x.h5"
 expect_fail 1 "No such file" "$CONVERT" "$WORK/missing.bin" -o "$WORK/x.h5"
+printf '24ka\001\000\000\000' | cat - "$BIN" >"$WORK/ak42.bin" # export.py --version 1's magic
+expect_fail 1 'a llama2.c export in the newer "ak42" format' "$CONVERT" "$WORK/ak42.bin" -o "$WORK/x.h5"
+rm -f "$WORK/ak42.bin"
 expect_fail 1 "not an HDF5 file" "$CONVERT" --inspect "$BIN"
 expect_fail 1 "split covers" "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2,4,4 -o "$WORK/x"
 grep -qF "but the model has 5" "$WORK/err" || fail "--split 2,4,4: $(cat "$WORK/err")"
@@ -102,6 +105,11 @@ for want in "format       mdi-llm, version 1" \
     grep -qF -- "$want" "$WORK/inspect" || fail "--inspect lacks '$want': $(cat "$WORK/inspect")"
 done
 expect_fail 1 "exists; remove it first" "$CONVERT" "$BIN" --tokenizer "$TOK" -o "$WORK/one.h5"
+
+# A new output directory named with a trailing slash is that directory.
+"$CONVERT" "$BIN" --tokenizer "$TOK" -o "$WORK/slash/" --shards 2 --quiet 2>"$WORK/err" &&
+    [[ $(ls "$WORK/slash" | wc -l) -eq 2 ]] || fail "-o DIR/ --shards 2: $(cat "$WORK/err")"
+rm -rf "$WORK/slash"
 
 # Shards: progress on stderr (not a terminal: one line per step), names, inspect.
 "$CONVERT" "$BIN" --tokenizer "$TOK" --split 1,1,3 --dtype f16 -o "$WORK/shards" 2>"$WORK/err"

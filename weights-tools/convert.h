@@ -41,7 +41,8 @@ typedef enum {
     CV_INPUT_UNKNOWN = 0,
     CV_INPUT_LLAMA2C,
     CV_INPUT_GGUF,
-    CV_INPUT_HF_DIR
+    CV_INPUT_HF_DIR,
+    CV_INPUT_LLAMA2C_AK42 /* llama2.c's newer export (magic "ak42"): recognised, refused */
 } cv_input_kind;
 cv_input_kind cv_detect(const char *path);
 

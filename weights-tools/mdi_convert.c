@@ -277,6 +277,12 @@ static mdi_status open_source(const cli_opts *o, cv_source *src, mdi_err *err)
         return cv_open_gguf(o->input, src, err);
     case CV_INPUT_HF_DIR:
         return cv_open_hf(o->input, o->tokenizer, src, err);
+    case CV_INPUT_LLAMA2C_AK42:
+        return mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                        "%s: a llama2.c export in the newer \"ak42\" format (export.py "
+                        "--version 1 or 2), which is not read; export with --version 0 (the "
+                        "legacy layout), or convert the GGUF or Hugging Face form",
+                        o->input);
     case CV_INPUT_UNKNOWN:
     default:
         break;

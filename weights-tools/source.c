@@ -163,6 +163,8 @@ cv_input_kind cv_detect(const char *path)
     close(fd);
     if (got >= 4 && memcmp(hdr, "GGUF", 4) == 0)
         return CV_INPUT_GGUF;
+    if (got >= 8 && memcmp(hdr, "24ka", 4) == 0) /* uint32 0x616b3432, little-endian */
+        return CV_INPUT_LLAMA2C_AK42;
     if (got == (ssize_t)sizeof hdr && llama2c_plausible(hdr, (uint64_t)st.st_size))
         return CV_INPUT_LLAMA2C;
     return CV_INPUT_UNKNOWN;

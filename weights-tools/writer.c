@@ -438,10 +438,21 @@ static mdi_status plan_bounds(const cv_source *src, const cv_write_opts *o, int3
     return mdi_plan_balanced(&src->cfg, n, o->balance, NULL, bounds, err);
 }
 
-/* Move tmp to out, refusing to replace something that appeared meanwhile. */
-static mdi_status publish(const char *tmp, const char *out, mdi_err *err)
+/* Move tmp to out, refusing to replace something that appeared meanwhile: a
+ * file by link + unlink (link never replaces; filesystems without hard links
+ * fall back to a check and rename), a directory by rename, which never
+ * replaces a directory that holds anything. */
+static mdi_status publish(const char *tmp, const char *out, int is_dir, mdi_err *err)
 {
     struct stat st;
+    if (!is_dir) {
+        if (link(tmp, out) == 0) {
+            unlink(tmp);
+            return MDI_OK;
+        }
+        if (errno == EEXIST)
+            return mdi_errf(err, MDI_ERR_ARG, "%s exists; remove it first", out);
+    }
     if (lstat(out, &st) == 0)
         return mdi_errf(err, MDI_ERR_ARG, "%s exists; remove it first", out);
     if (rename(tmp, out) != 0)
@@ -477,7 +488,7 @@ static mdi_status write_sharded(wr_ctx *w, const char *tmp, const char *out, con
         if (!(s = shard_path(path, sizeof path, tmp, i, n, bounds, err)))
             s = write_shard(w, path, i, n, bounds[i], bounds[i + 1], err);
     }
-    if (!s && !(s = publish(tmp, out, err)))
+    if (!s && !(s = publish(tmp, out, 1, err)))
         return MDI_OK;
     for (int32_t j = 0; j < i; j++) { /* a failed shard has removed itself already */
         if (!shard_path(path, sizeof path, tmp, j, n, bounds, NULL))
@@ -487,12 +498,18 @@ static mdi_status write_sharded(wr_ctx *w, const char *tmp, const char *out, con
     return s;
 }
 
-mdi_status cv_write(cv_source *src, const char *out, const cv_write_opts *opts, mdi_err *err)
+mdi_status cv_write(cv_source *src, const char *out_arg, const cv_write_opts *opts, mdi_err *err)
 {
-    char tmp[WR_PATH_MAX];
+    char tmp[WR_PATH_MAX], out[WR_PATH_MAX - 63]; /* check_inputs: strlen(out_arg) + 64 <= max */
     mdi_status s;
-    if ((s = check_inputs(src, out, opts, err)))
+    if ((s = check_inputs(src, out_arg, opts, err)))
         return s;
+    /* "dir/" names dir: its temporary twin is "dir.tmp-PID", not "dir/.tmp-PID". */
+    size_t len = strlen(out_arg);
+    while (len > 1 && out_arg[len - 1] == '/')
+        len--;
+    memcpy(out, out_arg, len);
+    out[len] = '\0';
     wr_ctx w = {.src = src, .dtype = opts->dtype, .mat_type = -1, .path = out};
     w.prog = (wr_progress){
         .enabled = !opts->quiet, .tty = isatty(2), .total = src->cfg.n_layers, .next_pct = 5};
@@ -513,7 +530,7 @@ mdi_status cv_write(cv_source *src, const char *out, const cv_write_opts *opts, 
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
     if (n == 1) {
         if (!(s = write_shard(&w, tmp, 0, 1, 0, 2 * src->cfg.n_layers, err)) &&
-            (s = publish(tmp, out, err)))
+            (s = publish(tmp, out, 0, err)))
             unlink(tmp);
     } else {
         s = write_sharded(&w, tmp, out, bounds, n, err);
