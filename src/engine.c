@@ -49,6 +49,76 @@ int mdi_utf8_valid(const char *text, size_t len)
     return 1;
 }
 
+#define UTF8_REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
+
+/* 1 if c may follow r's held bytes (Unicode table 3-7: the second byte's range
+ * depends on the first; later ones are 80..BF). */
+static int utf8_continues(const mdi_utf8_repair *r, unsigned char c)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (r->n == 1) {
+        switch (r->pend[0]) {
+        case 0xe0:
+            lo = 0xa0;
+            break;
+        case 0xed:
+            hi = 0x9f;
+            break; /* no surrogates */
+        case 0xf0:
+            lo = 0x90;
+            break;
+        case 0xf4:
+            hi = 0x8f;
+            break; /* nothing above U+10FFFF */
+        default:
+            break;
+        }
+    }
+    return c >= lo && c <= hi;
+}
+
+size_t mdi_utf8_repair_feed(mdi_utf8_repair *r, const char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (r->n > 0) {
+            if (utf8_continues(r, c)) {
+                r->pend[r->n++] = c;
+                if (r->n == r->need) {
+                    memcpy(out + o, r->pend, (size_t)r->n);
+                    o += (size_t)r->n;
+                    r->n = 0;
+                }
+                continue;
+            }
+            memcpy(out + o, UTF8_REPLACEMENT, 3); /* the held bytes were a maximal subpart */
+            o += 3;
+            r->n = 0; /* and c starts afresh */
+        }
+        if (c < 0x80) {
+            out[o++] = (char)c;
+        } else if (c >= 0xc2 && c <= 0xf4) {
+            r->pend[0] = c;
+            r->n = 1;
+            r->need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        } else {
+            memcpy(out + o, UTF8_REPLACEMENT, 3);
+            o += 3;
+        }
+    }
+    return o;
+}
+
+size_t mdi_utf8_repair_end(mdi_utf8_repair *r, char *out)
+{
+    if (r->n == 0)
+        return 0;
+    r->n = 0;
+    memcpy(out, UTF8_REPLACEMENT, 3);
+    return 3;
+}
+
 /* Cores this process may run on. */
 static int available_cores(void)
 {

@@ -11,36 +11,71 @@
 #include "mdi/plan.h"
 
 #define LINE_CAP 4096
+#define OUT_CHUNK 256 /* input bytes repaired at a time */
 
-/* Rank 0's text output: raw stream for one sample, "[i] line" records for several. */
+/* Rank 0's text output, valid UTF-8: a raw stream for one sample, "[i] line"
+ * records for several. A line longer than LINE_CAP bytes goes out in pieces
+ * cut between characters, the later ones marked "[i]+ ". */
 typedef struct out_ctx {
     FILE *f;
     int multi;
-    char *lines; /* (n_samples, LINE_CAP) pending partial lines */
-    size_t *len; /* (n_samples) */
+    char *lines;          /* (n_samples, LINE_CAP) pending partial lines */
+    size_t *len;          /* (n_samples) */
+    int *cont;            /* (n_samples) 1 if the pending line continues a longer one */
+    mdi_utf8_repair *rep; /* (n_samples) */
 } out_ctx;
 
 static void out_flush_line(out_ctx *o, int32_t i)
 {
-    fprintf(o->f, "[%d] %.*s\n", i, (int)o->len[i], o->lines + (size_t)i * LINE_CAP);
+    fprintf(o->f, "[%d]%s %.*s\n", i, o->cont[i] ? "+" : "", (int)o->len[i],
+            o->lines + (size_t)i * LINE_CAP);
     o->len[i] = 0;
+    o->cont[i] = 0;
+}
+
+/* Sample i's line is full: print it up to its last whole character (the text
+ * is valid UTF-8, but its last character may still be arriving), keep the rest. */
+static void out_split_line(out_ctx *o, int32_t i)
+{
+    char *line = o->lines + (size_t)i * LINE_CAP;
+    size_t len = o->len[i], start = len - 1;
+    while (start > 0 && len - start < 4 && ((unsigned char)line[start] & 0xc0) == 0x80)
+        start--;
+    unsigned char lead = (unsigned char)line[start];
+    size_t whole = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+    size_t cut = start + whole <= len ? len : start, rest = len - cut;
+    o->len[i] = cut;
+    out_flush_line(o, i);
+    o->cont[i] = 1;
+    memmove(line, line + cut, rest);
+    o->len[i] = rest;
+}
+
+/* Repaired bytes of sample i to the stream or its line. */
+static void out_bytes(out_ctx *o, int32_t i, const char *bytes, size_t n)
+{
+    if (!o->multi) {
+        fwrite(bytes, 1, n, o->f);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (bytes[k] == '\n') {
+            out_flush_line(o, i);
+            continue;
+        }
+        if (o->len[i] == LINE_CAP)
+            out_split_line(o, i);
+        o->lines[(size_t)i * LINE_CAP + o->len[i]++] = bytes[k];
+    }
 }
 
 static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
 {
     out_ctx *o = ctx;
-    if (!o->multi) {
-        fwrite(bytes, 1, n, o->f);
-        fflush(o->f);
-        return;
-    }
-    for (size_t k = 0; k < n; k++) {
-        if (bytes[k] == '\n' || o->len[i] == LINE_CAP) {
-            out_flush_line(o, i);
-            if (bytes[k] == '\n')
-                continue;
-        }
-        o->lines[(size_t)i * LINE_CAP + o->len[i]++] = bytes[k];
+    char buf[3 * (OUT_CHUNK + 3)];
+    for (size_t k = 0; k < n; k += OUT_CHUNK) {
+        size_t m = n - k < OUT_CHUNK ? n - k : OUT_CHUNK;
+        out_bytes(o, i, buf, mdi_utf8_repair_feed(&o->rep[i], bytes + k, m, buf));
     }
     fflush(o->f);
 }
@@ -48,12 +83,15 @@ static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
 static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
 {
     out_ctx *o = ctx;
+    char buf[3];
+    out_bytes(o, i, buf, mdi_utf8_repair_end(&o->rep[i], buf));
     if (!o->multi) {
         fputc('\n', o->f);
     } else {
         if (o->len[i])
             out_flush_line(o, i);
-        fprintf(o->f, "[%d] (end: %s, %d tokens)\n", i, mdi_stop_reason_str(why), n);
+        fprintf(o->f, "[%d] (end: %s, %d token%s)\n", i, mdi_stop_reason_str(why), n,
+                n == 1 ? "" : "s");
     }
     fflush(o->f);
 }
@@ -123,11 +161,16 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
                 e.shape.n_samples == 1 ? "" : "s", e.shape.group_size, e.tensor.n_threads,
                 e.tensor.n_threads == 1 ? "" : "s", e.tensor.blis_arch);
     }
-    out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL};
-    if (rank == 0 && o.multi) {
-        o.lines = malloc((size_t)e.shape.n_samples * LINE_CAP);
-        o.len = calloc((size_t)e.shape.n_samples, sizeof *o.len);
-        if (!o.lines || !o.len) {
+    out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL, NULL, NULL};
+    if (rank == 0) {
+        size_t ns = (size_t)e.shape.n_samples;
+        o.rep = calloc(ns, sizeof *o.rep);
+        if (o.multi) {
+            o.lines = malloc(ns * LINE_CAP);
+            o.len = calloc(ns, sizeof *o.len);
+            o.cont = calloc(ns, sizeof *o.cont);
+        }
+        if (!o.rep || (o.multi && (!o.lines || !o.len || !o.cont))) {
             fprintf(stderr, "mdi-llm: out of memory for the output buffers\n");
             MPI_Abort(comm, 1);
         }
@@ -151,6 +194,8 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
     }
     free(o.lines);
     free(o.len);
+    free(o.cont);
+    free(o.rep);
     mdi_engine_free(&e);
     return code;
 }

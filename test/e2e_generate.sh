@@ -85,6 +85,28 @@ for i in 0 1 2; do
   expect_eq "3 ranks, default 3 samples, sample $i" "$REF1" "$(sample_text "$i" "$TMP/multi")"
 done
 grep -q '^\[2\] (end: max-tokens, 60 tokens)$' "$TMP/multi" && pass "end record" || fail "end record missing"
+run_np 2 --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 1 --temperature 0 >"$TMP/one"
+grep -q '^\[1\] (end: max-tokens, 1 token)$' "$TMP/one" && pass "end record, 1 token" || fail "end record: $(cat "$TMP/one")"
+
+# Text out is valid UTF-8 whatever bytes the model samples (at temperature 100
+# the byte pieces come in any order): ill-formed runs become U+FFFD.
+for s in 1 4; do
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once" --temperature 100 --top-p 1 --max-tokens 200 \
+    --seed 3 --samples "$s" --quiet >"$TMP/hot" 2>"$TMP/err"
+  if iconv -f UTF-8 -t UTF-8 "$TMP/hot" >/dev/null 2>&1; then pass "random bytes, $s sample(s): valid UTF-8 out"
+  else fail "random bytes, $s sample(s): output is not valid UTF-8"; fi
+done
+
+# A line longer than 4096 bytes goes out in pieces cut between characters,
+# the later ones marked "[i]+ ": 4095 a's, then a 3-byte character that would
+# straddle the cut (a synthetic model with the Llama 2 tokenizer, context 4096).
+printf '{"dim": 64, "hidden_dim": 128, "n_layers": 1, "n_heads": 4, "vocab_size": 32000, "max_seq_len": 4096}' >"$TMP/l2.json"
+"$MDI_CONVERT" --synthetic "$TMP/l2.json" --tokenizer "$MDI_MODELS_DIR/llama2-tokenizer/tokenizer.model" \
+  -o "$TMP/l2.h5" --quiet
+as=$(printf 'a%.0s' $(seq 4095))
+"$MDI_LLM" --model "$TMP/l2.h5" --prompt "${as}日本" --samples 2 --max-tokens 0 --quiet >"$TMP/long"
+expect_eq "a 4101-byte line: two pieces, cut between characters" \
+  "[0] $as|[0]+ 日本|[0] (end: max-tokens, 0 tokens)" "$(grep '^\[0\]' "$TMP/long" | tr '\n' '|' | sed 's/|$//')"
 
 # Without --max-tokens, a prompt that leaves fewer than 256 positions runs to
 # the end of the context (512 positions: the prompt, then all but the last

@@ -1,6 +1,7 @@
-/* mdi_utf8_valid: hand-picked accepts and rejects, then every sequence of
- * one to three bytes (and a grid of four-byte ones) against a validator
- * written from the Unicode standard's table of well-formed byte sequences. */
+/* mdi_utf8_valid and mdi_utf8_repair: hand-picked cases, then every sequence
+ * of one to three bytes (and a grid of four-byte ones) against a validator and
+ * a repair written from the Unicode standard's table of well-formed byte
+ * sequences. */
 #include "test_util.h"
 
 #include "mdi/engine.h"
@@ -17,35 +18,44 @@ static int valid(const char *s, size_t len)
     return v;
 }
 
-/* Unicode 15, table 3-7: well-formed UTF-8 byte sequences. Returns the
- * length of the sequence at s[0..len) or 0 if it is ill-formed. */
-static size_t well_formed_at(const unsigned char *s, size_t len)
+/* Unicode 15, table 3-7: well-formed UTF-8 byte sequences. */
+static const struct {
+    unsigned char lo[4], hi[4];
+    size_t n;
+} rows[] = {
+    {{0x00}, {0x7f}, 1},
+    {{0xc2, 0x80}, {0xdf, 0xbf}, 2},
+    {{0xe0, 0xa0, 0x80}, {0xe0, 0xbf, 0xbf}, 3},
+    {{0xe1, 0x80, 0x80}, {0xec, 0xbf, 0xbf}, 3},
+    {{0xed, 0x80, 0x80}, {0xed, 0x9f, 0xbf}, 3},
+    {{0xee, 0x80, 0x80}, {0xef, 0xbf, 0xbf}, 3},
+    {{0xf0, 0x90, 0x80, 0x80}, {0xf0, 0xbf, 0xbf, 0xbf}, 4},
+    {{0xf1, 0x80, 0x80, 0x80}, {0xf3, 0xbf, 0xbf, 0xbf}, 4},
+    {{0xf4, 0x80, 0x80, 0x80}, {0xf4, 0x8f, 0xbf, 0xbf}, 4},
+};
+
+/* The length of the longest prefix of s[0..len) that some row allows (at most
+ * the row's length; 0 if no row starts with s[0]) and that row's length. */
+static size_t row_prefix(const unsigned char *s, size_t len, size_t *row_n)
 {
-    static const struct {
-        unsigned char lo[4], hi[4];
-        size_t n;
-    } rows[] = {
-        {{0x00}, {0x7f}, 1},
-        {{0xc2, 0x80}, {0xdf, 0xbf}, 2},
-        {{0xe0, 0xa0, 0x80}, {0xe0, 0xbf, 0xbf}, 3},
-        {{0xe1, 0x80, 0x80}, {0xec, 0xbf, 0xbf}, 3},
-        {{0xed, 0x80, 0x80}, {0xed, 0x9f, 0xbf}, 3},
-        {{0xee, 0x80, 0x80}, {0xef, 0xbf, 0xbf}, 3},
-        {{0xf0, 0x90, 0x80, 0x80}, {0xf0, 0xbf, 0xbf, 0xbf}, 4},
-        {{0xf1, 0x80, 0x80, 0x80}, {0xf3, 0xbf, 0xbf, 0xbf}, 4},
-        {{0xf4, 0x80, 0x80, 0x80}, {0xf4, 0x8f, 0xbf, 0xbf}, 4},
-    };
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
         if (s[0] < rows[r].lo[0] || s[0] > rows[r].hi[0])
             continue;
-        if (len < rows[r].n)
-            return 0;
-        for (size_t k = 1; k < rows[r].n; k++)
-            if (s[k] < rows[r].lo[k] || s[k] > rows[r].hi[k])
-                return 0;
-        return rows[r].n;
+        size_t k = 1;
+        while (k < rows[r].n && k < len && s[k] >= rows[r].lo[k] && s[k] <= rows[r].hi[k])
+            k++;
+        *row_n = rows[r].n;
+        return k;
     }
+    *row_n = 0;
     return 0;
+}
+
+/* The length of the well-formed sequence at s[0..len), or 0 if it is ill-formed. */
+static size_t well_formed_at(const unsigned char *s, size_t len)
+{
+    size_t n, k = row_prefix(s, len, &n);
+    return k == n ? n : 0;
 }
 
 static int ref_valid(const unsigned char *s, size_t len)
@@ -186,12 +196,105 @@ static void test_four_byte_grid(void **state)
                 }
 }
 
+/* Reference repair, from the table: well-formed sequences are copied; a maximal
+ * subpart (the longest prefix of a well-formed sequence, else one byte) becomes
+ * U+FFFD. */
+static size_t ref_repair(const unsigned char *s, size_t len, char *out)
+{
+    size_t i = 0, o = 0, n, k;
+    while (i < len) {
+        if ((n = well_formed_at(s + i, len - i))) {
+            memcpy(out + o, s + i, n);
+            o += n, i += n;
+        } else {
+            k = row_prefix(s + i, len - i, &n);
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3, i += k ? k : 1;
+        }
+    }
+    return o;
+}
+
+/* mdi_utf8_repair over s[0..len) fed in pieces of `step` bytes, then ended. */
+static size_t repair(const unsigned char *s, size_t len, size_t step, char *out)
+{
+    mdi_utf8_repair r = {{0}, 0, 0};
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += step)
+        o +=
+            mdi_utf8_repair_feed(&r, (const char *)s + i, len - i < step ? len - i : step, out + o);
+    return o + mdi_utf8_repair_end(&r, out + o);
+}
+
+/* Repair equals the reference, fed whole and a byte at a time; valid text is unchanged. */
+static void expect_repair(const unsigned char *s, size_t len)
+{
+    char want[64], got[64];
+    assert_true(len <= 16);
+    size_t nw = ref_repair(s, len, want);
+    for (size_t step = 1; step <= len; step += len > 1 ? len - 1 : 1) {
+        size_t ng = repair(s, len, step, got);
+        if (ng != nw || memcmp(got, want, nw) != 0)
+            fail_msg("repair of %zu bytes (first %02x) in steps of %zu differs", len, s[0], step);
+    }
+    assert_true(!ref_valid(s, len) || (nw == len && memcmp(want, s, len) == 0));
+}
+
+static void test_repair(void **state)
+{
+    (void)state;
+    char out[64];
+    const struct {
+        case_ in, want;
+    } hand[] = {
+        {CASE("a\xff" "b"), CASE("a\xef\xbf\xbd"
+                              "b")},
+        {CASE("\xe2\x28\xa1"), CASE("\xef\xbf\xbd(\xef\xbf\xbd")},
+        {CASE("\xf0\x9f\x98"), CASE("\xef\xbf\xbd")}, /* cut at the end: one U+FFFD */
+        {CASE("\xed\xa0\x80"), CASE("\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd")}, /* surrogate */
+        {CASE("\xe6\x97\xa5"), CASE("\xe6\x97\xa5")},
+    };
+    for (size_t i = 0; i < sizeof hand / sizeof hand[0]; i++) {
+        size_t n = repair((const unsigned char *)hand[i].in.s, hand[i].in.len, 1, out);
+        assert_int_equal(n, hand[i].want.len);
+        assert_memory_equal(out, hand[i].want.s, n);
+    }
+    /* A character cut between calls waits for its end. */
+    mdi_utf8_repair r = {{0}, 0, 0};
+    assert_int_equal(mdi_utf8_repair_feed(&r, "x\xe6\x97", 3, out), 1);
+    assert_int_equal(mdi_utf8_repair_feed(&r, "\xa5", 1, out), 3);
+    assert_memory_equal(out, "\xe6\x97\xa5", 3);
+    assert_int_equal(mdi_utf8_repair_end(&r, out), 0);
+    unsigned char b[4];
+    for (unsigned x = 0; x < 256; x++) {
+        b[0] = (unsigned char)x;
+        expect_repair(b, 1);
+        for (unsigned y = 0; y < 256; y++) {
+            b[1] = (unsigned char)y;
+            expect_repair(b, 2);
+            for (unsigned z = 0; z < 256; z += x < 0xc0 ? 15 : 1) {
+                b[2] = (unsigned char)z;
+                expect_repair(b, 3);
+            }
+        }
+    }
+    const unsigned char edge[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+                                  0xc0, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xff};
+    for (unsigned x = 0xe0; x < 256; x++)
+        for (size_t i = 0; i < sizeof edge; i++)
+            for (size_t j = 0; j < sizeof edge; j++)
+                for (size_t k = 0; k < sizeof edge; k++) {
+                    b[0] = (unsigned char)x, b[1] = edge[i], b[2] = edge[j], b[3] = edge[k];
+                    expect_repair(b, 4);
+                }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts),        cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_length_bounds),  cmocka_unit_test(test_exhaustive_short),
-        cmocka_unit_test(test_four_byte_grid),
+        cmocka_unit_test(test_four_byte_grid), cmocka_unit_test(test_repair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

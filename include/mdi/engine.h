@@ -56,4 +56,19 @@ mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *o
 /* 1 if text[0..len) is valid UTF-8. */
 int mdi_utf8_valid(const char *text, size_t len);
 
+/* Generated text made valid UTF-8 as it streams: a model can emit any bytes
+ * (byte pieces), and a character may be cut between two tokens. Each maximal
+ * ill-formed subsequence becomes U+FFFD, as Python's errors="replace" and the
+ * Unicode standard's recommended practice do; a sequence cut between two calls
+ * waits for its end. Zero-initialise one per text. */
+typedef struct mdi_utf8_repair {
+    unsigned char pend[4]; /* the start of an unfinished sequence */
+    int n, need;           /* bytes held, bytes the sequence needs */
+} mdi_utf8_repair;
+
+/* Repair in[0..n) into out (room for 3 * (n + 3) bytes); returns the bytes written. */
+size_t mdi_utf8_repair_feed(mdi_utf8_repair *r, const char *in, size_t n, char *out);
+/* End of the text: an unfinished sequence becomes U+FFFD (out: room for 3 bytes). */
+size_t mdi_utf8_repair_end(mdi_utf8_repair *r, char *out);
+
 #endif /* MDI_ENGINE_H */
