@@ -17,6 +17,11 @@
 
 int mdi_utf8_valid(const char *text, size_t len)
 {
+    return mdi_utf8_valid_len(text, len) == len;
+}
+
+size_t mdi_utf8_valid_len(const char *text, size_t len)
+{
     const unsigned char *s = (const unsigned char *)text;
     size_t i = 0;
     while (i < len) {
@@ -33,20 +38,20 @@ int mdi_utf8_valid(const char *text, size_t len)
         } else if ((c & 0xf8) == 0xf0) {
             n = 3, cp = c & 0x07, min = 0x10000;
         } else {
-            return 0;
+            return i;
         }
         if (n > len - i - 1)
-            return 0;
+            return i;
         for (size_t k = 1; k <= n; k++) {
             if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
+                return i;
             cp = (cp << 6) | (s[i + k] & 0x3f);
         }
         if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
+            return i;
         i += n + 1;
     }
-    return 1;
+    return len;
 }
 
 #define UTF8_REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
@@ -147,19 +152,26 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
         return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: %s", path,
                         bad ? "read error" : "larger than 64 MiB");
     }
-    b[n] = '\0';
+    char *t = b;
+    if (n >= 3 && memcmp(b, "\xef\xbb\xbf", 3) == 0) { /* a UTF-8 byte order mark */
+        t += 3;
+        n -= 3;
+    }
+    while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r'))
+        n--; /* blank lines at the end (an editor's final newlines) */
+    t[n] = '\0';
     int32_t count = 0; /* lines: one per newline, and an unterminated last one */
     for (size_t i = 0; i < n; i++) {
-        int nul = b[i] == '\0';
+        int nul = t[i] == '\0';
         if (nul || count >= MDI_CLI_MAX_SAMPLES) {
             free(b);
             if (nul)
-                return mdi_errf(err, MDI_ERR_ARG, "line %d of --prompt-file has a NUL byte",
-                                count + 1);
+                return mdi_errf(err, MDI_ERR_ARG, "line %d of --prompt-file %s has a NUL byte",
+                                count + 1, path);
             return mdi_errf(err, MDI_ERR_RANGE, "--prompt-file %s has more than %d prompts", path,
                             MDI_CLI_MAX_SAMPLES);
         }
-        count += b[i] == '\n' || (i + 1 == n);
+        count += t[i] == '\n' || (i + 1 == n);
     }
     const char **ls = calloc((size_t)count + 1, sizeof *ls);
     if (!ls) {
@@ -167,9 +179,9 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the prompt list");
     }
     int32_t k = 0;
-    for (char *p = b; p < b + n && k < count;) {
-        char *nl = memchr(p, '\n', (size_t)(b + n - p));
-        char *end = nl ? nl : b + n;
+    for (char *p = t; p < t + n && k < count;) {
+        char *nl = memchr(p, '\n', (size_t)(t + n - p));
+        char *end = nl ? nl : t + n;
         *end = '\0';
         if (end > p && end[-1] == '\r')
             end[-1] = '\0';
@@ -184,13 +196,20 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
 
 /* Encode text (validated as UTF-8) into a fresh array with BOS first. */
 static mdi_status encode_prompt(const mdi_tokenizer *tok, const char *what, const char *text,
-                                int32_t **ids, int32_t *n, mdi_err *err)
+                                int32_t max_pos, int32_t **ids, int32_t *n, mdi_err *err)
 {
     size_t len = strlen(text), cap = len + 2, got = 0;
     if (len == 0)
         return mdi_errf(err, MDI_ERR_ARG, "%s is empty", what);
-    if (!mdi_utf8_valid(text, len))
-        return mdi_errf(err, MDI_ERR_ARG, "%s is not valid UTF-8", what);
+    size_t valid = mdi_utf8_valid_len(text, len);
+    if (valid < len)
+        return mdi_errf(err, MDI_ERR_ARG, "%s is not valid UTF-8 (byte %zu of the line, 0x%02x)",
+                        what, valid + 1, (unsigned)(unsigned char)text[valid]);
+    if (mdi_tokenizer_min_ids(tok, len) + 1 > (size_t)max_pos)
+        return mdi_errf(err, MDI_ERR_RANGE,
+                        "%s has %zu bytes, at least %zu tokens: more than the model's context "
+                        "of %d",
+                        what, len, mdi_tokenizer_min_ids(tok, len) + 1, (int)max_pos);
     if (!(*ids = malloc(cap * sizeof **ids)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate prompt ids");
     mdi_status s = mdi_tokenizer_encode(tok, text, len, 1, *ids, cap, &got, err);
@@ -237,12 +256,13 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
     const mdi_config *c = &e->info.cfg;
     int32_t max_pos = 1;
     for (int32_t i = 0; !s && i < P; i++) {
-        char what[64];
+        char what[320];
         if (cli->prompt_file)
-            snprintf(what, sizeof what, "line %d of --prompt-file", i + 1);
+            snprintf(what, sizeof what, "line %d of --prompt-file %s", i + 1, cli->prompt_file);
         else
             snprintf(what, sizeof what, "--prompt");
-        if ((s = encode_prompt(e->tok, what, texts[i], &e->prompt_ids[i], &e->n_prompt[i], err)))
+        if ((s = encode_prompt(e->tok, what, texts[i], c->max_seq_len, &e->prompt_ids[i],
+                               &e->n_prompt[i], err)))
             break;
         /* the last generated token is never fed back, so it needs no position */
         int64_t need = (int64_t)e->n_prompt[i] + (cli->max_tokens > 0 ? cli->max_tokens - 1 : 0);
@@ -488,7 +508,7 @@ mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *o
         s = mdi_errf(err, MDI_ERR_ARG, "%s holds no tokenizer (it is not the layer-0 shard)", path);
     if (!s && !(s = mdi_shard_load_vocab(path, &v, err)) &&
         !(s = mdi_tokenizer_create(&v, &tok, err)) &&
-        !(s = encode_prompt(tok, "--tokenize text", text, &ids, &n, err))) {
+        !(s = encode_prompt(tok, "--tokenize text", text, INT32_MAX, &ids, &n, err))) {
         for (int32_t i = 0; i < n; i++)
             fprintf(out, i ? " %d" : "%d", ids[i]);
         fputc('\n', out);

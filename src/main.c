@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mdi/cli.h"
 #include "mdi/engine.h"
@@ -104,16 +106,63 @@ static int fail(int rank, const mdi_err *err, int code)
     return code;
 }
 
-/* Rank 0 opens the --stats-json file before any work so a bad path fails early. */
-static mdi_status open_stats(int rank, const mdi_cli *cli, FILE **f, MPI_Comm comm, mdi_err *err)
+/* Rank 0's --stats-json output: written to "FILE.tmp-PID", opened before any
+ * work so that a bad path fails early, and renamed to FILE only at the end,
+ * so that a failed run leaves an existing FILE as it was. */
+typedef struct stats_out {
+    FILE *f;
+    char tmp[4200];
+} stats_out;
+
+/* 1 if path is an existing HDF5 file (its signature at offset 0). */
+static int is_hdf5(const char *path)
+{
+    unsigned char sig[8];
+    FILE *f = fopen(path, "rb");
+    int yes = f && fread(sig, 1, 8, f) == 8 && memcmp(sig, "\x89HDF\r\n\x1a\n", 8) == 0;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+static mdi_status open_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Comm comm,
+                             mdi_err *err)
 {
     mdi_err le;
     mdi_status ls = MDI_OK;
+    struct stat a, b;
+    const char *p = cli->stats_json;
     mdi_err_clear(&le);
-    *f = NULL;
-    if (rank == 0 && cli->stats_json && !(*f = fopen(cli->stats_json, "w")))
-        ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", cli->stats_json);
+    st->f = NULL;
+    if (rank == 0 && p) {
+        if (cli->prompt_file && stat(p, &a) == 0 && stat(cli->prompt_file, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json %s is the prompt file", p);
+        else if (is_hdf5(p))
+            ls = mdi_errf(&le, MDI_ERR_ARG,
+                          "--stats-json %s is an HDF5 file (a model?); it is not overwritten", p);
+        else if ((size_t)snprintf(st->tmp, sizeof st->tmp, "%s.tmp-%ld", p, (long)getpid()) >=
+                 sizeof st->tmp)
+            ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json path is too long");
+        else if (!(st->f = fopen(st->tmp, "w")))
+            ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", p);
+    }
     return mdi_ring_agree(comm, ls, &le, err);
+}
+
+/* Rank 0: finish the statistics file (ok: rename it into place, else remove it). */
+static int close_stats(stats_out *st, const char *path, int ok)
+{
+    if (!st->f)
+        return ok;
+    int closed = fclose(st->f) == 0;
+    st->f = NULL;
+    if (ok && closed && rename(st->tmp, path) == 0)
+        return 1;
+    unlink(st->tmp);
+    if (ok)
+        fprintf(stderr, "mdi-llm: --stats-json %s: write failed\n", path);
+    return 0;
 }
 
 static void report(const mdi_engine *e, const mdi_cli *cli)
@@ -135,14 +184,13 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
 {
     mdi_err err;
     mdi_engine e;
-    FILE *stats = NULL;
+    stats_out stats;
     mdi_err_clear(&err);
     if (open_stats(rank, cli, &stats, comm, &err))
         return fail(rank, &err, 1);
     if (mdi_engine_setup(&e, cli, comm, &err)) {
         mdi_engine_free(&e);
-        if (stats)
-            fclose(stats);
+        close_stats(&stats, cli->stats_json, 0);
         return fail(rank, &err, 1);
     }
     if (e.tensor.slow_kernels)
@@ -182,16 +230,15 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
             if (o.len[i]) /* keep the unfinished lines generated so far */
                 out_flush_line(&o, i);
         fflush(stdout);
+        close_stats(&stats, cli->stats_json, 0);
         MPI_Abort(comm, 1);
     }
     int code = 0;
-    if (mdi_engine_write_stats(&e, stats, &err))
+    if (mdi_engine_write_stats(&e, stats.f, &err))
         code = fail(rank, &err, 1);
     report(&e, cli);
-    if (stats && fclose(stats) != 0 && rank == 0) {
-        fprintf(stderr, "mdi-llm: --stats-json %s: write failed\n", cli->stats_json);
+    if (!close_stats(&stats, cli->stats_json, code == 0) && code == 0)
         code = 1;
-    }
     free(o.lines);
     free(o.len);
     free(o.cont);

@@ -28,6 +28,7 @@ struct mdi_tokenizer {
     size_t table_mask;
     int32_t byte_ids[256]; /* id of piece <0xHH>, -1 if absent */
     size_t ud_max_len;     /* longest USER_DEFINED piece in bytes, 0 if none */
+    size_t max_cover;      /* most normalised text bytes one id can stand for */
     char *dec;             /* decoded text of every piece, concatenated */
     size_t *dec_off;       /* (v.n + 1) piece i decodes to dec[dec_off[i] .. dec_off[i+1]) */
 };
@@ -304,6 +305,10 @@ mdi_status mdi_tokenizer_create(const mdi_vocab *v, mdi_tokenizer **out, mdi_err
     t->v.eos_id = v->eos_id;
     t->v.unk_id = v->unk_id;
     t->v.add_dummy_prefix = v->add_dummy_prefix;
+    t->max_cover = 4; /* a byte piece covers 1, an unknown character up to 4 */
+    for (int32_t i = 0; i < v->n; i++)
+        if (is_mergeable(v->types[i]) && (size_t)(v->offsets[i + 1] - v->offsets[i]) > t->max_cover)
+            t->max_cover = (size_t)(v->offsets[i + 1] - v->offsets[i]);
     st = build_index(t, err);
     if (st == MDI_OK)
         st = build_decode_table(t, err);
@@ -330,6 +335,11 @@ void mdi_tokenizer_free(mdi_tokenizer *t)
 int32_t mdi_tokenizer_n_pieces(const mdi_tokenizer *t)
 {
     return t ? t->v.n : 0;
+}
+
+size_t mdi_tokenizer_min_ids(const mdi_tokenizer *t, size_t len)
+{
+    return t ? (len + t->max_cover - 1) / t->max_cover : 0;
 }
 
 int32_t mdi_tokenizer_bos(const mdi_tokenizer *t)

@@ -64,11 +64,36 @@ long70=$(printf 'Once upon a time %.0s' $(seq 1 70)) # fits the context, but not
 one_message "given --max-tokens 256 over context" "--max-tokens is 256: that needs [0-9]+ positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long70" --max-tokens 256
 one_message "empty prompt" "empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt "" --max-tokens 8
 printf 'Once upon\n\xff\xfe broken\n' >"$TMP/badutf8"
-one_message "prompt not UTF-8" "line 2 of --prompt-file is not valid UTF-8" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8
+one_message "prompt not UTF-8" "line 2 of --prompt-file $TMP/badutf8 is not valid UTF-8 \\(byte 1 of the line, 0xff\\)" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8
 printf 'Once upon\n\nA dog\n' >"$TMP/blank"
-one_message "blank prompt line" "line 2 of --prompt-file is empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/blank" --max-tokens 8
+one_message "blank prompt line" "line 2 of --prompt-file $TMP/blank is empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/blank" --max-tokens 8
 one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/none" --max-tokens 8
 one_message "stats file unwritable" "--stats-json .* cannot be written" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/no/such/dir/s.json"
+# --stats-json never costs a file: a model or the prompt file is refused, and
+# a run that fails leaves an existing file as it was (the new one is renamed in).
+cp "$TMP/s.h5" "$TMP/victim.h5"
+one_message "stats file is a model" "--stats-json $TMP/victim.h5 is an HDF5 file \\(a model\\?\\); it is not overwritten" \
+  "$MDI_LLM" --model "$TMP/victim.h5" "${P[@]}" --stats-json "$TMP/victim.h5"
+cmp -s "$TMP/s.h5" "$TMP/victim.h5" && pass "stats file is a model: model intact" || fail "stats file is a model: model changed"
+printf 'Once upon a time\n' >"$TMP/pp"
+one_message "stats file is the prompt file" "--stats-json $TMP/pp is the prompt file" \
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/pp" --stats-json "$TMP/pp"
+echo '{"old": 1}' >"$TMP/old.json"
+one_message "failed run, existing stats file" "not an HDF5 file" "$MDI_LLM" --model "$TMP/junk.h5" "${P[@]}" --stats-json "$TMP/old.json"
+expect_eq "failed run: the old stats file is kept, no temporary left" '{"old": 1}|' \
+  "$(cat "$TMP/old.json")|$(ls "$TMP" | grep 'old.json.tmp' || true)"
+if "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/old.json" >/dev/null 2>"$TMP/err" &&
+  grep -q '"per_rank"' "$TMP/old.json"; then pass "a run that ends well replaces the stats file"
+else fail "stats file not replaced: $(cat "$TMP/err")"; fi
+
+# Prompt files as editors write them: a byte order mark and final blank lines
+# are not prompts; a prompt far too long is refused before it is encoded.
+printf '\xef\xbb\xbfOnce upon a time\r\n\r\n\n' >"$TMP/bom"
+out=$("$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/bom" --temperature 0 --max-tokens 60 2>"$TMP/err")
+expect_eq "BOM and final blank lines: one prompt, the reference text" "$REF1" "$out"
+head -c 3000000 /dev/zero | tr '\0' 'a' >"$TMP/huge"
+one_message "a 3 MB prompt: refused before encoding" "line 1 of --prompt-file $TMP/huge has 3000000 bytes, at least [0-9]+ tokens: more than the model's context of 512" \
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/huge"
 one_message "group larger than samples" "--group-size 4 is larger than the 2 samples" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 --group-size 4
 
 for bad in "--balance fast" "--speeds 0,1" "--speeds 1,-2" "--speeds 0x1,1" "--speeds fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
@@ -82,7 +107,7 @@ one_message "threads beyond the limit" "--threads: '1025' is too large \(max 102
 seq 1 65537 >"$TMP/many"
 one_message "prompt file beyond the limit" "has more than 65536 prompts" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/many" --max-tokens 1
 printf 'Once upon\nup\0on\n' >"$TMP/nul"
-one_message "NUL byte in a prompt line" "line 2 of --prompt-file has a NUL byte" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/nul" --max-tokens 4
+one_message "NUL byte in a prompt line" "line 2 of --prompt-file $TMP/nul has a NUL byte" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/nul" --max-tokens 4
 if [ -w /dev/full ]; then
   rc=0
   "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 8 --quiet >/dev/full 2>"$TMP/err" || rc=$?

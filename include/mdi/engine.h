@@ -55,6 +55,8 @@ mdi_status mdi_engine_tokenize(const char *model_path, const char *text, FILE *o
 
 /* 1 if text[0..len) is valid UTF-8. */
 int mdi_utf8_valid(const char *text, size_t len);
+/* The length of the longest valid UTF-8 prefix of text[0..len). */
+size_t mdi_utf8_valid_len(const char *text, size_t len);
 
 /* Generated text made valid UTF-8 as it streams: a model can emit any bytes
  * (byte pieces), and a character may be cut between two tokens. Each maximal

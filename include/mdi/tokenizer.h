@@ -50,6 +50,10 @@ mdi_status mdi_tokenizer_create(const mdi_vocab *v, mdi_tokenizer **out, mdi_err
 void mdi_tokenizer_free(mdi_tokenizer *t);
 
 int32_t mdi_tokenizer_n_pieces(const mdi_tokenizer *t);
+/* A lower bound on the ids that text of len bytes encodes to (BOS not counted):
+ * normalising never shortens text, and no piece covers more bytes than the
+ * longest. Cheap, so that a huge prompt can be refused before it is encoded. */
+size_t mdi_tokenizer_min_ids(const mdi_tokenizer *t, size_t len);
 int32_t mdi_tokenizer_bos(const mdi_tokenizer *t);
 int32_t mdi_tokenizer_eos(const mdi_tokenizer *t);
 
