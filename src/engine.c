@@ -375,8 +375,8 @@ static mdi_status rank_speeds(mdi_engine *e, const char *text, uint32_t *speeds,
             mdi_plan_snap_speeds(rates, e->n_ranks);
     } else if (!(s = mdi_plan_parse_speeds(text, NULL, INT32_MAX, &n, err))) {
         if (n != e->n_ranks)
-            s = mdi_errf(err, MDI_ERR_MISMATCH, "--speeds has %d entr%s but %d ranks were started",
-                         n, n == 1 ? "y" : "ies", e->n_ranks);
+            s = mdi_errf(err, MDI_ERR_MISMATCH, "--speeds has %d entr%s but %d rank%s started", n,
+                         n == 1 ? "y" : "ies", e->n_ranks, e->n_ranks == 1 ? " was" : "s were");
         else
             s = mdi_plan_parse_speeds(text, rates, n, &n, err);
     }

@@ -364,9 +364,9 @@ static mdi_status check_shards(const mdi_shard_info *in, int32_t n, int32_t *bou
     char a[96], b[96];
     if (in[0].shard_count != n)
         return mdi_errf(err, MDI_ERR_MISMATCH,
-                        "the shards are a %d-way split but %d ranks were started: run with -np %d "
+                        "the shards are a %d-way split but %d rank%s started: run with -np %d "
                         "or convert again with --shards %d",
-                        in[0].shard_count, n, in[0].shard_count, n);
+                        in[0].shard_count, n, n == 1 ? " was" : "s were", in[0].shard_count, n);
     bounds[0] = 0;
     for (int32_t r = 0; r < n; r++) {
         if (in[r].shard_count != n || in[r].shard_index != r)
@@ -439,10 +439,9 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
                             r);
     if (counts) {
         if (n_counts != n_ranks)
-            return mdi_errf(err, MDI_ERR_MISMATCH,
-                            "--split has %d entries but %d ranks were "
-                            "started",
-                            n_counts, n_ranks);
+            return mdi_errf(err, MDI_ERR_MISMATCH, "--split has %d entr%s but %d rank%s started",
+                            n_counts, n_counts == 1 ? "y" : "ies", n_ranks,
+                            n_ranks == 1 ? " was" : "s were");
         return mdi_plan_from_counts(c, counts, n_ranks, bounds, err);
     }
     return mdi_plan_balanced(c, n_ranks, how ? *how : MDI_BALANCE_DEFAULT, speeds, bounds, err);

@@ -167,7 +167,7 @@ static mdi_status diagnose(mdi_ring *r, const char *what, mdi_err *err)
                      silent > 1 ? "they" : "it", r->grace_s);
     else
         s = mdi_errf(err, MDI_ERR_TIMEOUT,
-                     "%s; every rank answered a check, and rank %d (%s) has waited longest (%.0f "
+                     "%s; every rank answered a check, and rank %d (%s) has waited longest (%.3g "
                      "s) for rank %d (%s): that stage or the link to it is stuck",
                      what, longest, r->hosts[longest], pong[longest].waited_s,
                      pong[longest].waiting_on, r->hosts[pong[longest].waiting_on]);
@@ -185,7 +185,7 @@ static mdi_status worker_timeout(mdi_ring *r, int peer, const char *what, mdi_er
         return mdi_errf(err, MDI_ERR_TIMEOUT, "%s: that stage stopped answering", what);
     return mdi_errf(err, MDI_ERR_TIMEOUT,
                     "rank 0 (%s) stopped answering: %s, and rank 0 did not end the run after "
-                    "its own %.0f s timeout",
+                    "its own %.3g s timeout",
                     r->hosts[0], what, r->timeout_s);
 }
 
@@ -219,7 +219,7 @@ static mdi_status reap_sends(mdi_ring *r, int block, mdi_err *err)
         }
         if (now_s() - t0 > r->wait_limit_s) {
             char what[160];
-            snprintf(what, sizeof what, "rank %d (%s) did not take a message within %.0f s",
+            snprintf(what, sizeof what, "rank %d (%s) did not take a message within %.3g s",
                      r->next, r->hosts[r->next], r->wait_limit_s);
             return r->rank == 0 ? diagnose(r, what, err) : worker_timeout(r, r->next, what, err);
         }
@@ -430,10 +430,10 @@ mdi_status mdi_ring_recv(mdi_ring *r, mdi_msg *m, mdi_err *err)
         if (now_s() - t0 > r->wait_limit_s) {
             char what[160];
             if (r->rank == 0)
-                snprintf(what, sizeof what, "no message came back round the ring for %.0f s",
+                snprintf(what, sizeof what, "no message came back round the ring for %.3g s",
                          r->wait_limit_s);
             else
-                snprintf(what, sizeof what, "no message from rank %d (%s) for %.0f s", r->prev,
+                snprintf(what, sizeof what, "no message from rank %d (%s) for %.3g s", r->prev,
                          r->hosts[r->prev], r->wait_limit_s);
             return r->rank == 0 ? diagnose(r, what, err) : worker_timeout(r, r->prev, what, err);
         }
