@@ -203,13 +203,14 @@ static mdi_status encode_prompt(const mdi_tokenizer *tok, const char *what, cons
         return mdi_errf(err, MDI_ERR_ARG, "%s is empty", what);
     size_t valid = mdi_utf8_valid_len(text, len);
     if (valid < len)
-        return mdi_errf(err, MDI_ERR_ARG, "%s is not valid UTF-8 (byte %zu of the line, 0x%02x)",
-                        what, valid + 1, (unsigned)(unsigned char)text[valid]);
-    if (mdi_tokenizer_min_ids(tok, len) + 1 > (size_t)max_pos)
+        return mdi_errf(err, MDI_ERR_ARG, "%s is not valid UTF-8 at byte %zu (0x%02x)", what,
+                        valid + 1, (unsigned)(unsigned char)text[valid]);
+    size_t least = mdi_tokenizer_min_ids(tok, len) + (mdi_tokenizer_bos(tok) >= 0);
+    if (least > (size_t)max_pos)
         return mdi_errf(err, MDI_ERR_RANGE,
                         "%s has %zu bytes, at least %zu tokens: more than the model's context "
                         "of %d",
-                        what, len, mdi_tokenizer_min_ids(tok, len) + 1, (int)max_pos);
+                        what, len, least, (int)max_pos);
     if (!(*ids = malloc(cap * sizeof **ids)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate prompt ids");
     mdi_status s = mdi_tokenizer_encode(tok, text, len, 1, *ids, cap, &got, err);

@@ -64,7 +64,7 @@ long70=$(printf 'Once upon a time %.0s' $(seq 1 70)) # fits the context, but not
 one_message "given --max-tokens 256 over context" "--max-tokens is 256: that needs [0-9]+ positions" "$MDI_LLM" --model "$TMP/s.h5" --prompt "$long70" --max-tokens 256
 one_message "empty prompt" "empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt "" --max-tokens 8
 printf 'Once upon\n\xff\xfe broken\n' >"$TMP/badutf8"
-one_message "prompt not UTF-8" "line 2 of --prompt-file $TMP/badutf8 is not valid UTF-8 \\(byte 1 of the line, 0xff\\)" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8
+one_message "prompt not UTF-8" "line 2 of --prompt-file $TMP/badutf8 is not valid UTF-8 at byte 1 \\(0xff\\)" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8
 printf 'Once upon\n\nA dog\n' >"$TMP/blank"
 one_message "blank prompt line" "line 2 of --prompt-file $TMP/blank is empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/blank" --max-tokens 8
 one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/none" --max-tokens 8
