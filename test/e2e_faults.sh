@@ -7,7 +7,8 @@
 #    kill is kept (a prefix of the text of the same greedy run);
 #  - a rank stopped with SIGSTOP is found by rank 0 after --timeout 3, whose one
 #    line names the stage that stopped answering; the job ends within 15 s;
-#  - rank 0 itself stopped: rank 1 names it (workers wait 2 x --timeout + grace).
+#  - rank 0 itself stopped: rank 1 names it (workers wait 2 x --timeout + grace,
+#    7.5 s here).
 # Every wait is bounded; stopped and running processes are killed on any exit.
 source "$(dirname "$0")/lib_e2e.sh"
 NP=3
@@ -162,5 +163,5 @@ if [ "$(grep -c '^\[[012]\] Once' "$TMP/stop2.out")" -eq 3 ]; then
   pass "stopped rank 2: every sample's text so far is kept"
 else fail "stopped rank 2: sample text lost:"; head -c 300 "$TMP/stop2.out"; echo; fi
 # rank 0 stopped: rank 1 (waiting on it) and rank 2 may both speak; both blame rank 0
-stall 0 1 2 "^mdi-llm: rank [12]: (no message from rank 0 \(.*\) for 8 s: that stage|rank 0 \(.*\)) stopped answering"
+stall 0 1 2 "^mdi-llm: rank [12]: (no message from rank 0 \(.*\) for 7\.5 s: that stage|rank 0 \(.*\)) stopped answering"
 finish
