@@ -245,10 +245,9 @@ int main(int argc, char **argv)
     const char *what = argc > 1 ? argv[1] : "";
     if (parse(argc, argv, &o))
         return 2;
-    mdi_tensor_choose_arch();
     mdi_tensor_info info;
     mdi_err err;
-    if (mdi_tensor_init(o.threads, &info, &err)) {
+    if (mdi_tensor_choose_arch(NULL, &err) || mdi_tensor_init(o.threads, &info, &err)) {
         fprintf(stderr, "mdi-bench: %s\n", err.msg);
         return 1;
     }

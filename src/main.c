@@ -249,16 +249,20 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
 
 int main(int argc, char **argv)
 {
-    mdi_tensor_choose_arch(); /* before BLIS or OpenMP start */
+    mdi_err err, arch_err;
+    mdi_err_clear(&arch_err);
+    /* before BLIS, OpenMP or MPI start (it may fork) */
+    mdi_status arch = mdi_tensor_choose_arch(NULL, &arch_err);
     MPI_Init(&argc, &argv);
     MPI_Comm comm = MPI_COMM_WORLD;
     int rank, code = 0;
     MPI_Comm_rank(comm, &rank);
     mdi_cli cli = mdi_cli_default();
-    mdi_err err;
     mdi_err_clear(&err);
     if (mdi_cli_parse(argc, argv, &cli, &err)) {
         code = fail(rank, &err, 2);
+    } else if (!cli.help && !cli.version && mdi_ring_agree(comm, arch, &arch_err, &err)) {
+        code = fail(rank, &err, 1); /* no BLIS call after a refused BLIS_ARCH_TYPE */
     } else if (cli.help) {
         if (rank == 0)
             mdi_cli_usage(stdout, "mdi-llm");

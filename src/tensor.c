@@ -2,12 +2,18 @@
 #include "mdi/tensor.h"
 
 #include <blis.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -52,19 +58,110 @@ static int cpu_has_avx2_fma(void)
 #endif
 }
 
-int mdi_tensor_choose_arch(void)
+/* Run a small product in a child process under the kernel set BLIS_ARCH_TYPE
+ * asks for: BLIS aborts on a set it was not built with, and kernels for
+ * instructions this CPU lacks die with SIGILL. Returns 0 when the product
+ * ran and was right, else the signal or exit status that ended the child
+ * (-1: no child could be started). */
+static int arch_trial(void)
 {
-    if (getenv("BLIS_ARCH_TYPE"))
-        return 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        enum { N = 24 };
+        float a[N * N], b[N * N], c[N * N], one = 1.0f, zero = 0.0f;
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO); /* BLIS's own abort message */
+        for (int i = 0; i < N * N; i++) {
+            a[i] = (float)(i % 7) - 3.0f;
+            b[i] = (float)(i % 5) - 2.0f;
+        }
+        bli_thread_set_num_threads(1);
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, N, N, N, &one, a, N, 1, b, N, 1, &zero, c,
+                  N, 1);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) {
+                float want = 0.0f;
+                for (int k = 0; k < N; k++)
+                    want += a[i * N + k] * b[k * N + j];
+                if (c[i * N + j] != want) /* small integers: exact in any order */
+                    _exit(3);
+            }
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+/* BLIS_ARCH_TYPE as BLIS 0.9 reads it (strtol, -1 = detect), refused where
+ * BLIS would abort, misread or run kernels that this CPU cannot. */
+static mdi_status check_arch_env(const char *v, mdi_err *err)
+{
+    const char *hint = "a BLIS kernel-set number (6 = zen3, 3 = haswell, -1 = let BLIS choose)";
+    char *end;
+    errno = 0;
+    long id = strtol(v, &end, 10);
+    int digits = *v == '-' ? isdigit((unsigned char)v[1]) : isdigit((unsigned char)*v);
+    if (!digits || *end || errno) {
+        if (!errno && id >= 0 && id < BLIS_NUM_ARCHS)
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "BLIS_ARCH_TYPE='%.40s' is not a number: BLIS would read it as %ld "
+                            "and run its '%s' kernels; use %s, or unset it",
+                            v, id, bli_arch_string((arch_t)id), hint);
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "BLIS_ARCH_TYPE='%.40s' is not a number; use %s, or unset it", v, hint);
+    }
+    if (id == -1)
+        return MDI_OK;
+    if (id < 0 || id >= BLIS_NUM_ARCHS)
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "BLIS_ARCH_TYPE=%ld is not a BLIS kernel set (0 to %d, or -1); use %s, "
+                        "or unset it",
+                        id, BLIS_NUM_ARCHS - 1, hint);
+    const char *name = bli_arch_string((arch_t)id);
+    int r = arch_trial();
+    if (r == 0 || r == -1) /* -1: cannot tell; BLIS will say */
+        return MDI_OK;
+    if (r == 128 + SIGABRT)
+        return mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                        "BLIS_ARCH_TYPE=%ld asks for the '%s' kernels, which this BLIS was not "
+                        "built with; use %s, or unset it",
+                        id, name, hint);
+    if (r == 128 + SIGILL)
+        return mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                        "BLIS_ARCH_TYPE=%ld asks for the '%s' kernels, whose instructions this CPU "
+                        "does not have; use %s, or unset it",
+                        id, name, hint);
+    return mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                    "BLIS_ARCH_TYPE=%ld: a trial product with the '%s' kernels %s %d; use %s, "
+                    "or unset it",
+                    id, name, r > 128 ? "died of signal" : "failed with status",
+                    r > 128 ? r - 128 : r, hint);
+}
+
+mdi_status mdi_tensor_choose_arch(int *chosen, mdi_err *err)
+{
+    const char *v = getenv("BLIS_ARCH_TYPE");
+    if (chosen)
+        *chosen = 0;
+    if (v)
+        return check_arch_env(v, err);
     /* BLIS 0.9 knows Zen 1-3 by model number only; Zen 4/5 fall back to
      * generic kernels that are ~5x slower. Zen 3 kernels (AVX2/FMA) run on all. */
     if (amd_family() >= 0x19 && cpu_has_avx2_fma()) {
         char id[16];
         snprintf(id, sizeof id, "%d", (int)BLIS_ARCH_ZEN3);
         setenv("BLIS_ARCH_TYPE", id, 0);
-        return 1;
+        if (chosen)
+            *chosen = 1;
     }
-    return 0;
+    return MDI_OK;
 }
 
 mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err)

@@ -41,6 +41,10 @@ usage "mdi-bench zero reps" "--reps '0' must be a positive integer" "$BENCH" dec
 usage "mdi-bench trailing garbage" "--layers '2x' must be a positive integer" "$BENCH" decode --layers 2x
 usage "mdi-bench unknown option" "unknown option '--bogus'" "$BENCH" read --bogus 1
 usage "mdi-bench option without value" "--mb needs a value" "$BENCH" read --mb
+rc=0; BLIS_ARCH_TYPE=99 timeout 60 "$BENCH" sgemm >"$TMP/out" 2>"$TMP/err" || rc=$?
+if [ "$rc" -eq 1 ] && grep -q "^mdi-bench: BLIS_ARCH_TYPE=99 is not a BLIS kernel set" "$TMP/err"; then
+  pass "mdi-bench refuses BLIS_ARCH_TYPE=99"
+else fail "mdi-bench with BLIS_ARCH_TYPE=99: exit $rc: $(head -3 "$TMP/err")"; fi
 usage "bench-onesample.sh zero rounds" "take positive integers, got '0'" bash "$JOBS/bench-onesample.sh" --rounds 0
 usage "bench-onesample.sh zero ranks" "take positive integers, got '0'" bash "$JOBS/bench-onesample.sh" --ranks 0
 usage "bench-onesample.sh more ranks than layers" "--ranks must be at most 22" bash "$JOBS/bench-onesample.sh" --ranks 23

@@ -51,6 +51,22 @@ one_message "split with wrong sum" "split covers 6 layers but the model has 5" "
 one_message "missing model (3 ranks)" "no such file or directory" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/nope.h5" "${P[@]}"
 one_message "one shard file, not the directory" "expected 0 of 3|2-way split" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23/model-00-of-02.L000-001.h5" "${P[@]}"
 
+# BLIS_ARCH_TYPE values that BLIS would abort on or misread: refused before
+# BLIS starts, by every rank together (one rank's environment is enough)
+one_message "BLIS_ARCH_TYPE out of range" "BLIS_ARCH_TYPE=99 is not a BLIS kernel set \(0 to [0-9]+, or -1\)" env BLIS_ARCH_TYPE=99 "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "BLIS_ARCH_TYPE a name" "BLIS_ARCH_TYPE='zen3' is not a number: BLIS would read it as 0 and run its 'skx' kernels" env BLIS_ARCH_TYPE=zen3 "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "BLIS_ARCH_TYPE empty" "BLIS_ARCH_TYPE='' is not a number" env BLIS_ARCH_TYPE= "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "BLIS_ARCH_TYPE not built" "BLIS_ARCH_TYPE=2 asks for the 'knc' kernels, which this BLIS was not built with" env BLIS_ARCH_TYPE=2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "BLIS_ARCH_TYPE on rank 1 only" "^mdi-llm: rank 1 \(.*\): BLIS_ARCH_TYPE=17 asks for the 'cortexa57' kernels" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 env BLIS_ARCH_TYPE=17 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+if grep -q "libblis" "$TMP/err"; then fail "BLIS_ARCH_TYPE on rank 1 only: BLIS's own abort ran"; head -5 "$TMP/err"; fi
+one_message "BLIS_ARCH_TYPE with --tokenize" "BLIS_ARCH_TYPE=99 is not" env BLIS_ARCH_TYPE=99 "$MDI_LLM" --model "$TMP/s.h5" --tokenize "Once"
+for v in -1 0 6; do
+  if out=$(BLIS_ARCH_TYPE=$v "$MDI_LLM" --model "$TMP/s.h5" --quiet "${P[@]}" 2>"$TMP/err") &&
+     [ "$out" == "$(BLIS_ARCH_TYPE=6 "$MDI_LLM" --model "$TMP/s.h5" --quiet "${P[@]}" 2>/dev/null)" ]; then
+    pass "BLIS_ARCH_TYPE=$v runs and gives the same text"
+  else fail "BLIS_ARCH_TYPE=$v: run failed or text differs"; head -3 "$TMP/err"; fi
+done
+
 echo "not a model" >"$TMP/junk.h5"
 one_message "not an HDF5 file" "not an HDF5 file" "$MDI_LLM" --model "$TMP/junk.h5" "${P[@]}"
 mkdir "$TMP/empty"

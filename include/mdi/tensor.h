@@ -16,10 +16,15 @@ typedef struct mdi_tensor_info {
     int slow_kernels;   /* 1: BLIS runs generic kernels on a CPU that has AVX2/FMA */
 } mdi_tensor_info;
 
-/* Call once per process before any other BLIS use (before MPI_Init is best):
- * if BLIS_ARCH_TYPE is unset and the CPU is one BLIS 0.9 does not recognise
- * (AMD family >= 0x19), select the zen3 kernels. Returns 1 if it did. */
-int mdi_tensor_choose_arch(void);
+/* Call once per process before any other BLIS use, and before MPI_Init (a
+ * set BLIS_ARCH_TYPE is tried in a forked child):
+ * - BLIS_ARCH_TYPE unset on a CPU that BLIS 0.9 does not recognise (AMD family
+ *   >= 0x19): select the zen3 kernels and set *chosen (may be NULL) to 1;
+ * - BLIS_ARCH_TYPE set: refuse, with a message, a value that BLIS would abort
+ *   on (out of range, a kernel set it was not built with), misread (not a
+ *   number: BLIS reads "zen3" as 0) or whose kernels this CPU cannot run.
+ * After an error, no BLIS function may be called in this process. */
+mdi_status mdi_tensor_choose_arch(int *chosen, mdi_err *err);
 
 /* Set the thread count for matrix work and report the kernel set in use. */
 mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
