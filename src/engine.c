@@ -294,6 +294,13 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
     int32_t chunk = cli->prefill_chunk ? cli->prefill_chunk
                     : e->n_ranks > 1   ? MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS
                                        : MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK;
+    /* a message carries at least one row per sample of a group (decode) and
+     * at most every prompt row of a group: no buffer beyond that */
+    int32_t longest = 0;
+    for (int32_t i = 0; !s && i < S; i++)
+        longest = e->n_prompt[i] > longest ? e->n_prompt[i] : longest;
+    if ((int64_t)gs * longest < chunk)
+        chunk = (int32_t)((int64_t)gs * longest);
     e->shape.max_rows = chunk > gs ? chunk : gs;
     e->shape.max_pos = max_pos;
     free(file_buf);
@@ -567,6 +574,8 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
             (long long)ps->decode_tokens, ps->decode_s,
             ps->decode_s > 0 ? (double)ps->decode_tokens / ps->decode_s : 0.0);
     fprintf(f, "  \"max_in_flight\": %d,\n", (int)ps->max_in_flight);
+    fprintf(f, "  \"message_rows\": %d,\n  \"prompt_kernel\": \"%s\",\n", e->shape.max_rows,
+            mdi_stage_prompt_streams(&e->stage) ? "stream" : "blis");
     fprintf(f, "  \"per_rank\": [\n");
     for (int r = 0; r < e->n_ranks; r++) {
         const rank_stats *x = &all[r];

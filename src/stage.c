@@ -94,6 +94,11 @@ size_t mdi_stage_step_bytes(const mdi_stage *st)
     return n * sizeof(float);
 }
 
+int mdi_stage_prompt_streams(const mdi_stage *st)
+{
+    return !st->p.prompt_blis && st->p.max_rows <= mdi_matmul_stream_max_rows();
+}
+
 static mdi_status alloc_scratch(mdi_stage *st, mdi_err *err)
 {
     const mdi_config *c = &st->cfg;
@@ -228,7 +233,7 @@ static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, siz
 static void project(const mdi_stage *st, float *y, const float *x, const float *w, size_t n,
                     size_t ns, size_t in, size_t d, float beta)
 {
-    if (!st->p.prompt_blis && st->p.max_rows <= mdi_matmul_stream_max_rows())
+    if (mdi_stage_prompt_streams(st))
         ns = n;
     mdi_matmul_stream(y, x, w, ns, in, d, beta, st->p.n_threads);
     if (n > ns)

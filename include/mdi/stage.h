@@ -88,6 +88,9 @@ size_t mdi_stage_weight_bytes(const mdi_stage *st);
 /* Weight bytes this stage reads per generated token: its half-layers, and on
  * rank 0 the final norm and head (the embedding is only looked up). */
 size_t mdi_stage_step_bytes(const mdi_stage *st);
+/* 1 if prompt rows stream like generated ones (mdi_stage_forward_mixed), 0 if
+ * they go through BLIS sgemm. */
+int mdi_stage_prompt_streams(const mdi_stage *st);
 
 /* x (n, dim) = embedding rows of tokens (n). Tokens must be in [0, vocab). */
 void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float *x);
