@@ -156,6 +156,8 @@ static mdi_status mdi_cli_real(const char *flag, const char *text, double max_ab
     double v = strtod(text, &end);
     if (end == text || *end != '\0')
         return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a number", flag, text);
+    if (errno == ERANGE && fabs(v) <= DBL_MIN) /* underflow: 0 or subnormal */
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is too close to 0 for a double", flag, text);
     if (errno == ERANGE)
         return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is out of range", flag, text);
     if (!isfinite(v))
@@ -166,14 +168,28 @@ static mdi_status mdi_cli_real(const char *flag, const char *text, double max_ab
     return MDI_OK;
 }
 
-/* Sampler field from text, then the sampler's own range rules. */
+/* --temperature or --top-p (field): the range is checked on the number as
+ * written, so that a message quotes it and rounding to float neither takes a
+ * value outside the range into it (1.0000000001 -> 1) nor a value inside it
+ * out (1e-50 -> 0); then the sampler's own rules. */
 static mdi_status mdi_cli_sampler_f32(const char *flag, const char *text, float *field,
                                       mdi_cli *out, mdi_err *err)
 {
     double v = 0.0;
-    mdi_status st = mdi_cli_real(flag, text, FLT_MAX, &v, err);
+    int temp = field == &out->sampler.temperature;
+    mdi_status st = mdi_cli_real(flag, text, INFINITY, &v, err);
     if (st != MDI_OK)
         return st;
+    if (temp && v < 0.0)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s %s must be >= 0 (0 = greedy)", flag, text);
+    if (temp && v > MDI_SAMPLER_MAX_TEMPERATURE)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s %s is above the maximum %g", flag, text,
+                        (double)MDI_SAMPLER_MAX_TEMPERATURE);
+    if (!temp && !(v > 0.0 && v <= 1.0))
+        return mdi_errf(err, MDI_ERR_RANGE, "%s %s is outside (0, 1]", flag, text);
+    if (v != 0.0 && v < FLT_MIN)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s %s is below the smallest float, %g%s", flag, text,
+                        (double)FLT_MIN, temp ? " (0 = greedy)" : "");
     *field = (float)v;
     return mdi_sampler_params_validate(&out->sampler, err);
 }

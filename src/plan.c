@@ -245,9 +245,30 @@ mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, 
                                  mdi_err *err)
 {
     list_out out = {speeds, NULL};
-    return parse_list("--speeds", text,
-                      "auto, or one positive number per rank like 2,1,1 (relative speeds)",
-                      speed_entry, out, cap, n, err);
+    mdi_status s = parse_list("--speeds", text,
+                              "auto, or one positive number (at most 1e9) per rank like 2,1,1 "
+                              "(relative speeds)",
+                              speed_entry, out, cap, n, err);
+    if (s)
+        return s;
+    /* speeds become thousandths of the fastest: a wider spread would be
+     * changed, so it is refused */
+    double lo = 0.0, hi = 0.0;
+    for (const char *p = text;;) {
+        char *end;
+        double v = speed_entry(p, &end);
+        lo = p == text || v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        if (*end == '\0')
+            break;
+        p = end + 1;
+    }
+    if (hi / lo > MDI_SPEED_SCALE)
+        return mdi_errf(err, MDI_ERR_RANGE,
+                        "--speeds '%s': the fastest rank is %.4g times as fast as the slowest; "
+                        "speeds may differ by at most %d:1",
+                        text, hi / lo, MDI_SPEED_SCALE);
+    return MDI_OK;
 }
 
 void mdi_plan_snap_speeds(double *speeds, int32_t n)

@@ -9,8 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define MDI_SAMPLER_MAX_TEMPERATURE 100.0f
-
 /* One candidate token: its (unnormalised) probability and id. */
 typedef struct mdi_cand {
     float p;

@@ -229,10 +229,28 @@ static void test_overflow(void **state)
               "-99999999999999999999999", NULL);
     parse_err("--temperature: '1e999' is out of range", "--model", "m", "--prompt", "x",
               "--temperature", "1e999", NULL);
-    parse_err("--temperature: '1e-999' is out of range", "--model", "m", "--prompt", "x",
-              "--temperature", "1e-999", NULL);
-    parse_err("--top-p: '1e300' is out of range", "--model", "m", "--prompt", "x", "--top-p",
+    parse_err("--temperature: '1e-999' is too close to 0 for a double", "--model", "m", "--prompt",
+              "x", "--temperature", "1e-999", NULL);
+    parse_err("--top-p 1e300 is outside (0, 1]", "--model", "m", "--prompt", "x", "--top-p",
               "1e300", NULL);
+    /* ranges hold for the number as written, and messages quote it: float
+     * rounding takes none into the range (1.0000000001 -> 1) or out (1e-50 -> 0) */
+    parse_err("--top-p 1.0000000001 is outside (0, 1]", "--model", "m", "--prompt", "x", "--top-p",
+              "1.0000000001", NULL);
+    parse_err("--top-p 1e-50 is below the smallest float", "--model", "m", "--prompt", "x",
+              "--top-p", "1e-50", NULL);
+    parse_err("--temperature 1e-50 is below the smallest float, 1.17549e-38 (0 = greedy)",
+              "--model", "m", "--prompt", "x", "--temperature", "1e-50", NULL);
+    parse_err("--temperature 100.000001 is above the maximum 100", "--model", "m", "--prompt", "x",
+              "--temperature", "100.000001", NULL);
+    parse_err("--temperature 1e300 is above the maximum 100", "--model", "m", "--prompt", "x",
+              "--temperature", "1e300", NULL);
+    parse_err("--top-p -0.5 is outside (0, 1]", "--model", "m", "--prompt", "x", "--top-p=-0.5",
+              NULL);
+    mdi_cli c;
+    parse_ok(&c, "--model", "m", "--prompt", "x", "--top-p", "1e-37", "--temperature", "1e-37",
+             NULL);
+    assert_true(c.sampler.top_p == 1e-37f && c.sampler.temperature == 1e-37f);
 }
 
 static void test_trailing_garbage(void **state)

@@ -316,8 +316,15 @@ static void test_parse_speeds(void **state)
     assert_int_equal(mdi_plan_parse_speeds("2,1,0.5", v, 4, &n, &err), MDI_OK);
     assert_int_equal(n, 3);
     assert_true(v[0] == 2.0 && v[1] == 1.0 && v[2] == 0.5);
-    assert_int_equal(mdi_plan_parse_speeds(".25,1e3", v, 4, &n, &err), MDI_OK);
-    assert_true(n == 2 && v[0] == 0.25 && v[1] == 1000.0);
+    assert_int_equal(mdi_plan_parse_speeds(".25,2.5e2", v, 4, &n, &err), MDI_OK);
+    assert_true(n == 2 && v[0] == 0.25 && v[1] == 250.0);
+    /* speeds are kept in thousandths of the fastest: at most 1000:1 */
+    assert_int_equal(mdi_plan_parse_speeds("1000,1", v, 4, &n, &err), MDI_OK);
+    assert_int_equal(mdi_plan_parse_speeds("1e6,1e9,1e6", v, 4, &n, &err), MDI_OK);
+    assert_int_equal(mdi_plan_parse_speeds("1001,1", v, 4, &n, &err), MDI_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "the fastest rank is 1001 times as fast as the slowest"));
+    assert_int_equal(mdi_plan_parse_speeds("2,1,0.001", NULL, 100, &n, &err), MDI_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "2000 times"));
     assert_int_equal(mdi_plan_parse_speeds("1,2,3,4,5", NULL, 100, &n, &err), MDI_OK);
     assert_int_equal(n, 5);
     assert_int_equal(mdi_plan_parse_speeds("1,2,3,4,5", v, 4, &n, &err), MDI_ERR_RANGE);

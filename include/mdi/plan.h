@@ -46,8 +46,9 @@ const char *mdi_plan_balance_name(mdi_balance how);
 mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance how,
                              const uint32_t *speeds, int32_t *bounds, mdi_err *err);
 
-/* Parse relative speeds "2,1,1" or "1,0.45" (positive numbers, at most cap
- * of them; speeds may be NULL to count only); *n gets the number parsed.
+/* Parse relative speeds "2,1,1" or "1,0.45" (positive numbers up to 1e9, at
+ * most cap of them, the fastest at most MDI_SPEED_SCALE times the slowest;
+ * speeds may be NULL to count only); *n gets the number parsed.
  * "auto" is the engine's to handle, not this parser's. */
 mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, int32_t *n,
                                  mdi_err *err);

@@ -20,6 +20,9 @@ uint32_t mdi_rng_u32(mdi_rng *r);
 /* Uniform float in [0, 1). */
 float mdi_rng_f32(mdi_rng *r);
 
+/* Largest accepted temperature. */
+#define MDI_SAMPLER_MAX_TEMPERATURE 100.0f
+
 typedef struct mdi_sampler_params {
     float temperature; /* 0 = greedy (argmax); must be >= 0 */
     int32_t top_k;     /* 0 = off; else keep the k most likely */
