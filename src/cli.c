@@ -361,6 +361,63 @@ mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err)
     return mdi_cli_check(out, err);
 }
 
+/* FNV-1a 64 of n bytes, continuing from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+#define FNV_BASIS 0xcbf29ce484222325ull
+
+/* A string option: absent and empty differ. */
+static uint64_t hash_str(const char *s)
+{
+    return s ? fnv(FNV_BASIS ^ 1, s, strlen(s)) : FNV_BASIS;
+}
+
+static uint64_t hash_num(double v)
+{
+    v = v == 0.0 ? 0.0 : v; /* -0 and 0 act alike */
+    return fnv(FNV_BASIS, &v, sizeof v);
+}
+
+static const char *const agreed_names[MDI_CLI_N_AGREED] = {
+    "--prompt",      "--prompt-file", "--tokenize", "--samples",    "--max-tokens",
+    "--temperature", "--top-k",       "--top-p",    "--seed",       "--stats-json",
+    "--split",       "--balance",     "--speeds",   "--group-size", "--prefill-chunk",
+    "--timeout",     "--quiet",       "--help",     "--version"};
+
+void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
+{
+    int i = 0;
+    h[i++] = hash_str(c->prompt);
+    h[i++] = hash_str(c->prompt_file);
+    h[i++] = hash_str(c->tokenize);
+    h[i++] = hash_num(c->samples);
+    h[i++] = hash_num(c->max_tokens_given ? c->max_tokens : -1.0);
+    h[i++] = hash_num(c->sampler.temperature);
+    h[i++] = hash_num(c->sampler.top_k);
+    h[i++] = hash_num(c->sampler.top_p);
+    h[i++] = fnv(FNV_BASIS, &c->seed, sizeof c->seed);
+    h[i++] = hash_str(c->stats_json);
+    h[i++] = hash_str(c->split);
+    h[i++] = hash_str(c->balance);
+    h[i++] = hash_str(c->speeds);
+    h[i++] = hash_num(c->group_size);
+    h[i++] = hash_num(c->prefill_chunk);
+    h[i++] = hash_num(c->timeout_s);
+    h[i++] = hash_num(c->quiet);
+    h[i++] = hash_num(c->help);
+    h[i++] = hash_num(c->version);
+}
+
+const char *mdi_cli_agreed_name(int i)
+{
+    return i >= 0 && i < MDI_CLI_N_AGREED ? agreed_names[i] : "?";
+}
+
 void mdi_cli_usage(FILE *f, const char *prog)
 {
     const mdi_cli d = mdi_cli_default();

@@ -247,6 +247,40 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
     return code;
 }
 
+/* Collective, before any other work: every rank parsed its command line and
+ * all were given the same options (mdi_cli_agreed), else each rank returns
+ * exit code 2 and rank 0 prints one line: its own parse error, or the first
+ * rank that differs. A rank left out would hang the others. */
+static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_err *perr,
+                        const mdi_cli *cli)
+{
+    mdi_err err;
+    mdi_err_clear(&err);
+    if (mdi_ring_agree(comm, parsed, perr, &err))
+        return fail(rank, parsed ? perr : &err, 2);
+    int size;
+    MPI_Comm_size(comm, &size);
+    uint64_t mine[MDI_CLI_N_AGREED], *all = malloc((size_t)size * sizeof mine);
+    mdi_err le;
+    mdi_err_clear(&le);
+    mdi_cli_agreed(cli, mine);
+    mdi_status s = all ? MDI_OK : mdi_errf(&le, MDI_ERR_NOMEM, "cannot allocate the option table");
+    if (mdi_ring_agree(comm, s, &le, &err) ||
+        mdi_ring_allgather(comm, mine, sizeof mine, all, &err)) {
+        free(all);
+        return fail(rank, &err, 2);
+    }
+    for (int r = 1; !s && r < size; r++) /* every rank compares the same table */
+        for (int i = 0; !s && i < MDI_CLI_N_AGREED; i++)
+            if (all[(size_t)r * MDI_CLI_N_AGREED + (size_t)i] != all[i])
+                s = mdi_errf(&err, MDI_ERR_MISMATCH,
+                             "rank %d was given a different %s than rank 0: every rank needs "
+                             "the same options (only --model and --threads may differ)",
+                             r, mdi_cli_agreed_name(i));
+    free(all);
+    return s ? fail(rank, &err, 2) : 0;
+}
+
 int main(int argc, char **argv)
 {
     mdi_err err, arch_err;
@@ -259,8 +293,9 @@ int main(int argc, char **argv)
     MPI_Comm_rank(comm, &rank);
     mdi_cli cli = mdi_cli_default();
     mdi_err_clear(&err);
-    if (mdi_cli_parse(argc, argv, &cli, &err)) {
-        code = fail(rank, &err, 2);
+    mdi_status parsed = mdi_cli_parse(argc, argv, &cli, &err);
+    if ((code = agree_launch(comm, rank, parsed, &err, &cli))) {
+        /* one line printed */
     } else if (!cli.help && !cli.version && mdi_ring_agree(comm, arch, &arch_err, &err)) {
         code = fail(rank, &err, 1); /* no BLIS call after a refused BLIS_ARCH_TYPE */
     } else if (cli.help) {

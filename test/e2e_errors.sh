@@ -67,6 +67,20 @@ for v in -1 0 6; do
   else fail "BLIS_ARCH_TYPE=$v: run failed or text differs"; head -3 "$TMP/err"; fi
 done
 
+# MPMD launches: ranks given different options fail together (they used to
+# hang: one rank left the others waiting in a collective); --model and
+# --threads may differ per host
+one_message "bad option on rank 1 only" "^mdi-llm: rank 1 \(.*\): unknown option '--bogus'" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --bogus
+one_message "bad option on rank 0 only" "^mdi-llm: unknown option '--bogus'" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --bogus : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "--tokenize on rank 1 only" "^mdi-llm: rank 1 was given a different --prompt than rank 0: every rank needs the same options \(only --model and --threads may differ\)" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" --tokenize "Once"
+one_message "--speeds auto on rank 2 only" "^mdi-llm: rank 2 was given a different --speeds than rank 0" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --speeds auto
+one_message "other --max-tokens on rank 1" "^mdi-llm: rank 1 was given a different --max-tokens than rank 0" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 9
+ln -s "$TMP/s.h5" "$TMP/elsewhere.h5"
+if out=$(timeout 60 "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 : -np 1 "$MDI_LLM" --model "$TMP/elsewhere.h5" --threads 1 "${P[@]}" --samples 2 2>"$TMP/err") &&
+   [ "$out" == "$(timeout 60 "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 2>/dev/null)" ]; then
+  pass "MPMD with another --model path and --threads on rank 1: same text"
+else fail "MPMD with another --model path and --threads: run failed or text differs"; head -3 "$TMP/err"; fi
+
 echo "not a model" >"$TMP/junk.h5"
 one_message "not an HDF5 file" "not an HDF5 file" "$MDI_LLM" --model "$TMP/junk.h5" "${P[@]}"
 mkdir "$TMP/empty"

@@ -425,6 +425,71 @@ static void test_usage(void **state)
     free(text);
 }
 
+/* Ranks compare mdi_cli_agreed: the same options in any spelling or order
+ * agree, --model and --threads may differ, every other option is its own
+ * entry. */
+static void test_agreed(void **state)
+{
+    (void)state;
+    mdi_cli a, b;
+    uint64_t ha[MDI_CLI_N_AGREED], hb[MDI_CLI_N_AGREED];
+    parse_ok(&a, "--model", "m", "--prompt", "x", "--max-tokens", "3", "--top-p", "0.5", NULL);
+    parse_ok(&b, "--top-p=0.50", "--max-tokens=3", "--prompt=x", "--model", "/other/m", "--threads",
+             "7", NULL);
+    mdi_cli_agreed(&a, ha);
+    mdi_cli_agreed(&b, hb);
+    assert_memory_equal(ha, hb, sizeof ha);
+    /* each agreed option changes its own entry and no other */
+    static const char *const other[][2] = {
+        {"--prompt", "y"},     {"--prompt-file", "f"}, {"--tokenize", "x"},
+        {"--samples", "2"},    {"--max-tokens", "4"},  {"--temperature", "0"},
+        {"--top-k", "3"},      {"--top-p", "0.9"},     {"--seed", "1"},
+        {"--stats-json", "s"}, {"--split", "1,1"},     {"--balance", "memory"},
+        {"--speeds", "1,2"},   {"--group-size", "2"},  {"--prefill-chunk", "8"},
+        {"--timeout", "9"},    {"--quiet", NULL},      {"--help", NULL},
+        {"--version", NULL}};
+    assert_int_equal(sizeof other / sizeof other[0], MDI_CLI_N_AGREED);
+    for (int k = 0; k < MDI_CLI_N_AGREED; k++) {
+        const char *flag = other[k][0], *val = other[k][1];
+        int is_prompt = !strcmp(flag, "--prompt") || !strcmp(flag, "--prompt-file") ||
+                        !strcmp(flag, "--tokenize");
+        const char *argv2[] = {"--model",
+                               "m",
+                               is_prompt ? flag : "--prompt",
+                               is_prompt ? val : "x",
+                               "--max-tokens",
+                               "3",
+                               "--top-p",
+                               "0.5",
+                               flag,
+                               val,
+                               NULL};
+        mdi_cli c = mdi_cli_default();
+        mdi_err err;
+        int n = is_prompt ? 8 : val ? 10 : 9;
+        char *argv[12] = {"mdi-llm"};
+        for (int i = 0; i < n; i++)
+            argv[i + 1] = (char *)argv2[i];
+        if (!strcmp(flag, "--max-tokens") || !strcmp(flag, "--top-p")) { /* replace, not repeat */
+            argv[!strcmp(flag, "--max-tokens") ? 6 : 8] = (char *)val;
+            n -= 2;
+        }
+        if (mdi_cli_parse(n + 1, argv, &c, &err))
+            fail_msg("%s %s: %s", flag, val ? val : "", err.msg);
+        uint64_t hc[MDI_CLI_N_AGREED];
+        mdi_cli_agreed(&c, hc);
+        for (int i = 0; i < MDI_CLI_N_AGREED; i++) {
+            int differs = hc[i] != ha[i];
+            /* --prompt-file and --tokenize replace --prompt, so both entries change */
+            int want = i == k || (is_prompt && k > 0 && i == 0);
+            if (differs != want)
+                fail_msg("%s: entry %d (%s) %s", flag, i, mdi_cli_agreed_name(i),
+                         differs ? "changed" : "did not change");
+        }
+        assert_string_equal(mdi_cli_agreed_name(k), flag);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_unknown_and_positional),
         cmocka_unit_test(test_requirements_and_exclusions),
         cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_agreed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,15 @@ mdi_cli mdi_cli_default(void);
  * out->help / out->version set. On error, err gets one line naming the flag. */
 mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err);
 
+/* Options every rank must be given alike, as one hash each: all but --model
+ * and --threads, which may differ from host to host (MPMD launches). Ranks
+ * compare these with rank 0's before any other collective work, so that a
+ * rank started with other options fails the job instead of hanging it. */
+#define MDI_CLI_N_AGREED 19
+void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED]);
+/* The option behind entry i of mdi_cli_agreed ("--max-tokens"). */
+const char *mdi_cli_agreed_name(int i);
+
 /* Full --help text for program name prog. */
 void mdi_cli_usage(FILE *f, const char *prog);
 
