@@ -65,33 +65,44 @@ static mdi_status check_int(const char *name, int32_t v, int32_t lo, int32_t hi,
     return MDI_OK;
 }
 
+static const mdi_config_names our_names = {"dim",        "hidden_dim", "n_layers",   "n_heads",
+                                           "n_kv_heads", "head_dim",   "vocab_size", "max_seq_len",
+                                           "tied_head",  "rope_theta", "norm_eps"};
+
 mdi_status mdi_config_validate(const mdi_config *c, mdi_err *err)
 {
+    return mdi_config_validate_as(c, NULL, err);
+}
+
+mdi_status mdi_config_validate_as(const mdi_config *c, const mdi_config_names *names, mdi_err *err)
+{
+    const mdi_config_names *n = names ? names : &our_names;
     mdi_status s;
-    if ((s = check_int("dim", c->dim, 1, MDI_MAX_DIM, err)) ||
-        (s = check_int("hidden_dim", c->hidden_dim, 1, MDI_MAX_HIDDEN, err)) ||
-        (s = check_int("n_layers", c->n_layers, 1, MDI_MAX_LAYERS, err)) ||
-        (s = check_int("n_heads", c->n_heads, 1, MDI_MAX_HEADS, err)) ||
-        (s = check_int("n_kv_heads", c->n_kv_heads, 1, c->n_heads, err)) ||
-        (s = check_int("head_dim", c->head_dim, 2, MDI_MAX_HEAD_DIM, err)) ||
-        (s = check_int("vocab_size", c->vocab_size, 1, MDI_MAX_VOCAB, err)) ||
-        (s = check_int("max_seq_len", c->max_seq_len, 1, MDI_MAX_SEQ, err)) ||
-        (s = check_int("tied_head", c->tied_head, 0, 1, err)))
+    if ((s = check_int(n->dim, c->dim, 1, MDI_MAX_DIM, err)) ||
+        (s = check_int(n->hidden_dim, c->hidden_dim, 1, MDI_MAX_HIDDEN, err)) ||
+        (s = check_int(n->n_layers, c->n_layers, 1, MDI_MAX_LAYERS, err)) ||
+        (s = check_int(n->n_heads, c->n_heads, 1, MDI_MAX_HEADS, err)) ||
+        (s = check_int(n->n_kv_heads, c->n_kv_heads, 1, c->n_heads, err)) ||
+        (s = check_int(n->head_dim, c->head_dim, 2, MDI_MAX_HEAD_DIM, err)) ||
+        (s = check_int(n->vocab_size, c->vocab_size, 1, MDI_MAX_VOCAB, err)) ||
+        (s = check_int(n->max_seq_len, c->max_seq_len, 1, MDI_MAX_SEQ, err)) ||
+        (s = check_int(n->tied_head, c->tied_head, 0, 1, err)))
         return s;
     if (c->n_heads % c->n_kv_heads != 0)
-        return mdi_errf(err, MDI_ERR_RANGE, "n_heads = %d is not a multiple of n_kv_heads = %d",
-                        (int)c->n_heads, (int)c->n_kv_heads);
+        return mdi_errf(err, MDI_ERR_RANGE, "%s = %d is not a multiple of %s = %d", n->n_heads,
+                        (int)c->n_heads, n->n_kv_heads, (int)c->n_kv_heads);
     if (c->head_dim % 2 != 0)
-        return mdi_errf(err, MDI_ERR_RANGE, "head_dim = %d is odd; RoPE needs pairs",
+        return mdi_errf(err, MDI_ERR_RANGE, "%s = %d is odd; RoPE needs pairs", n->head_dim,
                         (int)c->head_dim);
     if ((int64_t)c->n_heads * c->head_dim > MDI_MAX_DIM * 4)
-        return mdi_errf(err, MDI_ERR_RANGE, "n_heads * head_dim = %lld is too large",
+        return mdi_errf(err, MDI_ERR_RANGE, "%s * %s = %lld is too large", n->n_heads, n->head_dim,
                         (long long)c->n_heads * c->head_dim);
     if (!isfinite(c->rope_theta) || c->rope_theta <= 1.0f)
-        return mdi_errf(err, MDI_ERR_RANGE, "rope_theta = %g must be finite and > 1",
+        return mdi_errf(err, MDI_ERR_RANGE, "%s = %g must be finite and > 1", n->rope_theta,
                         (double)c->rope_theta);
     if (!isfinite(c->norm_eps) || c->norm_eps <= 0.0f || c->norm_eps > 1.0f)
-        return mdi_errf(err, MDI_ERR_RANGE, "norm_eps = %g must be in (0, 1]", (double)c->norm_eps);
+        return mdi_errf(err, MDI_ERR_RANGE, "%s = %g must be in (0, 1]", n->norm_eps,
+                        (double)c->norm_eps);
     return MDI_OK;
 }
 

@@ -429,7 +429,15 @@ static void test_hf_errors(void **state)
 
     /* config.json */
     hf_case(x, &s, cfg, "c1", "\"num_attention_heads\": 8", "\"num_attention_heads\": 3", NULL,
-            NULL, "config.json", "n_kv_heads");
+            NULL, "config.json", "num_key_value_heads = 4 is outside [1, 3]");
+    /* the checks across fields name config.json's keys too */
+    hf_case(
+        x, &s, cfg, "c1b", "\"num_attention_heads\": 8", "\"num_attention_heads\": 6", NULL, NULL,
+        "config.json: num_attention_heads = 6 is not a multiple of num_key_value_heads = 4", NULL);
+    hf_case(x, &s, cfg, "c1c", "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 2", NULL, NULL,
+            "config.json: rms_norm_eps = 2 must be in (0, 1]", NULL);
+    hf_case(x, &s, cfg, "c1d", "\"head_dim\": 8", "\"head_dim\": 7", NULL, NULL,
+            "config.json: head_dim = 7 is odd", NULL);
     hf_case(x, &s, cfg, "c2", "\"hidden_size\": 64", "\"hidden_size\": \"64\"", NULL, NULL,
             "'hidden_size' is a string, expected an integer", NULL);
     hf_case(x, &s, cfg, "c3", "\"rope_scaling\": null",
@@ -833,7 +841,13 @@ static void test_gguf_errors(void **state)
     gguf_case(x, &g, "e12.gguf", tg_after(&g, "llama.block_count") + 4, &six, 4,
               "tensor 'blk.5.attn_norm.weight' is missing", NULL);
     gguf_case(x, &g, "e13.gguf", tg_after(&g, "llama.attention.head_count") + 4, &three, 4,
-              "n_kv_heads = 4 is outside [1, 3]", NULL);
+              "llama.attention.head_count_kv = 4 is outside [1, 3]", NULL);
+    const uint32_t t_u32 =
+        4; /* the epsilon's value type: f32 (6) -> u32 (4), as llama.cpp refuses */
+    gguf_case(
+        x, &g, "e13b.gguf", tg_after(&g, "llama.attention.layer_norm_rms_epsilon"), &t_u32, 4,
+        "metadata 'llama.attention.layer_norm_rms_epsilon' has value type 4, expected a float",
+        NULL);
     const uint32_t four = 4; /* head width 64 / 8 = 8; no llama.attention.key_length */
     gguf_case(x, &g, "e14.gguf", tg_after(&g, "llama.rope.dimension_count") + 4, &four, 4,
               "llama.rope.dimension_count = 4 differs from the head width 8", "partial rotary");

@@ -303,10 +303,20 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
     cfg->head_dim = key_len;
     if (!m->num[K_EPS].present)
         return cv_gguf_err(c, MDI_ERR_FORMAT, "metadata key '%s' is missing", gnum_names[K_EPS]);
+    /* as llama.cpp, which reads these as float32 and refuses another type */
+    for (gnum_key k = K_THETA; k <= K_EPS; k++)
+        if (m->num[k].present && m->num[k].type != GT_F32 && m->num[k].type != GT_F64)
+            return cv_gguf_err(c, MDI_ERR_FORMAT,
+                               "metadata '%s' has value type %u, expected a float", gnum_names[k],
+                               (unsigned)m->num[k].type);
     cfg->norm_eps = (float)m->num[K_EPS].f;
     cfg->rope_theta = m->num[K_THETA].present ? (float)m->num[K_THETA].f : 10000.0f;
     cfg->tied_head = 1; /* until output.weight shows up */
-    if ((s = mdi_config_validate(cfg, c->err)) != MDI_OK)
+    const mdi_config_names names = {
+        gnum_names[K_DIM],      gnum_names[K_HIDDEN],  gnum_names[K_LAYERS], gnum_names[K_HEADS],
+        gnum_names[K_KV_HEADS], gnum_names[K_KEY_LEN], "vocab size",         gnum_names[K_CTX],
+        "tied output head",     gnum_names[K_THETA],   gnum_names[K_EPS]};
+    if ((s = mdi_config_validate_as(cfg, &names, c->err)) != MDI_OK)
         return cv_gguf_err(c, s, "%s", c->err ? c->err->msg : "");
     /* Without llama.attention.key_length the head width is dim / n_heads, as in
      * llama.cpp, and a different rotary width is a partial rotary embedding. */

@@ -269,7 +269,11 @@ static mdi_status hf_config(const cv_json *j, const char *path, mdi_config *c, i
     if ((s = cfg_bool(j, path, "tie_word_embeddings", &tied, err)) != MDI_OK)
         return s;
     c->tied_head = tied;
-    if ((s = mdi_config_validate(c, err)) != MDI_OK)
+    static const mdi_config_names hf_cfg_names = {
+        "hidden_size",         "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim",          "vocab_size",        "max_position_embeddings",
+        "tie_word_embeddings", "rope_theta",        "rms_norm_eps"};
+    if ((s = mdi_config_validate_as(c, &hf_cfg_names, err)) != MDI_OK)
         return prefix_err(err, s, path);
     return MDI_OK;
 }

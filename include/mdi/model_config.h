@@ -94,6 +94,15 @@ int mdi_tensor_half(mdi_tensor_kind k);
 /* Check every field is in range and consistent (n_kv_heads divides n_heads, ...). */
 mdi_status mdi_config_validate(const mdi_config *c, mdi_err *err);
 
+/* The fields' names in a source format (config.json keys, GGUF metadata
+ * keys), so that a converter's messages name what its user wrote. */
+typedef struct mdi_config_names {
+    const char *dim, *hidden_dim, *n_layers, *n_heads, *n_kv_heads, *head_dim, *vocab_size,
+        *max_seq_len, *tied_head, *rope_theta, *norm_eps;
+} mdi_config_names;
+/* mdi_config_validate, with names (NULL: ours) in its messages. */
+mdi_status mdi_config_validate_as(const mdi_config *c, const mdi_config_names *names, mdi_err *err);
+
 /* Parameter counts (elements, not bytes). */
 size_t mdi_config_layer_params(const mdi_config *c);
 size_t mdi_config_extra_params(const mdi_config *c); /* embedding, final norm, head */
