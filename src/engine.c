@@ -97,9 +97,8 @@ size_t mdi_utf8_repair_feed(mdi_utf8_repair *r, const char *in, size_t n, char *
                 }
                 continue;
             }
-            memcpy(out + o, UTF8_REPLACEMENT, 3); /* the held bytes were a maximal subpart */
-            o += 3;
-            r->n = 0; /* and c starts afresh */
+            o += mdi_utf8_repair_end(r, out + o); /* one U+FFFD per held byte */
+            /* and c starts afresh */
         }
         if (c < 0x80) {
             out[o++] = (char)c;
@@ -117,11 +116,11 @@ size_t mdi_utf8_repair_feed(mdi_utf8_repair *r, const char *in, size_t n, char *
 
 size_t mdi_utf8_repair_end(mdi_utf8_repair *r, char *out)
 {
-    if (r->n == 0)
-        return 0;
+    size_t o = 0;
+    for (int k = 0; k < r->n; k++, o += 3)
+        memcpy(out + o, UTF8_REPLACEMENT, 3);
     r->n = 0;
-    memcpy(out, UTF8_REPLACEMENT, 3);
-    return 3;
+    return o;
 }
 
 /* Cores this process may run on. */

@@ -75,6 +75,8 @@ static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
 {
     out_ctx *o = ctx;
     char buf[3 * (OUT_CHUNK + 3)];
+    if (n == 0) /* a piece without text ends a run of byte pieces */
+        out_bytes(o, i, buf, mdi_utf8_repair_end(&o->rep[i], buf));
     for (size_t k = 0; k < n; k += OUT_CHUNK) {
         size_t m = n - k < OUT_CHUNK ? n - k : OUT_CHUNK;
         out_bytes(o, i, buf, mdi_utf8_repair_feed(&o->rep[i], bytes + k, m, buf));
@@ -85,7 +87,7 @@ static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
 static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
 {
     out_ctx *o = ctx;
-    char buf[3];
+    char buf[9];
     out_bytes(o, i, buf, mdi_utf8_repair_end(&o->rep[i], buf));
     if (!o->multi) {
         fputc('\n', o->f);

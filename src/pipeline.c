@@ -229,8 +229,7 @@ static void emit_ids(mdi_pipeline *pl, int32_t i, int32_t from, int32_t to, cons
         size_t n = 0;
         const char *t =
             mdi_tokenizer_decode(pl->p.tok, k > 0 ? ss->ids[k - 1] : -1, ss->ids[k], buf, &n);
-        if (n)
-            sink->text(sink->ctx, i, t, n);
+        sink->text(sink->ctx, i, t, n);
     }
 }
 

@@ -196,20 +196,19 @@ static void test_four_byte_grid(void **state)
                 }
 }
 
-/* Reference repair, from the table: well-formed sequences are copied; a maximal
- * subpart (the longest prefix of a well-formed sequence, else one byte) becomes
- * U+FFFD. */
+/* Reference repair, from the table: well-formed sequences are copied; every
+ * other byte becomes U+FFFD, as SentencePiece decodes a run of byte pieces
+ * (one U+FFFD per byte that does not start a well-formed character). */
 static size_t ref_repair(const unsigned char *s, size_t len, char *out)
 {
-    size_t i = 0, o = 0, n, k;
+    size_t i = 0, o = 0, n;
     while (i < len) {
         if ((n = well_formed_at(s + i, len - i))) {
             memcpy(out + o, s + i, n);
             o += n, i += n;
         } else {
-            k = row_prefix(s + i, len - i, &n);
             memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3, i += k ? k : 1;
+            o += 3, i++;
         }
     }
     return o;
@@ -247,10 +246,16 @@ static void test_repair(void **state)
     const struct {
         case_ in, want;
     } hand[] = {
-        {CASE("a\xff" "b"), CASE("a\xef\xbf\xbd"
-                              "b")},
+        {CASE("a\xff"
+              "b"),
+         CASE("a\xef\xbf\xbd"
+              "b")},
         {CASE("\xe2\x28\xa1"), CASE("\xef\xbf\xbd(\xef\xbf\xbd")},
-        {CASE("\xf0\x9f\x98"), CASE("\xef\xbf\xbd")}, /* cut at the end: one U+FFFD */
+        /* cut at the end: one U+FFFD per byte, as SentencePiece 0.1.97 decodes
+         * the byte pieces <0xF0><0x9F><0x98> */
+        {CASE("\xf0\x9f\x98"), CASE("\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd")},
+        {CASE("\xe2\x82"), CASE("\xef\xbf\xbd\xef\xbf\xbd")},
+        {CASE("\xf0\x9f\x98 Hello"), CASE("\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd Hello")},
         {CASE("\xed\xa0\x80"), CASE("\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd")}, /* surrogate */
         {CASE("\xe6\x97\xa5"), CASE("\xe6\x97\xa5")},
     };
@@ -265,6 +270,12 @@ static void test_repair(void **state)
     assert_int_equal(mdi_utf8_repair_feed(&r, "\xa5", 1, out), 3);
     assert_memory_equal(out, "\xe6\x97\xa5", 3);
     assert_int_equal(mdi_utf8_repair_end(&r, out), 0);
+    /* A piece without text between two byte pieces ends the run (the engine
+     * calls repair_end): <0xCE> </s> <0xA1> is two U+FFFD, not U+03A1. */
+    assert_int_equal(mdi_utf8_repair_feed(&r, "\xce", 1, out), 0);
+    assert_int_equal(mdi_utf8_repair_end(&r, out), 3);
+    assert_int_equal(mdi_utf8_repair_feed(&r, "\xa1", 1, out), 3);
+    assert_memory_equal(out, "\xef\xbf\xbd", 3);
     unsigned char b[4];
     for (unsigned x = 0; x < 256; x++) {
         b[0] = (unsigned char)x;

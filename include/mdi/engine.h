@@ -59,10 +59,11 @@ int mdi_utf8_valid(const char *text, size_t len);
 size_t mdi_utf8_valid_len(const char *text, size_t len);
 
 /* Generated text made valid UTF-8 as it streams: a model can emit any bytes
- * (byte pieces), and a character may be cut between two tokens. Each maximal
- * ill-formed subsequence becomes U+FFFD, as Python's errors="replace" and the
- * Unicode standard's recommended practice do; a sequence cut between two calls
- * waits for its end. Zero-initialise one per text. */
+ * (byte pieces), and a character may be cut between two tokens. As
+ * SentencePiece decodes byte pieces, every byte that does not start a
+ * well-formed character becomes one U+FFFD (a cut 3-byte character, two);
+ * a sequence cut between two calls waits for its end. Zero-initialise one
+ * per text. */
 typedef struct mdi_utf8_repair {
     unsigned char pend[4]; /* the start of an unfinished sequence */
     int n, need;           /* bytes held, bytes the sequence needs */
@@ -70,7 +71,9 @@ typedef struct mdi_utf8_repair {
 
 /* Repair in[0..n) into out (room for 3 * (n + 3) bytes); returns the bytes written. */
 size_t mdi_utf8_repair_feed(mdi_utf8_repair *r, const char *in, size_t n, char *out);
-/* End of the text: an unfinished sequence becomes U+FFFD (out: room for 3 bytes). */
+/* End of the text, or of a run of byte pieces (SentencePiece decodes each run
+ * on its own): the bytes of an unfinished sequence become one U+FFFD each
+ * (out: room for 9 bytes). */
 size_t mdi_utf8_repair_end(mdi_utf8_repair *r, char *out);
 
 #endif /* MDI_ENGINE_H */

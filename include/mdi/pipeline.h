@@ -29,7 +29,9 @@ const char *mdi_stop_reason_str(mdi_stop_reason r);
 /* Where rank 0 sends text as it is produced. */
 typedef struct mdi_sink {
     void *ctx;
-    /* bytes of sample i's text (prompt echo first, then each new token) */
+    /* bytes of sample i's text (prompt echo first, then each new token); n is
+     * 0 for a token that prints nothing (a control piece), which ends a run
+     * of byte pieces */
     void (*text)(void *ctx, int32_t sample, const char *bytes, size_t n);
     /* sample i has ended after n_generated tokens */
     void (*end)(void *ctx, int32_t sample, mdi_stop_reason why, int32_t n_generated);
