@@ -1,5 +1,6 @@
 /* Command-line parsing for mdi-llm: strict numbers, one-line errors naming the flag. */
 #include "mdi/cli.h"
+#include "mdi/hash.h"
 #include "mdi/plan.h"
 #include "mdi/tensor.h"
 
@@ -361,26 +362,16 @@ mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err)
     return mdi_cli_check(out, err);
 }
 
-/* FNV-1a 64 of n bytes, continuing from h. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
-    return h;
-}
-
-#define FNV_BASIS 0xcbf29ce484222325ull
-
 /* A string option: absent and empty differ. */
 static uint64_t hash_str(const char *s)
 {
-    return s ? fnv(FNV_BASIS ^ 1, s, strlen(s)) : FNV_BASIS;
+    return s ? mdi_fnv1a(MDI_FNV_INIT ^ 1, s, strlen(s)) : MDI_FNV_INIT;
 }
 
 static uint64_t hash_num(double v)
 {
     v = v == 0.0 ? 0.0 : v; /* -0 and 0 act alike */
-    return fnv(FNV_BASIS, &v, sizeof v);
+    return mdi_fnv1a(MDI_FNV_INIT, &v, sizeof v);
 }
 
 static const char *const agreed_names[MDI_CLI_N_AGREED] = {
@@ -400,7 +391,7 @@ void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
     h[i++] = hash_num(c->sampler.temperature);
     h[i++] = hash_num(c->sampler.top_k);
     h[i++] = hash_num(c->sampler.top_p);
-    h[i++] = fnv(FNV_BASIS, &c->seed, sizeof c->seed);
+    h[i++] = mdi_fnv1a(MDI_FNV_INIT, &c->seed, sizeof c->seed);
     h[i++] = hash_str(c->stats_json);
     h[i++] = hash_str(c->split);
     h[i++] = hash_str(c->balance);

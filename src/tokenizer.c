@@ -9,6 +9,7 @@
  * pieces (not U+FFFD), so any byte string round-trips; UNUSED pieces are never
  * merged into; text is never encoded as a CONTROL/UNKNOWN piece. */
 #include "mdi/tokenizer.h"
+#include "mdi/hash.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -154,15 +155,9 @@ mdi_status mdi_vocab_validate(const mdi_vocab *v, mdi_err *err)
     return st;
 }
 
-/* FNV-1a 64 of a piece's bytes. */
 static uint64_t piece_hash(const uint8_t *p, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return mdi_fnv1a(MDI_FNV_INIT, p, len);
 }
 
 static const uint8_t *piece_bytes(const mdi_vocab *v, int32_t id, size_t *len)

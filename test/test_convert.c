@@ -94,10 +94,10 @@ static void test_bf16_rounding(void **state)
 static void test_fnv1a(void **state)
 {
     (void)state;
-    assert_true(cv_fnv1a(CV_FNV_INIT, "", 0) == 0xcbf29ce484222325ULL);
-    assert_true(cv_fnv1a(CV_FNV_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
-    assert_true(cv_fnv1a(CV_FNV_INIT, "foobar", 6) == 0x85944171f73967e8ULL);
-    assert_true(cv_fnv1a(cv_fnv1a(CV_FNV_INIT, "foo", 3), "bar", 3) == 0x85944171f73967e8ULL);
+    assert_true(mdi_fnv1a(MDI_FNV_INIT, "", 0) == 0xcbf29ce484222325ULL);
+    assert_true(mdi_fnv1a(MDI_FNV_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
+    assert_true(mdi_fnv1a(MDI_FNV_INIT, "foobar", 6) == 0x85944171f73967e8ULL);
+    assert_true(mdi_fnv1a(mdi_fnv1a(MDI_FNV_INIT, "foo", 3), "bar", 3) == 0x85944171f73967e8ULL);
 }
 
 /* ---- detection and the llama2.c reader ------------------------------------ */
@@ -167,7 +167,7 @@ static void test_llama2c_header(void **state)
     assert_int_equal(src.vocab.n, 512);
     size_t n;
     unsigned char *file = slurp(mdi_test_model_path(STORIES, p, sizeof p), &n);
-    snprintf(id, sizeof id, "%016llx", (unsigned long long)cv_fnv1a(CV_FNV_INIT, file, n));
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)mdi_fnv1a(MDI_FNV_INIT, file, n));
     assert_string_equal(src.model_id, id);
     float buf[172 * 64];
     mdi_err err;

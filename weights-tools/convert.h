@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mdi/hash.h"
 #include "mdi/model_config.h"
 #include "mdi/plan.h"
 #include "mdi/status.h"
@@ -99,9 +100,5 @@ mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_
 const char *cv_layer_suffix(const char *name, const char *prefix, int32_t n_layers, int32_t *layer);
 /* A model id: h as 16 lower-case hex digits. */
 void cv_model_id(uint64_t h, char id[17]);
-
-/* FNV-1a 64-bit, for model ids: h = cv_fnv1a(h, data, n), start with CV_FNV_INIT. */
-#define CV_FNV_INIT 0xcbf29ce484222325ULL
-uint64_t cv_fnv1a(uint64_t h, const void *data, size_t n);
 
 #endif /* MDI_CONVERT_H */

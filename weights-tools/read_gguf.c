@@ -343,7 +343,7 @@ static mdi_status gguf_parse(gcur *c, gguf_impl *g, cv_source *src)
         s = read_tensors(c, g, &src->cfg, n_tensors, align);
     if (s == MDI_OK)
         s = read_vocab(c, m, src->cfg.vocab_size, &src->vocab);
-    uint64_t h = CV_FNV_INIT;
+    uint64_t h = MDI_FNV_INIT;
     if (s == MDI_OK && (s = cv_hash_fd(g->fd, c->size, c->path, &h, c->err)) == MDI_OK)
         cv_model_id(h, src->model_id);
     free(m);

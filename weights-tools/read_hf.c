@@ -659,7 +659,7 @@ static void hf_close(cv_source *src)
 static mdi_status hf_model_id(const hf_impl *h, char id[17], mdi_err *err)
 {
     char path[HF_PATH_MAX];
-    uint64_t fnv = CV_FNV_INIT;
+    uint64_t fnv = MDI_FNV_INIT;
     mdi_status s = join(h->dir, "config.json", path, err);
     if (s == MDI_OK)
         s = hash_path(path, &fnv, err);

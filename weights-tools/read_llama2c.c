@@ -222,7 +222,7 @@ mdi_status cv_open_llama2c(const char *path, const char *tokenizer_path, cv_sour
         goto fail;
     if ((s = cv_read_tokenizer_file(tokenizer_path, src->cfg.vocab_size, &src->vocab, err)))
         goto fail;
-    uint64_t h = CV_FNV_INIT;
+    uint64_t h = MDI_FNV_INIT;
     if ((s = cv_hash_fd(im->fd, size, path, &h, err)))
         goto fail;
     cv_model_id(h, src->model_id);

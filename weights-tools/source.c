@@ -22,16 +22,6 @@ void cv_source_close(cv_source *src)
     mdi_vocab_free(&src->vocab);
 }
 
-uint64_t cv_fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* ---- input detection ------------------------------------------------------ */
 
 int32_t cv_le_i32(const unsigned char *p)
@@ -74,7 +64,7 @@ mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_
     for (uint64_t off = 0; off < size && !s; off += CV_HASH_CHUNK) {
         size_t n = size - off < CV_HASH_CHUNK ? (size_t)(size - off) : CV_HASH_CHUNK;
         if (!(s = cv_pread_full(fd, buf, n, off, path, err)))
-            *h = cv_fnv1a(*h, buf, n);
+            *h = mdi_fnv1a(*h, buf, n);
     }
     free(buf);
     return s;

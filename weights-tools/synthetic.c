@@ -270,8 +270,8 @@ static void synthetic_id(const mdi_config *c, uint64_t seed, char id[17])
             bytes[4 * i + b] = (unsigned char)(words[i] >> (8 * b));
     for (size_t b = 0; b < 8; b++)
         bytes[sizeof words + b] = (unsigned char)(seed >> (8 * b));
-    uint64_t h = cv_fnv1a(CV_FNV_INIT, bytes, sizeof bytes);
-    h = cv_fnv1a(h, "synthetic", 9);
+    uint64_t h = mdi_fnv1a(MDI_FNV_INIT, bytes, sizeof bytes);
+    h = mdi_fnv1a(h, "synthetic", 9);
     snprintf(id, 17, "%016llx", (unsigned long long)h);
 }
 
