@@ -20,7 +20,7 @@ mode_line() {
 pos='[0-9]*[1-9][0-9]*\.[0-9]+|0*\.[0-9]*[1-9][0-9]*' # a positive decimal
 mode_line "read" "^read_bandwidth ($pos) GB/s threads=1$" read --mb 16 --reps 1
 mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
-mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 1
+mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 3
 mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
 mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2
 # the best pass is at least the mean

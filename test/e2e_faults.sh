@@ -79,6 +79,18 @@ start() {
 }
 
 # wait_output NAME BYTES : until stdout holds BYTES bytes (up to 60 s; 1 if the run ended first)
+# wait_started NAME : wait up to 60 s for rank 0's header line, printed once set-up
+# (whose collectives --timeout does not cover) is over
+wait_started() {
+  local i
+  for i in $(seq 1 600); do
+    grep -q "^mdi-llm: $NP ranks," "$TMP/$1.err" && return 0
+    kill -0 "$RUN_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 wait_output() {
   local i
   for i in $(seq 1 600); do
@@ -140,7 +152,7 @@ stall() {
   # one sample streams its text: wait for some; several print whole lines: give them 3 s
   if ! start "$name" "${GEN[@]}" --samples "$samples" --max-tokens 2000 --timeout 3 ||
      { [ "$samples" -eq 1 ] && ! wait_output "$name" 100; } ||
-     { [ "$samples" -gt 1 ] && ! { sleep 3; kill -0 "$RUN_PID"; }; }; then
+     { [ "$samples" -gt 1 ] && ! { wait_started "$name" && sleep 3 && kill -0 "$RUN_PID"; }; }; then
     fail "stopped rank $victim: no output to interrupt"; head -5 "$TMP/$name.err"; cleanup_run
     return
   fi
@@ -156,8 +168,9 @@ stall() {
     fail "stopped rank $victim: '$pat' printed $k times in:"; grep mdi-llm "$TMP/$name.err" | head -5
   fi
 }
-stall 1 1 1 "^mdi-llm: rank 0: rank 1 \(.*\) stopped answering: no message came back round the ring for 3 s"
-stall 2 3 1 "^mdi-llm: rank 0: rank 2 \(.*\) stopped answering"
+# (a live rank starved past the check's 1.5 s would be named too: "ranks 1 (vm), 2 (vm)")
+stall 1 1 1 "^mdi-llm: rank 0: ranks? ([0-9]+ \([^)]*\), )*1 \(.*\) stopped answering: no message came back round the ring for 3 s"
+stall 2 3 1 "^mdi-llm: rank 0: ranks? ([0-9]+ \([^)]*\), )*2 \(.*\) stopped answering"
 # several samples print whole lines; the unfinished ones are printed before the abort
 if [ "$(grep -c '^\[[012]\] Once' "$TMP/stop2.out")" -eq 3 ]; then
   pass "stopped rank 2: every sample's text so far is kept"

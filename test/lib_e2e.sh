@@ -7,6 +7,10 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/mdi-e2e.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 N_PASS=0
 N_FAIL=0
+# Time limits of the helpers below; sanitizer builds run several times slower
+# (and CI runs two tests at once), so their limits are 4x.
+E2E_SCALE=1
+if ldd "$MDI_LLM" 2>/dev/null | grep -q libasan; then E2E_SCALE=4; fi
 
 # Models are required in CI; elsewhere their absence skips the script visibly.
 need_models() {
@@ -32,16 +36,16 @@ expect_eq() {
 # mpirun N ARGS... : run mdi-llm on N ranks (stdout kept, stderr to $TMP/err)
 run_np() {
   local n=$1; shift
-  timeout 120 "${MPIEXEC[@]}" -np "$n" "$MDI_LLM" "$@" 2>"$TMP/err"
+  timeout $((120 * E2E_SCALE)) "${MPIEXEC[@]}" -np "$n" "$MDI_LLM" "$@" 2>"$TMP/err"
 }
 
 # expect_fail NAME PATTERN CMD... : CMD exits non-zero within 60 s and its stderr matches PATTERN
 expect_fail() {
   local name=$1 pat=$2; shift 2
   local rc=0
-  timeout 60 "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  timeout $((60 * E2E_SCALE)) "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
   if [ "$rc" -eq 0 ]; then fail "$name: exited 0"; return; fi
-  if [ "$rc" -eq 124 ]; then fail "$name: hung (killed after 60 s)"; return; fi
+  if [ "$rc" -eq 124 ]; then fail "$name: hung (killed after $((60 * E2E_SCALE)) s)"; return; fi
   if [ "$rc" -ge 128 ]; then fail "$name: died by signal $((rc - 128))"; return; fi
   if grep -qE -- "$pat" "$TMP/err"; then pass "$name"; else
     fail "$name: stderr does not match '$pat':"; head -5 "$TMP/err"; fi

