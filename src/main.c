@@ -256,21 +256,19 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
 static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_err *perr,
                         const mdi_cli *cli)
 {
-    mdi_err err;
-    mdi_err_clear(&err);
-    if (mdi_ring_agree(comm, parsed, perr, &err))
-        return fail(rank, parsed ? perr : &err, 2);
     int size;
     MPI_Comm_size(comm, &size);
     uint64_t mine[MDI_CLI_N_AGREED], *all = malloc((size_t)size * sizeof mine);
-    mdi_err le;
-    mdi_err_clear(&le);
+    mdi_err le = *perr, err;
+    mdi_status s = parsed;
+    if (!s && !all)
+        s = mdi_errf(&le, MDI_ERR_NOMEM, "cannot allocate the option table");
+    mdi_err_clear(&err);
     mdi_cli_agreed(cli, mine);
-    mdi_status s = all ? MDI_OK : mdi_errf(&le, MDI_ERR_NOMEM, "cannot allocate the option table");
     if (mdi_ring_agree(comm, s, &le, &err) ||
         mdi_ring_allgather(comm, mine, sizeof mine, all, &err)) {
         free(all);
-        return fail(rank, &err, 2);
+        return fail(rank, s ? &le : &err, 2); /* rank 0's own error without "rank 0 (host)" */
     }
     for (int r = 1; !s && r < size; r++) /* every rank compares the same table */
         for (int i = 0; !s && i < MDI_CLI_N_AGREED; i++)

@@ -187,17 +187,19 @@ done:
  * not start with one; *end past what was read. */
 typedef double (*list_entry)(const char *p, char **end);
 
-/* Where parse_list stores entry k: as a double or as an int32, or nowhere. */
+/* Where parse_list stores entry k: as a double or as an int32, or nowhere;
+ * and the smallest and largest entry. */
 typedef struct list_out {
     double *d;
     int32_t *i;
+    double lo, hi;
 } list_out;
 
 /* Parse text, entries separated by commas, at most cap of them, into out;
  * *n gets their number. flag and `expect` (what an entry looks like) name
  * the option in messages. */
 static mdi_status parse_list(const char *flag, const char *text, const char *expect, list_entry one,
-                             list_out out, int32_t cap, int32_t *n, mdi_err *err)
+                             list_out *out, int32_t cap, int32_t *n, mdi_err *err)
 {
     int32_t k = 0;
     if (!text || !*text)
@@ -211,10 +213,12 @@ static mdi_status parse_list(const char *flag, const char *text, const char *exp
         if (k == cap)
             return mdi_errf(err, MDI_ERR_RANGE, "%s '%s' has more than %d entries", flag, text,
                             cap);
-        if (out.d)
-            out.d[k] = v;
-        if (out.i)
-            out.i[k] = (int32_t)v;
+        if (out->d)
+            out->d[k] = v;
+        if (out->i)
+            out->i[k] = (int32_t)v;
+        out->lo = k == 0 || v < out->lo ? v : out->lo;
+        out->hi = k == 0 || v > out->hi ? v : out->hi;
         k++;
         if (*end == '\0')
             break;
@@ -244,31 +248,19 @@ static double speed_entry(const char *p, char **end)
 mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, int32_t *n,
                                  mdi_err *err)
 {
-    list_out out = {speeds, NULL};
+    list_out out = {speeds, NULL, 0.0, 0.0};
     mdi_status s = parse_list("--speeds", text,
                               "auto, or one positive number (at most 1e9) per rank like 2,1,1 "
                               "(relative speeds)",
-                              speed_entry, out, cap, n, err);
-    if (s)
-        return s;
+                              speed_entry, &out, cap, n, err);
     /* speeds become thousandths of the fastest: a wider spread would be
      * changed, so it is refused */
-    double lo = 0.0, hi = 0.0;
-    for (const char *p = text;;) {
-        char *end;
-        double v = speed_entry(p, &end);
-        lo = p == text || v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        if (*end == '\0')
-            break;
-        p = end + 1;
-    }
-    if (hi / lo > MDI_SPEED_SCALE)
+    if (!s && out.hi / out.lo > MDI_SPEED_SCALE)
         return mdi_errf(err, MDI_ERR_RANGE,
                         "--speeds '%s': the fastest rank is %.4g times as fast as the slowest; "
                         "speeds may differ by at most %d:1",
-                        text, hi / lo, MDI_SPEED_SCALE);
-    return MDI_OK;
+                        text, out.hi / out.lo, MDI_SPEED_SCALE);
+    return s;
 }
 
 void mdi_plan_snap_speeds(double *speeds, int32_t n)
@@ -336,11 +328,11 @@ static double split_entry(const char *p, char **end)
 mdi_status mdi_plan_parse_split(const char *text, int32_t *counts, int32_t cap, int32_t *n,
                                 mdi_err *err)
 {
-    list_out out = {NULL, counts};
+    list_out out = {NULL, counts, 0.0, 0.0};
     return parse_list("--split", text,
                       "layer counts like 2,4,4 or 10.5,11.5 (whole or half layers, at least 0.5 "
                       "each)",
-                      split_entry, out, cap, n, err);
+                      split_entry, &out, cap, n, err);
 }
 
 void mdi_plan_describe(int32_t first, int32_t last, char *buf, size_t cap)

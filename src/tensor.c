@@ -103,7 +103,10 @@ static int arch_trial(void)
  * BLIS would abort, misread or run kernels that this CPU cannot. */
 static mdi_status check_arch_env(const char *v, mdi_err *err)
 {
-    const char *hint = "a BLIS kernel-set number (6 = zen3, 3 = haswell, -1 = let BLIS choose)";
+    char hint[96];
+    snprintf(hint, sizeof hint,
+             "a BLIS kernel-set number (%d = zen3, %d = haswell, -1 = let BLIS choose)",
+             (int)BLIS_ARCH_ZEN3, (int)BLIS_ARCH_HASWELL);
     char *end;
     errno = 0;
     long id = strtol(v, &end, 10);

@@ -449,32 +449,21 @@ static void test_agreed(void **state)
         {"--timeout", "9"},    {"--quiet", NULL},      {"--help", NULL},
         {"--version", NULL}};
     assert_int_equal(sizeof other / sizeof other[0], MDI_CLI_N_AGREED);
+    mdi_cli base;
+    parse_ok(&base, "--model", "m", "--prompt", "x", NULL);
+    mdi_cli_agreed(&base, ha);
     for (int k = 0; k < MDI_CLI_N_AGREED; k++) {
         const char *flag = other[k][0], *val = other[k][1];
-        int is_prompt = !strcmp(flag, "--prompt") || !strcmp(flag, "--prompt-file") ||
-                        !strcmp(flag, "--tokenize");
-        const char *argv2[] = {"--model",
-                               "m",
-                               is_prompt ? flag : "--prompt",
-                               is_prompt ? val : "x",
-                               "--max-tokens",
-                               "3",
-                               "--top-p",
-                               "0.5",
-                               flag,
-                               val,
-                               NULL};
+        /* --prompt-file and --tokenize take --prompt's place */
+        int is_prompt = k < 3;
+        char *argv[8] = {"mdi-llm", "--model", "m", "--prompt", "x"};
+        int argc = is_prompt ? 3 : 5;
+        argv[argc++] = (char *)flag;
+        if (val)
+            argv[argc++] = (char *)val;
         mdi_cli c = mdi_cli_default();
         mdi_err err;
-        int n = is_prompt ? 8 : val ? 10 : 9;
-        char *argv[12] = {"mdi-llm"};
-        for (int i = 0; i < n; i++)
-            argv[i + 1] = (char *)argv2[i];
-        if (!strcmp(flag, "--max-tokens") || !strcmp(flag, "--top-p")) { /* replace, not repeat */
-            argv[!strcmp(flag, "--max-tokens") ? 6 : 8] = (char *)val;
-            n -= 2;
-        }
-        if (mdi_cli_parse(n + 1, argv, &c, &err))
+        if (mdi_cli_parse(argc, argv, &c, &err))
             fail_msg("%s %s: %s", flag, val ? val : "", err.msg);
         uint64_t hc[MDI_CLI_N_AGREED];
         mdi_cli_agreed(&c, hc);
