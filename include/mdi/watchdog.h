@@ -1,0 +1,42 @@
+/* A deadline for start-up. Set-up (reading the prompts, the tokenizer and the
+ * weights, the agreements between ranks) is made of blocking calls that no
+ * --timeout covers: a prompt file that is a FIFO with no writer, a hung
+ * network file system, a rank stopped by its host. A watchdog thread calls
+ * fire() once if set-up has not ended (mdi_watchdog_stop) within the budget.
+ * The thread makes no MPI call; what fire does (end the process) is the
+ * caller's. Every function accepts a NULL watchdog and then does nothing. */
+#ifndef MDI_WATCHDOG_H
+#define MDI_WATCHDOG_H
+
+#include "mdi/status.h"
+
+typedef struct mdi_watchdog mdi_watchdog; /* opaque */
+
+/* Called on the watchdog thread with one line: "did not finish start-up
+ * within T s: STEP" (STEP as last set, with the seconds spent in it). */
+typedef void (*mdi_watchdog_fire_fn)(const char *line, void *ctx);
+
+#define MDI_WATCHDOG_STEP_MAX 320
+
+/* Start the clock: fire(line, ctx) runs once, timeout_s seconds from now, or
+ * grace_s later while the current step is a wait for other ranks (so that
+ * the rank that is stuck, not the ones waiting for it, speaks first), unless
+ * mdi_watchdog_stop comes first. timeout_s > 0, grace_s >= 0. */
+mdi_status mdi_watchdog_start(double timeout_s, double grace_s, mdi_watchdog_fire_fn fire,
+                              void *ctx, mdi_watchdog **out, mdi_err *err);
+
+/* What this rank does now ("reading the prompt file p.txt"); printf-style,
+ * cut to MDI_WATCHDOG_STEP_MAX bytes. */
+void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* This rank now waits for the others (a collective after its own step). */
+void mdi_watchdog_wait(mdi_watchdog *w);
+
+/* Set-up is over: the thread ends without firing, and w is freed. */
+void mdi_watchdog_stop(mdi_watchdog *w);
+
+#endif /* MDI_WATCHDOG_H */

@@ -1,0 +1,161 @@
+/* The start-up deadline: a thread that sleeps on a condition variable until
+ * set-up ends or its time is up. */
+#include "mdi/watchdog.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct mdi_watchdog {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    double start, timeout_s, grace_s;
+    double step_start; /* when the current step began */
+    int waiting;       /* the current step is a wait for the other ranks */
+    int stopped;
+    char step[MDI_WATCHDOG_STEP_MAX];
+    char after[MDI_WATCHDOG_STEP_MAX]; /* the step before a wait */
+    mdi_watchdog_fire_fn fire;
+    void *ctx;
+};
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static struct timespec mono_at(double s)
+{
+    struct timespec t;
+    t.tv_sec = (time_t)s;
+    t.tv_nsec = (long)((s - (double)t.tv_sec) * 1e9);
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static void *watch(void *arg)
+{
+    mdi_watchdog *w = arg;
+    char line[2 * MDI_WATCHDOG_STEP_MAX + 128];
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        if (w->stopped) {
+            pthread_mutex_unlock(&w->mu);
+            return NULL;
+        }
+        double now = mono_s(), due = w->start + w->timeout_s + (w->waiting ? w->grace_s : 0.0);
+        if (now >= due)
+            break;
+        struct timespec at = mono_at(due);
+        pthread_cond_timedwait(&w->cv, &w->mu, &at);
+    }
+    double in_step = mono_s() - w->step_start;
+    if (w->waiting)
+        snprintf(line, sizeof line,
+                 "did not finish start-up within %.3g s: it was waiting for the other ranks "
+                 "(after %s) for %.3g s",
+                 w->timeout_s, w->after, in_step);
+    else
+        snprintf(line, sizeof line, "did not finish start-up within %.3g s: it was %s for %.3g s",
+                 w->timeout_s, w->step, in_step);
+    pthread_mutex_unlock(&w->mu);
+    w->fire(line, w->ctx);
+    return NULL;
+}
+
+mdi_status mdi_watchdog_start(double timeout_s, double grace_s, mdi_watchdog_fire_fn fire,
+                              void *ctx, mdi_watchdog **out, mdi_err *err)
+{
+    *out = NULL;
+    if (!(timeout_s > 0.0) || !(grace_s >= 0.0) || !fire)
+        return mdi_errf(err, MDI_ERR_ARG, "watchdog: timeout %g s, grace %g s", timeout_s, grace_s);
+    mdi_watchdog *w = calloc(1, sizeof *w);
+    if (!w)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the start-up watchdog");
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    if (!rc) {
+        rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        if (!rc)
+            rc = pthread_cond_init(&w->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (rc) {
+        free(w);
+        return mdi_errf(err, MDI_ERR_INTERNAL, "watchdog: condition variable: %s", strerror(rc));
+    }
+    if ((rc = pthread_mutex_init(&w->mu, NULL))) {
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return mdi_errf(err, MDI_ERR_INTERNAL, "watchdog: mutex: %s", strerror(rc));
+    }
+    w->start = w->step_start = mono_s();
+    w->timeout_s = timeout_s;
+    w->grace_s = grace_s;
+    w->fire = fire;
+    w->ctx = ctx;
+    snprintf(w->step, sizeof w->step, "starting");
+    if ((rc = pthread_create(&w->thread, NULL, watch, w))) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return mdi_errf(err, MDI_ERR_INTERNAL, "watchdog: cannot start its thread: %s",
+                        strerror(rc));
+    }
+    *out = w;
+    return MDI_OK;
+}
+
+void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
+{
+    if (!w)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&w->mu);
+    vsnprintf(w->step, sizeof w->step, fmt, ap);
+    w->waiting = 0;
+    w->step_start = mono_s();
+    pthread_cond_signal(&w->cv); /* the deadline may be earlier than after a wait */
+    pthread_mutex_unlock(&w->mu);
+    va_end(ap);
+}
+
+void mdi_watchdog_wait(mdi_watchdog *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (!w->waiting) {
+        memcpy(w->after, w->step, sizeof w->after);
+        w->waiting = 1;
+        w->step_start = mono_s();
+        /* the deadline moved by grace_s: no need to wake the thread, which
+         * re-reads it when it wakes */
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+void mdi_watchdog_stop(mdi_watchdog *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopped = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}

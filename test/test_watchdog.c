@@ -1,0 +1,169 @@
+/* The start-up watchdog: it fires once, with the step it was in, when set-up
+ * outlives its budget; it stays silent when stopped first; a wait for other
+ * ranks gets the grace on top; bad arguments are refused. No assertion is
+ * on how fast anything runs: every wait is bounded generously. */
+#include "test_util.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include "mdi/watchdog.h"
+
+typedef struct fired {
+    pthread_mutex_t mu;
+    int count;
+    double at; /* seconds after the start */
+    char line[1024];
+} fired;
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double t0;
+
+static void on_fire(const char *line, void *ctx)
+{
+    fired *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->count++;
+    f->at = mono_s() - t0;
+    snprintf(f->line, sizeof f->line, "%s", line);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static int count_of(fired *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->count;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+/* Wait up to limit_s for the watchdog to fire. */
+static int wait_fire(fired *f, double limit_s)
+{
+    double end = mono_s() + limit_s;
+    while (count_of(f) == 0 && mono_s() < end) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return count_of(f);
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void test_fires_with_step(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(0.2, 60.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "reading the prompt file %s", "p.txt");
+    assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_true(f.at >= 0.2);
+    assert_non_null(strstr(f.line, "did not finish start-up within 0.2 s"));
+    assert_non_null(strstr(f.line, "it was reading the prompt file p.txt for "));
+    sleep_s(0.1);
+    assert_int_equal(count_of(&f), 1); /* once */
+    mdi_watchdog_stop(w);
+    assert_int_equal(count_of(&f), 1);
+}
+
+static void test_stop_first(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(30.0, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "loading its weights");
+    mdi_watchdog_stop(w); /* joins the thread: it can no longer fire */
+    assert_int_equal(count_of(&f), 0);
+}
+
+/* A rank waiting for the others fires grace_s after a working rank would;
+ * going back to work brings the earlier deadline back. */
+static void test_wait_grace(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(0.2, 0.6, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "placing the layers");
+    mdi_watchdog_wait(w);
+    mdi_watchdog_wait(w); /* a second wait keeps what came before it */
+    assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_true(f.at >= 0.8);
+    assert_non_null(
+        strstr(f.line, "it was waiting for the other ranks (after placing the layers)"));
+    mdi_watchdog_stop(w);
+
+    fired g = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(0.3, 3600.0, on_fire, &g, &w, &err), MDI_OK);
+    mdi_watchdog_wait(w);
+    sleep_s(0.05);
+    mdi_watchdog_step(w, "loading its weights from %s", "m.h5");
+    assert_int_equal(wait_fire(&g, 30.0), 1);
+    assert_true(g.at >= 0.3);
+    assert_non_null(strstr(g.line, "it was loading its weights from m.h5"));
+    mdi_watchdog_stop(w);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w = (mdi_watchdog *)&f;
+    mdi_err err;
+    assert_int_equal(mdi_watchdog_start(0.0, 1.0, on_fire, &f, &w, &err), MDI_ERR_ARG);
+    assert_null(w);
+    assert_int_equal(mdi_watchdog_start(-1.0, 1.0, on_fire, &f, &w, &err), MDI_ERR_ARG);
+    assert_int_equal(mdi_watchdog_start(1.0, -1.0, on_fire, &f, &w, &err), MDI_ERR_ARG);
+    assert_int_equal(mdi_watchdog_start(1.0, 1.0, NULL, &f, &w, &err), MDI_ERR_ARG);
+    /* no watchdog: every call is a no-op */
+    mdi_watchdog_step(NULL, "x %d", 1);
+    mdi_watchdog_wait(NULL);
+    mdi_watchdog_stop(NULL);
+}
+
+/* A step longer than the limit is cut, not overrun. */
+static void test_long_step(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    char path[2000];
+    memset(path, 'a', sizeof path - 1);
+    path[sizeof path - 1] = '\0';
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(0.1, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "reading %s", path);
+    assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_true(strlen(f.line) < MDI_WATCHDOG_STEP_MAX + 128);
+    mdi_watchdog_stop(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fires_with_step), cmocka_unit_test(test_stop_first),
+        cmocka_unit_test(test_wait_grace),      cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_long_step),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
