@@ -32,6 +32,7 @@ typedef enum {
     MDI_OPT_GROUP_SIZE,
     MDI_OPT_PREFILL_CHUNK,
     MDI_OPT_TIMEOUT,
+    MDI_OPT_SETUP_TIMEOUT,
     MDI_OPT_QUIET,
     MDI_OPT_HELP,
     MDI_OPT_VERSION,
@@ -63,6 +64,7 @@ static const mdi_opt mdi_cli_opts[MDI_OPT_COUNT] = {
     [MDI_OPT_GROUP_SIZE] = {"--group-size", 1},
     [MDI_OPT_PREFILL_CHUNK] = {"--prefill-chunk", 1},
     [MDI_OPT_TIMEOUT] = {"--timeout", 1},
+    [MDI_OPT_SETUP_TIMEOUT] = {"--setup-timeout", 1},
     [MDI_OPT_QUIET] = {"--quiet", 0},
     [MDI_OPT_HELP] = {"--help", 0},
     [MDI_OPT_VERSION] = {"--version", 0},
@@ -76,6 +78,7 @@ mdi_cli mdi_cli_default(void)
     c.sampler = mdi_sampler_default_params();
     c.seed = MDI_CLI_DEFAULT_SEED;
     c.timeout_s = MDI_CLI_DEFAULT_TIMEOUT_S;
+    c.setup_timeout_s = MDI_CLI_DEFAULT_SETUP_TIMEOUT_S;
     return c;
 }
 
@@ -271,6 +274,8 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         return mdi_cli_u64(flag, text, &out->seed, err);
     case MDI_OPT_TIMEOUT:
         return mdi_cli_timeout(flag, text, &out->timeout_s, err);
+    case MDI_OPT_SETUP_TIMEOUT:
+        return mdi_cli_timeout(flag, text, &out->setup_timeout_s, err);
     case MDI_OPT_QUIET:
         out->quiet = 1;
         return MDI_OK;
@@ -375,10 +380,10 @@ static uint64_t hash_num(double v)
 }
 
 static const char *const agreed_names[MDI_CLI_N_AGREED] = {
-    "--prompt",      "--prompt-file", "--tokenize", "--samples",    "--max-tokens",
-    "--temperature", "--top-k",       "--top-p",    "--seed",       "--stats-json",
-    "--split",       "--balance",     "--speeds",   "--group-size", "--prefill-chunk",
-    "--timeout",     "--quiet",       "--help",     "--version"};
+    "--prompt",      "--prompt-file",   "--tokenize", "--samples",    "--max-tokens",
+    "--temperature", "--top-k",         "--top-p",    "--seed",       "--stats-json",
+    "--split",       "--balance",       "--speeds",   "--group-size", "--prefill-chunk",
+    "--timeout",     "--setup-timeout", "--quiet",    "--help",       "--version"};
 
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
 {
@@ -399,6 +404,7 @@ void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
     h[i++] = hash_num(c->group_size);
     h[i++] = hash_num(c->prefill_chunk);
     h[i++] = hash_num(c->timeout_s);
+    h[i++] = hash_num(c->setup_timeout_s);
     h[i++] = hash_num(c->quiet);
     h[i++] = hash_num(c->help);
     h[i++] = hash_num(c->version);
@@ -431,8 +437,7 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      number of ranks, which keeps every rank busy)\n"
             "  --max-tokens N      tokens to generate per sample, prompt not counted (>= 0;\n"
             "                      default %d, or fewer where the model's context ends)\n"
-            "  --temperature T     0 = greedy (always the most likely token), else in (0, 100]\n"
-            "                      (default %g)\n"
+            "  --temperature T     0 = greedy (the most likely token), else (0, 100]; default %g\n"
             "  --top-k K           sample among the K most likely tokens; 0 = off (default %d)\n"
             "  --top-p P           sample among the smallest set of tokens with probability\n"
             "                      >= P, after top-k; in (0, 1], 1 = off (default %g)\n"
@@ -457,12 +462,13 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "  --timeout SECONDS   rank 0 ends the run, naming the rank that stopped answering,\n"
             "                      when no message has come back for this long; the others\n"
             "                      wait twice as long (> 0 and <= %.0f, one year; default %g)\n"
+            "  --setup-timeout S   a rank whose start-up (reading the prompts and weights,\n"
+            "                      agreeing) takes longer ends the job (same range; default %g)\n"
             "\n"
             "Output:\n"
             "  --stats-json FILE   write run statistics as JSON to FILE\n"
             "  --quiet             no progress or timing lines on stderr\n"
-            "  -h, --help          show this help and exit\n"
-            "  --version           print the version and exit\n"
+            "  -h, --help          show this help and exit (--version: the version)\n"
             "\n"
             "One sample streams its text (prompt first) as it is produced. Several samples\n"
             "print each completed line of sample i as \"[i] text\" (past 4096 bytes, a line\n"
@@ -477,5 +483,5 @@ void mdi_cli_usage(FILE *f, const char *prog)
             (int)d.sampler.top_k, (double)d.sampler.top_p, (unsigned long long)d.seed,
             MDI_CLI_MAX_THREADS, MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK,
             MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS, mdi_matmul_stream_max_rows(),
-            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, prog);
+            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, d.setup_timeout_s, prog);
 }

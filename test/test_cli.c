@@ -76,6 +76,7 @@ static void test_defaults(void **state)
     assert_int_equal(d.group_size, 0);
     assert_int_equal(d.prefill_chunk, 0); /* auto: 128 on one rank, 32 on several */
     assert_true(d.timeout_s == 300.0);
+    assert_true(d.setup_timeout_s == 600.0);
     assert_int_equal(d.quiet + d.help + d.version, 0);
 
     mdi_cli c;
@@ -98,6 +99,7 @@ static void check_all_flags(int eq)
         {"--stats-json", "s.json"}, {"--split", "2,4,4"},
         {"--threads", "8"},         {"--group-size", "3"},
         {"--prefill-chunk", "64"},  {"--timeout", "12.5"},
+        {"--setup-timeout", "90"},
     };
     enum { N = sizeof pairs / sizeof pairs[0] };
     static char joined[N][64];
@@ -134,6 +136,7 @@ static void check_all_flags(int eq)
     assert_int_equal(c.group_size, 3);
     assert_int_equal(c.prefill_chunk, 64);
     assert_true(c.timeout_s == 12.5);
+    assert_true(c.setup_timeout_s == 90.0);
     assert_int_equal(c.quiet, 1);
     assert_int_equal(c.help + c.version, 0);
 }
@@ -201,6 +204,10 @@ static void test_out_of_range(void **state)
               NULL);
     parse_err("--timeout: '-5' must be > 0", "--model", "m", "--prompt", "x", "--timeout=-5", NULL);
     parse_err("--timeout|must be <=", "--model", "m", "--prompt", "x", "--timeout", "1e300", NULL);
+    parse_err("--setup-timeout: '0' must be > 0", "--model", "m", "--prompt", "x",
+              "--setup-timeout", "0", NULL);
+    parse_err("--setup-timeout: '31536001' must be <= 31536000", "--model", "m", "--prompt", "x",
+              "--setup-timeout=31536001", NULL);
     parse_err("--temperature|-1|must be >= 0", "--model", "m", "--prompt", "x", "--temperature",
               "-1", NULL);
     parse_err("--temperature|101", "--model", "m", "--prompt", "x", "--temperature", "101", NULL);
@@ -270,7 +277,8 @@ static void test_trailing_garbage(void **state)
     parse_err("--seed: '12x' is not a non-negative integer", "--model", "m", "--prompt", "x",
               "--seed", "12x", NULL);
     parse_err("--seed: ' 7' is not", "--model", "m", "--prompt", "x", "--seed", " 7", NULL);
-    static const char *const real_flags[] = {"--temperature", "--top-p", "--timeout"};
+    static const char *const real_flags[] = {"--temperature", "--top-p", "--timeout",
+                                             "--setup-timeout"};
     static const char *const bad_reals[] = {"0.5x", " 0.5", "0.5 ", "x", "1,5", "."};
     for (size_t f = 0; f < sizeof real_flags / sizeof real_flags[0]; f++) {
         for (size_t b = 0; b < sizeof bad_reals / sizeof bad_reals[0]; b++) {
@@ -284,7 +292,7 @@ static void test_trailing_garbage(void **state)
 static void test_not_finite(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--temperature", "--top-p", "--timeout"};
+    static const char *const flags[] = {"--temperature", "--top-p", "--timeout", "--setup-timeout"};
     static const char *const values[] = {"nan", "NaN", "inf", "-inf", "infinity", "nan(1)"};
     char needle[64];
     for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
@@ -299,10 +307,10 @@ static void test_missing_value(void **state)
 {
     (void)state;
     static const char *const flags[] = {
-        "--model",   "--prompt",     "--prompt-file",   "--tokenize",
-        "--samples", "--max-tokens", "--temperature",   "--top-k",
-        "--top-p",   "--seed",       "--stats-json",    "--split",
-        "--threads", "--group-size", "--prefill-chunk", "--timeout"};
+        "--model",      "--prompt",       "--prompt-file", "--tokenize",   "--samples",
+        "--max-tokens", "--temperature",  "--top-k",       "--top-p",      "--seed",
+        "--stats-json", "--split",        "--threads",     "--group-size", "--prefill-chunk",
+        "--timeout",    "--setup-timeout"};
     char needle[64];
     for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
         snprintf(needle, sizeof needle, "%s: missing value", flags[f]);
@@ -394,6 +402,7 @@ static void test_usage(void **state)
         "--speeds auto|a,b,c",
         "10.5,11.5",
         "--timeout",
+        "--setup-timeout",
         "--quiet",
         "--help",
         "-h,",
@@ -405,6 +414,7 @@ static void test_usage(void **state)
         "default 42",
         "default 128",
         "default 300",
+        "default 600",
         "--flag=value",
         "mpirun -np 3 mdi-llm --model shards/ --prompt \"Once upon a time\" --samples 3"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
@@ -441,13 +451,13 @@ static void test_agreed(void **state)
     assert_memory_equal(ha, hb, sizeof ha);
     /* each agreed option changes its own entry and no other */
     static const char *const other[][2] = {
-        {"--prompt", "y"},     {"--prompt-file", "f"}, {"--tokenize", "x"},
-        {"--samples", "2"},    {"--max-tokens", "4"},  {"--temperature", "0"},
-        {"--top-k", "3"},      {"--top-p", "0.9"},     {"--seed", "1"},
-        {"--stats-json", "s"}, {"--split", "1,1"},     {"--balance", "memory"},
-        {"--speeds", "1,2"},   {"--group-size", "2"},  {"--prefill-chunk", "8"},
-        {"--timeout", "9"},    {"--quiet", NULL},      {"--help", NULL},
-        {"--version", NULL}};
+        {"--prompt", "y"},     {"--prompt-file", "f"},   {"--tokenize", "x"},
+        {"--samples", "2"},    {"--max-tokens", "4"},    {"--temperature", "0"},
+        {"--top-k", "3"},      {"--top-p", "0.9"},       {"--seed", "1"},
+        {"--stats-json", "s"}, {"--split", "1,1"},       {"--balance", "memory"},
+        {"--speeds", "1,2"},   {"--group-size", "2"},    {"--prefill-chunk", "8"},
+        {"--timeout", "9"},    {"--setup-timeout", "9"}, {"--quiet", NULL},
+        {"--help", NULL},      {"--version", NULL}};
     assert_int_equal(sizeof other / sizeof other[0], MDI_CLI_N_AGREED);
     mdi_cli base;
     parse_ok(&base, "--model", "m", "--prompt", "x", NULL);

@@ -29,6 +29,7 @@ typedef struct mdi_cli {
     int32_t group_size;         /* --group-size: samples per pipeline group; 0 = auto */
     int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block; 0 auto */
     double timeout_s;           /* --timeout: seconds a rank waits for a message */
+    double setup_timeout_s;     /* --setup-timeout: seconds a rank may take to start */
     int quiet;                  /* --quiet: generated text only, no progress or stats */
     int help;                   /* --help / -h seen: print usage, exit 0 */
     int version;                /* --version seen: print the version, exit 0 */
@@ -42,13 +43,16 @@ typedef struct mdi_cli {
 #define MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK 128
 #define MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS 32
 #define MDI_CLI_DEFAULT_TIMEOUT_S 300.0
+/* --setup-timeout when not given: room to read a few GB from a slow disk */
+#define MDI_CLI_DEFAULT_SETUP_TIMEOUT_S 600.0
 /* --samples and prompt-file lines: each sample has its own KV cache, prompt
  * and sampler state on rank 0, allocated before the first token. */
 #define MDI_CLI_MAX_SAMPLES 65536
 #define MDI_CLI_MAX_THREADS 1024 /* as mdi_tensor_init accepts */
 
 /* Defaults: samples 0 (auto), max_tokens 256, seed 42, threads 0 (auto),
- * group_size 0 (auto), prefill_chunk 0 (auto), timeout 300 s, sampler from
+ * group_size 0 (auto), prefill_chunk 0 (auto), timeout 300 s, setup timeout
+ * 600 s, sampler from
  * mdi_sampler_default_params(); every string NULL, every switch 0. */
 mdi_cli mdi_cli_default(void);
 
@@ -62,7 +66,7 @@ mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err);
  * and --threads, which may differ from host to host (MPMD launches). Ranks
  * compare these with rank 0's before any other collective work, so that a
  * rank started with other options fails the job instead of hanging it. */
-#define MDI_CLI_N_AGREED 19
+#define MDI_CLI_N_AGREED 20
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED]);
 /* The option behind entry i of mdi_cli_agreed ("--max-tokens"). */
 const char *mdi_cli_agreed_name(int i);
