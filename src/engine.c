@@ -234,10 +234,12 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
     char *file_buf = NULL;
     const char **texts = NULL, *one[1];
     int32_t P = 1;
+    mdi_watchdog_step(e->wd, "loading the tokenizer from %s", e->shard_path);
     if ((s = mdi_shard_load_vocab(e->shard_path, &e->vocab, err)) ||
         (s = mdi_tokenizer_create(&e->vocab, &e->tok, err)))
         return s;
     if (cli->prompt_file) {
+        mdi_watchdog_step(e->wd, "reading the prompt file %s", cli->prompt_file);
         if ((s = read_prompt_file(cli->prompt_file, &file_buf, &texts, &P, err)))
             return s;
         if (P == 0)
@@ -255,6 +257,7 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
         s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %d samples", S);
     const mdi_config *c = &e->info.cfg;
     int32_t max_pos = 1;
+    mdi_watchdog_step(e->wd, "tokenizing %d prompt%s", P, P == 1 ? "" : "s");
     for (int32_t i = 0; !s && i < P; i++) {
         char what[320];
         if (cli->prompt_file)
@@ -308,6 +311,14 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
     return s;
 }
 
+/* Collective: every rank's verdict on a set-up step (mdi_ring_agree), as a
+ * wait for the other ranks for the start-up watchdog. */
+static mdi_status agree(mdi_engine *e, mdi_status local, const mdi_err *local_err, mdi_err *err)
+{
+    mdi_watchdog_wait(e->wd);
+    return mdi_ring_agree(e->comm, local, local_err, err);
+}
+
 /* Collective: this rank's threads, --threads or this host's cores shared
  * among the ranks on it. */
 static int rank_threads(const mdi_engine *e, const mdi_cli *cli)
@@ -336,9 +347,11 @@ static mdi_status load_stage(mdi_engine *e, mdi_err *err)
         .max_logit_rows = (size_t)e->shape.group_size,
         .n_threads = threads,
     };
+    mdi_watchdog_step(e->wd, "allocating its layers");
     if ((s = mdi_stage_init(&e->stage, &e->info.cfg, &sp, err)))
         return s;
     e->stage_ready = 1;
+    mdi_watchdog_step(e->wd, "loading its weights from %s", e->shard_path);
     return mdi_shard_load(e->shard_path, &e->stage, err);
 }
 
@@ -368,10 +381,12 @@ static mdi_status rank_speeds(mdi_engine *e, const char *text, uint32_t *speeds,
          * its memory bandwidth), for 1 s: ten periods of a CPU quota, whose
          * phase moves a 0.3 s probe of a half-core cap by +-33%.
          * Every rank joins the allgather, a failed probe too (as 0). */
-        if ((s = mdi_ring_agree(e->comm, MDI_OK, NULL, err)))
+        if ((s = agree(e, MDI_OK, NULL, err)))
             goto done;
+        mdi_watchdog_step(e->wd, "measuring its speed (--speeds auto)");
         e->speed_rate =
             mdi_matmul_stream_rate(probe_bytes(&e->info.cfg, e->n_ranks), 1.0, e->threads);
+        mdi_watchdog_wait(e->wd);
         s = mdi_ring_allgather(e->comm, &e->speed_rate, sizeof e->speed_rate, rates, err);
         for (int r = 0; !s && r < e->n_ranks; r++)
             if (!(rates[r] > 0.0))
@@ -393,6 +408,7 @@ static mdi_status rank_speeds(mdi_engine *e, const char *text, uint32_t *speeds,
         mdi_plan_speed_weights(rates, e->n_ranks, speeds);
 done:
     free(rates);
+    mdi_watchdog_wait(e->wd);
     if (!s)
         s = mdi_ring_bcast(e->comm, speeds, (size_t)e->n_ranks * sizeof *speeds, 0, err);
     return s;
@@ -409,6 +425,7 @@ static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
     mdi_status s = MDI_OK;
     if (!infos || !bounds || !speeds)
         s = mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the placement table");
+    mdi_watchdog_wait(e->wd);
     if (!s)
         s = mdi_ring_allgather(e->comm, &e->info, sizeof e->info, infos, err);
     if (!s && cli->split)
@@ -439,30 +456,35 @@ static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
     return s;
 }
 
-mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_err *err)
+mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_watchdog *wd,
+                            mdi_err *err)
 {
     mdi_err le;
     mdi_status s, ls;
     memset(e, 0, sizeof *e);
     mdi_err_clear(&le);
     e->comm = comm;
+    e->wd = wd;
     MPI_Comm_rank(comm, &e->rank);
     MPI_Comm_size(comm, &e->n_ranks);
 
+    mdi_watchdog_step(wd, "locating its model file in %s", cli->model);
     ls = mdi_shard_locate(cli->model, e->rank, e->shard_path, sizeof e->shard_path, &e->info, &le);
-    if ((s = mdi_ring_agree(comm, ls, &le, err)))
+    if ((s = agree(e, ls, &le, err)))
         return s;
+    mdi_watchdog_step(wd, "placing the layers");
     e->threads = rank_threads(e, cli);
     ls = place(e, cli, &le); /* same inputs and verdict on every rank */
-    if ((s = mdi_ring_agree(comm, ls, &le, err)))
+    if ((s = agree(e, ls, &le, err)))
         return s;
     ls = e->rank == 0 ? prepare_prompts(e, cli, &le) : MDI_OK;
-    if ((s = mdi_ring_agree(comm, ls, &le, err)) ||
+    if ((s = agree(e, ls, &le, err)) ||
         (s = mdi_ring_bcast(comm, &e->shape, sizeof e->shape, 0, err)))
         return s;
     ls = load_stage(e, &le);
-    if ((s = mdi_ring_agree(comm, ls, &le, err)))
+    if ((s = agree(e, ls, &le, err)))
         return s;
+    mdi_watchdog_step(wd, "setting up the ring");
     int32_t n_groups = (e->shape.n_samples + e->shape.group_size - 1) / e->shape.group_size;
     ls = mdi_ring_create(comm, (size_t)e->shape.max_rows, (size_t)e->info.cfg.dim,
                          mdi_pipeline_ring_buffers(n_groups, e->n_ranks), cli->timeout_s, &e->ring,
@@ -479,7 +501,7 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
         };
         ls = mdi_pipeline_init(&e->pipeline, &e->stage, e->ring, &pp, &le);
     }
-    return mdi_ring_agree(comm, ls, &le, err);
+    return agree(e, ls, &le, err);
 }
 
 mdi_status mdi_engine_run(mdi_engine *e, const mdi_sink *sink, mdi_err *err)

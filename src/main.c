@@ -11,6 +11,7 @@
 #include "mdi/cli.h"
 #include "mdi/engine.h"
 #include "mdi/plan.h"
+#include "mdi/watchdog.h"
 
 #define LINE_CAP 4096
 #define OUT_CHUNK 256 /* input bytes repaired at a time */
@@ -182,15 +183,22 @@ static void report(const mdi_engine *e, const mdi_cli *cli)
             e->shape.n_samples == 1 ? "" : "s", e->shape.group_size);
 }
 
-static int run(const mdi_cli *cli, MPI_Comm comm, int rank)
+static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
 {
     mdi_err err;
     mdi_engine e;
     stats_out stats;
     mdi_err_clear(&err);
-    if (open_stats(rank, cli, &stats, comm, &err))
+    if (rank == 0 && cli->stats_json)
+        mdi_watchdog_step(wd, "opening --stats-json %s", cli->stats_json);
+    mdi_watchdog_wait(wd); /* open_stats ends in an agreement */
+    if (open_stats(rank, cli, &stats, comm, &err)) {
+        mdi_watchdog_stop(wd);
         return fail(rank, &err, 1);
-    if (mdi_engine_setup(&e, cli, comm, &err)) {
+    }
+    mdi_status s = mdi_engine_setup(&e, cli, comm, wd, &err);
+    mdi_watchdog_stop(wd); /* from here on, --timeout */
+    if (s) {
         mdi_engine_free(&e);
         close_stats(&stats, cli->stats_json, 0);
         return fail(rank, &err, 1);
@@ -281,19 +289,68 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
     return s ? fail(rank, &err, 2) : 0;
 }
 
+/* Where the start-up watchdog's line names this rank. */
+typedef struct setup_who {
+    int rank, size;
+    char host[64];
+} setup_who;
+
+/* The start-up watchdog's end (on its own thread, so no stdio and no MPI):
+ * one line, then the process ends; mpirun then ends the other ranks. */
+static void setup_expired(const char *line, void *ctx)
+{
+    const setup_who *w = ctx;
+    char buf[1024], who[96] = "";
+    if (w->size > 1)
+        snprintf(who, sizeof who, "rank %d (%s): ", w->rank, w->host);
+    int n =
+        snprintf(buf, sizeof buf, "mdi-llm: %s%s (--setup-timeout sets the limit)\n", who, line);
+    if (n > 0 &&
+        write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0) {
+        /* stderr is gone: the exit status still tells */
+    }
+    _exit(1);
+}
+
+/* Start the start-up deadline: --setup-timeout, or its default when the command
+ * line was not understood. A rank that waits for the others fires later than
+ * a rank at work, rank 0 first, so that one line names the stuck rank. */
+static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed, MPI_Comm comm,
+                                    setup_who *who)
+{
+    mdi_watchdog *wd = NULL;
+    mdi_err err;
+    memset(who, 0, sizeof *who);
+    MPI_Comm_rank(comm, &who->rank);
+    MPI_Comm_size(comm, &who->size);
+    if (gethostname(who->host, sizeof who->host - 1) != 0) /* stays NUL-terminated */
+        snprintf(who->host, sizeof who->host, "?");
+    double limit = parsed == MDI_OK ? cli->setup_timeout_s : MDI_CLI_DEFAULT_SETUP_TIMEOUT_S;
+    double grace = 2.0 + 0.5 * (who->rank < 8 ? who->rank : 8);
+    if (mdi_watchdog_start(limit, grace, setup_expired, who, &wd, &err))
+        fprintf(stderr, "mdi-llm: rank %d: warning: %s; start-up has no time limit\n", who->rank,
+                err.msg);
+    mdi_watchdog_step(wd, "reading its command line");
+    return wd;
+}
+
 int main(int argc, char **argv)
 {
     mdi_err err, arch_err;
     mdi_err_clear(&arch_err);
     /* before BLIS, OpenMP or MPI start (it may fork) */
     mdi_status arch = mdi_tensor_choose_arch(NULL, &arch_err);
-    MPI_Init(&argc, &argv);
+    int provided = 0; /* OpenMP and the watchdog run threads; only this one calls MPI */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm comm = MPI_COMM_WORLD;
     int rank, code = 0;
     MPI_Comm_rank(comm, &rank);
     mdi_cli cli = mdi_cli_default();
     mdi_err_clear(&err);
     mdi_status parsed = mdi_cli_parse(argc, argv, &cli, &err);
+    setup_who who;
+    mdi_watchdog *wd = start_watchdog(&cli, parsed, comm, &who);
+    mdi_watchdog_wait(wd);
     if ((code = agree_launch(comm, rank, parsed, &err, &cli))) {
         /* one line printed */
     } else if (!cli.help && !cli.version && mdi_ring_agree(comm, arch, &arch_err, &err)) {
@@ -307,13 +364,17 @@ int main(int argc, char **argv)
     } else if (cli.tokenize) {
         mdi_err le;
         mdi_err_clear(&le);
+        mdi_watchdog_step(wd, "tokenizing --tokenize's text with the tokenizer in %s", cli.model);
         mdi_status ls =
             rank == 0 ? mdi_engine_tokenize(cli.model, cli.tokenize, stdout, &le) : MDI_OK;
+        mdi_watchdog_wait(wd);
         if (mdi_ring_agree(comm, ls, &le, &err))
             code = fail(rank, &err, 1);
     } else {
-        code = run(&cli, comm, rank);
+        code = run(&cli, comm, rank, wd);
+        wd = NULL; /* stopped by run */
     }
+    mdi_watchdog_stop(wd);
     /* Text that did not reach stdout (a full disk, a closed pipe) is lost. */
     errno = 0;
     if (rank == 0 && (fflush(stdout) != 0 || ferror(stdout))) {

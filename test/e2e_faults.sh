@@ -8,7 +8,9 @@
 #  - a rank stopped with SIGSTOP is found by rank 0 after --timeout 3, whose one
 #    line names the stage that stopped answering; the job ends within 15 s;
 #  - rank 0 itself stopped: rank 1 names it (workers wait 2 x --timeout + grace,
-#    7.5 s here).
+#    7.5 s here);
+#  - set-up that never ends (a FIFO as the prompt file; rank 0 stopped during
+#    set-up) ends after --setup-timeout with a line naming the rank and its step.
 # Every wait is bounded; stopped and running processes are killed on any exit.
 source "$(dirname "$0")/lib_e2e.sh"
 NP=3
@@ -80,7 +82,7 @@ start() {
 
 # wait_output NAME BYTES : until stdout holds BYTES bytes (up to 60 s; 1 if the run ended first)
 # wait_started NAME : wait up to 60 s for rank 0's header line, printed once set-up
-# (whose collectives --timeout does not cover) is over
+# (which --setup-timeout covers, not --timeout) is over
 wait_started() {
   local i
   for i in $(seq 1 600); do
@@ -177,4 +179,58 @@ if [ "$(grep -c '^\[[012]\] Once' "$TMP/stop2.out")" -eq 3 ]; then
 else fail "stopped rank 2: sample text lost:"; head -c 300 "$TMP/stop2.out"; echo; fi
 # rank 0 stopped: rank 1 (waiting on it) and rank 2 may both speak; both blame rank 0
 stall 0 1 2 "^mdi-llm: rank [12]: (no message from rank 0 \(.*\) for 7\.5 s: that stage|rank 0 \(.*\)) stopped answering"
+
+# ---- start-up never ends (--setup-timeout) ---------------------------------------------
+# A prompt file that is a FIFO with no writer blocks rank 0 in open(), before any
+# message exists for --timeout to miss. The start-up watchdog ends the job; its line
+# names the rank and what it was doing. The ranks waiting for it speak only later.
+mkfifo "$TMP/fifo"
+"$MDI_CONVERT" --synthetic "$TMP/model.json" --seed "$SEED" -o "$TMP/one.h5" --quiet
+SETUP_PAT="did not finish start-up within 3 s: it was reading the prompt file $TMP/fifo for [0-9.]+ s \(--setup-timeout sets the limit\)\$"
+rc=0
+t0=${EPOCHREALTIME/./}
+timeout 60 "$MDI_LLM" --model "$TMP/one.h5" --prompt-file "$TMP/fifo" --setup-timeout 3 \
+  >"$TMP/fifo1.out" 2>"$TMP/fifo1.err" || rc=$?
+t=$(( (${EPOCHREALTIME/./} - t0) / 100000 ))
+if [ "$rc" -eq 1 ] && grep -qE "^mdi-llm: $SETUP_PAT" "$TMP/fifo1.err"; then
+  pass "FIFO prompt file, 1 process: exit 1 after $((t / 10)).$((t % 10)) s: $(head -1 "$TMP/fifo1.err")"
+else fail "FIFO prompt file, 1 process: status $rc:"; head -5 "$TMP/fifo1.err"; fi
+
+if start fifo --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeout 3; then
+  wait_end "$STALL_LIMIT"
+  first=$(grep -m1 "did not finish start-up" "$TMP/fifo.err" || true)
+  if [ "$RC" -eq 124 ]; then fail "FIFO prompt file, $NP ranks: still running after $STALL_LIMIT s"
+  elif [ "$RC" -eq 0 ]; then fail "FIFO prompt file, $NP ranks: mpirun exited 0"
+  elif grep -qE "^mdi-llm: rank 0 \(.*\): $SETUP_PAT" <<<"$first"; then
+    pass "FIFO prompt file, $NP ranks: ended after $((ELAPSED / 10)).$((ELAPSED % 10)) s, status $RC: $first"
+  else fail "FIFO prompt file, $NP ranks: first line '$first' in:"; grep mdi-llm "$TMP/fifo.err" | head -5; fi
+else
+  fail "FIFO prompt file, $NP ranks: did not start"; cleanup_run
+fi
+
+# Rank 0 stopped in set-up: its watchdog stops too, and rank 1, which waits for
+# it, ends the job (after 5 s and its grace of 2.5 s).
+# at_fifo PID : wait up to 30 s for PID to block opening the FIFO (past MPI_Init,
+# which has no watchdog: a rank stopped in it is mpirun's to handle)
+at_fifo() {
+  local i
+  for i in $(seq 1 300); do
+    [ "$(cat "/proc/$1/wchan" 2>/dev/null)" = wait_for_partner ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+if start stopped0 --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeout 5 &&
+   at_fifo "${RANK_PIDS[0]}"; then
+  kill -STOP "${RANK_PIDS[0]}"
+  wait_end "$STALL_LIMIT"
+  first=$(grep -m1 "did not finish start-up" "$TMP/stopped0.err" || true)
+  if [ "$RC" -eq 124 ]; then fail "rank 0 stopped in set-up: still running after $STALL_LIMIT s"
+  elif [ "$RC" -eq 0 ]; then fail "rank 0 stopped in set-up: mpirun exited 0"
+  elif grep -qE "^mdi-llm: rank 1 \(.*\): did not finish start-up within 5 s: it was waiting for the other ranks \(after [^)]+\) for [0-9.]+ s" <<<"$first"; then
+    pass "rank 0 stopped in set-up: ended after $((ELAPSED / 10)).$((ELAPSED % 10)) s, status $RC: $first"
+  else fail "rank 0 stopped in set-up: first line '$first' in:"; grep mdi-llm "$TMP/stopped0.err" | head -5; fi
+else
+  fail "rank 0 stopped in set-up: did not start"; cleanup_run
+fi
 finish

@@ -17,6 +17,7 @@
 #include "mdi/status.h"
 #include "mdi/tensor.h"
 #include "mdi/tokenizer.h"
+#include "mdi/watchdog.h"
 
 typedef struct mdi_engine {
     MPI_Comm comm;
@@ -33,6 +34,7 @@ typedef struct mdi_engine {
     int stage_ready;
     mdi_ring *ring;
     mdi_pipeline *pipeline;
+    mdi_watchdog *wd; /* start-up deadline (not owned; may be NULL) */
     /* rank 0 */
     mdi_vocab vocab;
     mdi_tokenizer *tok;
@@ -41,8 +43,10 @@ typedef struct mdi_engine {
     int32_t *n_prompt;    /* (n_samples) */
 } mdi_engine;
 
-/* Collective over comm. On failure every rank gets the same status and err. */
-mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_err *err);
+/* Collective over comm. On failure every rank gets the same status and err.
+ * Each step is named to wd (may be NULL), and each agreement marked as a wait. */
+mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_watchdog *wd,
+                            mdi_err *err);
 /* Collective: generate; rank 0 streams text to sink. */
 mdi_status mdi_engine_run(mdi_engine *e, const mdi_sink *sink, mdi_err *err);
 /* Collective: per-rank statistics gathered and, on rank 0, written as JSON to f
