@@ -289,22 +289,13 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
     return s ? fail(rank, &err, 2) : 0;
 }
 
-/* Where the start-up watchdog's line names this rank. */
-typedef struct setup_who {
-    int rank, size;
-    char host[64];
-} setup_who;
-
 /* The start-up watchdog's end (on its own thread, so no stdio and no MPI):
  * one line, then the process ends; mpirun then ends the other ranks. */
 static void setup_expired(const char *line, void *ctx)
 {
-    const setup_who *w = ctx;
-    char buf[1024], who[96] = "";
-    if (w->size > 1)
-        snprintf(who, sizeof who, "rank %d (%s): ", w->rank, w->host);
-    int n =
-        snprintf(buf, sizeof buf, "mdi-llm: %s%s (--setup-timeout sets the limit)\n", who, line);
+    (void)ctx;
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "mdi-llm: %s (--setup-timeout sets the limit)\n", line);
     if (n > 0 &&
         write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0) {
         /* stderr is gone: the exit status still tells */
@@ -312,25 +303,55 @@ static void setup_expired(const char *line, void *ctx)
     _exit(1);
 }
 
-/* Start the start-up deadline: --setup-timeout, or its default when the command
- * line was not understood. A rank that waits for the others fires later than
- * a rank at work, rank 0 first, so that one line names the stuck rank. */
-static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed, MPI_Comm comm,
-                                    setup_who *who)
+/* Name this process to the watchdog as "rank R (host)" when there are
+ * several ranks (R < 0: not known). */
+static void name_watchdog(mdi_watchdog *wd, int rank, int size)
 {
+    char host[64] = "?", who[MDI_WATCHDOG_WHO_MAX];
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "?");
+    if (size == 1)
+        who[0] = '\0';
+    else if (rank < 0)
+        snprintf(who, sizeof who, "a rank (%s)", host);
+    else
+        snprintf(who, sizeof who, "rank %d (%s)", rank, host);
+    mdi_watchdog_name(wd, who);
+}
+
+/* The launcher's rank and size for this process before MPI_Init tells
+ * (Open MPI, PMIx, MPICH's PMI); -1 where not set, as for a process started
+ * without mpirun. */
+static int launcher_env(const char *const *names)
+{
+    for (int i = 0; names[i]; i++) {
+        const char *v = getenv(names[i]);
+        char *end;
+        long n = v ? strtol(v, &end, 10) : -1;
+        if (v && *v && !*end && n >= 0 && n < (1L << 30))
+            return (int)n;
+    }
+    return -1;
+}
+
+/* Start the start-up deadline, before MPI_Init (which waits for every rank
+ * to start): --setup-timeout, or its default when the command line was not
+ * understood. A rank that waits for the others fires later than a rank at
+ * work, rank 0 first, so that one line names the stuck rank. */
+static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed)
+{
+    static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
+    static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
     mdi_watchdog *wd = NULL;
     mdi_err err;
-    memset(who, 0, sizeof *who);
-    MPI_Comm_rank(comm, &who->rank);
-    MPI_Comm_size(comm, &who->size);
-    if (gethostname(who->host, sizeof who->host - 1) != 0) /* stays NUL-terminated */
-        snprintf(who->host, sizeof who->host, "?");
+    int rank = launcher_env(rank_vars), size = launcher_env(size_vars);
     double limit = parsed == MDI_OK ? cli->setup_timeout_s : MDI_CLI_DEFAULT_SETUP_TIMEOUT_S;
-    double grace = 2.0 + 0.5 * (who->rank < 8 ? who->rank : 8);
-    if (mdi_watchdog_start(limit, grace, setup_expired, who, &wd, &err))
-        fprintf(stderr, "mdi-llm: rank %d: warning: %s; start-up has no time limit\n", who->rank,
-                err.msg);
-    mdi_watchdog_step(wd, "reading its command line");
+    double grace = 2.0 + 0.5 * (rank < 0 ? 0 : rank < 8 ? rank : 8);
+    if (mdi_watchdog_start(limit, grace, setup_expired, NULL, &wd, &err))
+        fprintf(stderr, "mdi-llm: warning: %s; start-up has no time limit\n", err.msg);
+    name_watchdog(wd, rank, size < 0 ? 1 : size);
+    mdi_watchdog_step(wd, "starting MPI");
+    mdi_watchdog_wait(wd); /* MPI_Init returns once every rank has called it */
     return wd;
 }
 
@@ -340,17 +361,21 @@ int main(int argc, char **argv)
     mdi_err_clear(&arch_err);
     /* before BLIS, OpenMP or MPI start (it may fork) */
     mdi_status arch = mdi_tensor_choose_arch(NULL, &arch_err);
-    int provided = 0; /* OpenMP and the watchdog run threads; only this one calls MPI */
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm comm = MPI_COMM_WORLD;
-    int rank, code = 0;
-    MPI_Comm_rank(comm, &rank);
+    /* The parser is pure; Open MPI leaves argv as it is. Its verdict is
+     * agreed after MPI_Init, and --setup-timeout covers MPI_Init too. */
     mdi_cli cli = mdi_cli_default();
     mdi_err_clear(&err);
     mdi_status parsed = mdi_cli_parse(argc, argv, &cli, &err);
-    setup_who who;
-    mdi_watchdog *wd = start_watchdog(&cli, parsed, comm, &who);
-    mdi_watchdog_wait(wd);
+    mdi_watchdog *wd = start_watchdog(&cli, parsed);
+    int provided = 0; /* OpenMP and the watchdog run threads; only this one calls MPI */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm comm = MPI_COMM_WORLD;
+    int rank, size, code = 0;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    name_watchdog(wd, rank, size);
+    mdi_watchdog_step(wd, "starting");
+    mdi_watchdog_wait(wd); /* the launch agreement */
     if ((code = agree_launch(comm, rank, parsed, &err, &cli))) {
         /* one line printed */
     } else if (!cli.help && !cli.version && mdi_ring_agree(comm, arch, &arch_err, &err)) {

@@ -20,6 +20,7 @@ struct mdi_watchdog {
     int stopped;
     char step[MDI_WATCHDOG_STEP_MAX];
     char after[MDI_WATCHDOG_STEP_MAX]; /* the step before a wait */
+    char who[MDI_WATCHDOG_WHO_MAX];
     mdi_watchdog_fire_fn fire;
     void *ctx;
 };
@@ -46,7 +47,7 @@ static struct timespec mono_at(double s)
 static void *watch(void *arg)
 {
     mdi_watchdog *w = arg;
-    char line[2 * MDI_WATCHDOG_STEP_MAX + 128];
+    char line[MDI_WATCHDOG_WHO_MAX + MDI_WATCHDOG_STEP_MAX + 128];
     pthread_mutex_lock(&w->mu);
     for (;;) {
         if (w->stopped) {
@@ -60,13 +61,15 @@ static void *watch(void *arg)
         pthread_cond_timedwait(&w->cv, &w->mu, &at);
     }
     double in_step = mono_s() - w->step_start;
+    const char *sep = w->who[0] ? ": " : "";
     if (w->waiting)
         snprintf(line, sizeof line,
-                 "did not finish start-up within %.3g s: it was waiting for the other ranks "
+                 "%s%sdid not finish start-up within %.3g s: it was waiting for the other ranks "
                  "(after %s) for %.3g s",
-                 w->timeout_s, w->after, in_step);
+                 w->who, sep, w->timeout_s, w->after, in_step);
     else
-        snprintf(line, sizeof line, "did not finish start-up within %.3g s: it was %s for %.3g s",
+        snprintf(line, sizeof line,
+                 "%s%sdid not finish start-up within %.3g s: it was %s for %.3g s", w->who, sep,
                  w->timeout_s, w->step, in_step);
     pthread_mutex_unlock(&w->mu);
     w->fire(line, w->ctx);
@@ -129,6 +132,15 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
     pthread_cond_signal(&w->cv); /* the deadline may be earlier than after a wait */
     pthread_mutex_unlock(&w->mu);
     va_end(ap);
+}
+
+void mdi_watchdog_name(mdi_watchdog *w, const char *who)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->who, sizeof w->who, "%s", who);
+    pthread_mutex_unlock(&w->mu);
 }
 
 void mdi_watchdog_wait(mdi_watchdog *w)

@@ -10,7 +10,8 @@
 #  - rank 0 itself stopped: rank 1 names it (workers wait 2 x --timeout + grace,
 #    7.5 s here);
 #  - set-up that never ends (a FIFO as the prompt file; rank 0 stopped during
-#    set-up) ends after --setup-timeout with a line naming the rank and its step.
+#    set-up; a rank that never reaches MPI_Init) ends after --setup-timeout with
+#    a line naming the rank and its step.
 # Every wait is bounded; stopped and running processes are killed on any exit.
 source "$(dirname "$0")/lib_e2e.sh"
 NP=3
@@ -233,4 +234,18 @@ if start stopped0 --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeou
 else
   fail "rank 0 stopped in set-up: did not start"; cleanup_run
 fi
+
+# A rank that never reaches MPI_Init (here a shell blocked reading the FIFO before it
+# would start mdi-llm): rank 0 waits in MPI_Init, which the watchdog covers too.
+rc=0
+t0=${EPOCHREALTIME/./}
+timeout $((60 * E2E_SCALE)) "${MPIEXEC[@]}" -np 1 "$MDI_LLM" --model "$TMP/one.h5" --prompt hi \
+  --setup-timeout 3 : -np 1 sh -c 'read -r x <"$1"; exec "$2" --model "$3" --prompt hi --setup-timeout 3' \
+  sh "$TMP/fifo" "$MDI_LLM" "$TMP/one.h5" >"$TMP/late.out" 2>"$TMP/late.err" || rc=$?
+t=$(( (${EPOCHREALTIME/./} - t0) / 100000 ))
+first=$(grep -m1 "did not finish start-up" "$TMP/late.err" || true)
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] &&
+   grep -qE "^mdi-llm: rank 0 \(.*\): did not finish start-up within 3 s: it was waiting for the other ranks \(after starting MPI\) for [0-9.]+ s" <<<"$first"; then
+  pass "a rank that never starts MPI: status $rc after $((t / 10)).$((t % 10)) s: $first"
+else fail "a rank that never starts MPI: status $rc, first line '$first' in:"; head -5 "$TMP/late.err"; fi
 finish

@@ -71,7 +71,7 @@ static void test_fires_with_step(void **state)
     mdi_watchdog_step(w, "reading the prompt file %s", "p.txt");
     assert_int_equal(wait_fire(&f, 30.0), 1);
     assert_true(f.at >= 0.2);
-    assert_non_null(strstr(f.line, "did not finish start-up within 0.2 s"));
+    assert_true(strncmp(f.line, "did not finish start-up within 0.2 s", 36) == 0); /* no name */
     assert_non_null(strstr(f.line, "it was reading the prompt file p.txt for "));
     sleep_s(0.1);
     assert_int_equal(count_of(&f), 1); /* once */
@@ -123,6 +123,24 @@ static void test_wait_grace(void **state)
     mdi_watchdog_stop(w);
 }
 
+/* The line starts with the last name given, "" for none. */
+static void test_name(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(0.1, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_name(w, "a rank (h)");
+    mdi_watchdog_name(w, "rank 3 (host-b)");
+    mdi_watchdog_step(w, "starting MPI");
+    assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_true(strncmp(f.line, "rank 3 (host-b): did not finish start-up within 0.1 s", 53) == 0);
+    mdi_watchdog_stop(w);
+    mdi_watchdog_name(NULL, "x");
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -163,7 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fires_with_step), cmocka_unit_test(test_stop_first),
         cmocka_unit_test(test_wait_grace),      cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_long_step),
+        cmocka_unit_test(test_long_step),       cmocka_unit_test(test_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

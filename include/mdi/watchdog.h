@@ -12,11 +12,13 @@
 
 typedef struct mdi_watchdog mdi_watchdog; /* opaque */
 
-/* Called on the watchdog thread with one line: "did not finish start-up
- * within T s: STEP" (STEP as last set, with the seconds spent in it). */
+/* Called on the watchdog thread with one line: "WHO: did not finish
+ * start-up within T s: it was STEP for S s" (WHO as last named, and then
+ * only when not empty; STEP as last set; S the seconds spent in it). */
 typedef void (*mdi_watchdog_fire_fn)(const char *line, void *ctx);
 
 #define MDI_WATCHDOG_STEP_MAX 320
+#define MDI_WATCHDOG_WHO_MAX 96
 
 /* Start the clock: fire(line, ctx) runs once, timeout_s seconds from now, or
  * grace_s later while the current step is a wait for other ranks (so that
@@ -32,6 +34,10 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* Who this process is ("rank 2 (host)"), or "" for none; cut to
+ * MDI_WATCHDOG_WHO_MAX bytes. */
+void mdi_watchdog_name(mdi_watchdog *w, const char *who);
 
 /* This rank now waits for the others (a collective after its own step). */
 void mdi_watchdog_wait(mdi_watchdog *w);
