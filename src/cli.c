@@ -274,8 +274,13 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         return mdi_cli_u64(flag, text, &out->seed, err);
     case MDI_OPT_TIMEOUT:
         return mdi_cli_timeout(flag, text, &out->timeout_s, err);
-    case MDI_OPT_SETUP_TIMEOUT:
-        return mdi_cli_timeout(flag, text, &out->setup_timeout_s, err);
+    case MDI_OPT_SETUP_TIMEOUT: /* below 1 s, even a small model's start-up fails */
+        if ((st = mdi_cli_timeout(flag, text, &out->setup_timeout_s, err)))
+            return st;
+        if (out->setup_timeout_s < MDI_CLI_MIN_SETUP_TIMEOUT_S)
+            return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be >= %g", flag, text,
+                            MDI_CLI_MIN_SETUP_TIMEOUT_S);
+        return MDI_OK;
     case MDI_OPT_QUIET:
         out->quiet = 1;
         return MDI_OK;
@@ -463,7 +468,7 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      when no message has come back for this long; the others\n"
             "                      wait twice as long (> 0 and <= %.0f, one year; default %g)\n"
             "  --setup-timeout S   a rank whose start-up (reading the prompts and weights,\n"
-            "                      agreeing) takes longer ends the job (same range; default %g)\n"
+            "                      agreeing) takes longer ends the job (1 to %.0f; default %g)\n"
             "\n"
             "Output:\n"
             "  --stats-json FILE   write run statistics as JSON to FILE\n"
@@ -483,5 +488,5 @@ void mdi_cli_usage(FILE *f, const char *prog)
             (int)d.sampler.top_k, (double)d.sampler.top_p, (unsigned long long)d.seed,
             MDI_CLI_MAX_THREADS, MDI_CLI_DEFAULT_PREFILL_CHUNK_1RANK,
             MDI_CLI_DEFAULT_PREFILL_CHUNK_NRANKS, mdi_matmul_stream_max_rows(),
-            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, d.setup_timeout_s, prog);
+            MDI_CLI_MAX_TIMEOUT_S, d.timeout_s, MDI_CLI_MAX_TIMEOUT_S, d.setup_timeout_s, prog);
 }

@@ -311,12 +311,11 @@ static mdi_status prepare_prompts(mdi_engine *e, const mdi_cli *cli, mdi_err *er
     return s;
 }
 
-/* Collective: every rank's verdict on a set-up step (mdi_ring_agree), as a
- * wait for the other ranks for the start-up watchdog. */
+/* Collective: every rank's verdict on a set-up step, marked on the
+ * start-up watchdog as a wait for the other ranks. */
 static mdi_status agree(mdi_engine *e, mdi_status local, const mdi_err *local_err, mdi_err *err)
 {
-    mdi_watchdog_wait(e->wd);
-    return mdi_ring_agree(e->comm, local, local_err, err);
+    return mdi_ring_agree(e->comm, local, local_err, e->wd, err);
 }
 
 /* Collective: this rank's threads, --threads or this host's cores shared
@@ -456,23 +455,20 @@ static mdi_status place(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
     return s;
 }
 
-mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_watchdog *wd,
-                            mdi_err *err)
+/* mdi_engine_setup's steps, e->wd naming them. */
+static mdi_status setup_steps(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
 {
     mdi_err le;
     mdi_status s, ls;
-    memset(e, 0, sizeof *e);
+    MPI_Comm comm = e->comm;
+    mdi_watchdog *wd = e->wd;
     mdi_err_clear(&le);
-    e->comm = comm;
-    e->wd = wd;
-    MPI_Comm_rank(comm, &e->rank);
-    MPI_Comm_size(comm, &e->n_ranks);
-
     mdi_watchdog_step(wd, "locating its model file in %s", cli->model);
     ls = mdi_shard_locate(cli->model, e->rank, e->shard_path, sizeof e->shard_path, &e->info, &le);
     if ((s = agree(e, ls, &le, err)))
         return s;
     mdi_watchdog_step(wd, "placing the layers");
+    mdi_watchdog_wait(wd); /* rank_threads counts the ranks on each host */
     e->threads = rank_threads(e, cli);
     ls = place(e, cli, &le); /* same inputs and verdict on every rank */
     if ((s = agree(e, ls, &le, err)))
@@ -485,6 +481,7 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
     if ((s = agree(e, ls, &le, err)))
         return s;
     mdi_watchdog_step(wd, "setting up the ring");
+    mdi_watchdog_wait(wd); /* the ring learns every rank's host */
     int32_t n_groups = (e->shape.n_samples + e->shape.group_size - 1) / e->shape.group_size;
     ls = mdi_ring_create(comm, (size_t)e->shape.max_rows, (size_t)e->info.cfg.dim,
                          mdi_pipeline_ring_buffers(n_groups, e->n_ranks), cli->timeout_s, &e->ring,
@@ -502,6 +499,19 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
         ls = mdi_pipeline_init(&e->pipeline, &e->stage, e->ring, &pp, &le);
     }
     return agree(e, ls, &le, err);
+}
+
+mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, mdi_watchdog *wd,
+                            mdi_err *err)
+{
+    memset(e, 0, sizeof *e);
+    e->comm = comm;
+    e->wd = wd;
+    MPI_Comm_rank(comm, &e->rank);
+    MPI_Comm_size(comm, &e->n_ranks);
+    mdi_status s = setup_steps(e, cli, err);
+    e->wd = NULL; /* the caller stops it */
+    return s;
 }
 
 mdi_status mdi_engine_run(mdi_engine *e, const mdi_sink *sink, mdi_err *err)

@@ -2,6 +2,7 @@
  * Parses flags, sets up MPI and the engine, streams text, reports, exits. */
 #include <errno.h>
 #include <mpi.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,13 @@ typedef struct stats_out {
     char tmp[4200];
 } stats_out;
 
+/* What the start-up watchdog's end cleans up: the statistics file's
+ * temporary name, once it exists (set before tmp_set, read on its thread). */
+typedef struct setup_ctx {
+    char tmp[4200];
+    atomic_int tmp_set;
+} setup_ctx;
+
 /* 1 if path is an existing HDF5 file (its signature at offset 0). */
 static int is_hdf5(const char *path)
 {
@@ -129,7 +137,7 @@ static int is_hdf5(const char *path)
 }
 
 static mdi_status open_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Comm comm,
-                             mdi_err *err)
+                             mdi_watchdog *wd, setup_ctx *sc, mdi_err *err)
 {
     mdi_err le;
     mdi_status ls = MDI_OK;
@@ -138,6 +146,7 @@ static mdi_status open_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Co
     mdi_err_clear(&le);
     st->f = NULL;
     if (rank == 0 && p) {
+        mdi_watchdog_step(wd, "opening --stats-json %s", p);
         if (cli->prompt_file && stat(p, &a) == 0 && stat(cli->prompt_file, &b) == 0 &&
             a.st_dev == b.st_dev && a.st_ino == b.st_ino)
             ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json %s is the prompt file", p);
@@ -149,8 +158,12 @@ static mdi_status open_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Co
             ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json path is too long");
         else if (!(st->f = fopen(st->tmp, "w")))
             ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", p);
+        if (st->f) {
+            memcpy(sc->tmp, st->tmp, sizeof sc->tmp);
+            atomic_store(&sc->tmp_set, 1);
+        }
     }
-    return mdi_ring_agree(comm, ls, &le, err);
+    return mdi_ring_agree(comm, ls, &le, wd, err);
 }
 
 /* Rank 0: finish the statistics file (ok: rename it into place, else remove it). */
@@ -183,16 +196,13 @@ static void report(const mdi_engine *e, const mdi_cli *cli)
             e->shape.n_samples == 1 ? "" : "s", e->shape.group_size);
 }
 
-static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
+static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd, setup_ctx *sc)
 {
     mdi_err err;
     mdi_engine e;
     stats_out stats;
     mdi_err_clear(&err);
-    if (rank == 0 && cli->stats_json)
-        mdi_watchdog_step(wd, "opening --stats-json %s", cli->stats_json);
-    mdi_watchdog_wait(wd); /* open_stats ends in an agreement */
-    if (open_stats(rank, cli, &stats, comm, &err)) {
+    if (open_stats(rank, cli, &stats, comm, wd, sc, &err)) {
         mdi_watchdog_stop(wd);
         return fail(rank, &err, 1);
     }
@@ -262,7 +272,7 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
  * exit code 2 and rank 0 prints one line: its own parse error, or the first
  * rank that differs. A rank left out would hang the others. */
 static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_err *perr,
-                        const mdi_cli *cli)
+                        const mdi_cli *cli, mdi_watchdog *wd)
 {
     int size;
     MPI_Comm_size(comm, &size);
@@ -273,7 +283,7 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
         s = mdi_errf(&le, MDI_ERR_NOMEM, "cannot allocate the option table");
     mdi_err_clear(&err);
     mdi_cli_agreed(cli, mine);
-    if (mdi_ring_agree(comm, s, &le, &err) ||
+    if (mdi_ring_agree(comm, s, &le, wd, &err) ||
         mdi_ring_allgather(comm, mine, sizeof mine, all, &err)) {
         free(all);
         return fail(rank, s ? &le : &err, 2); /* rank 0's own error without "rank 0 (host)" */
@@ -290,10 +300,13 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
 }
 
 /* The start-up watchdog's end (on its own thread, so no stdio and no MPI):
- * one line, then the process ends; mpirun then ends the other ranks. */
+ * one line, the statistics file's temporary removed, then the process ends;
+ * mpirun then ends the other ranks. */
 static void setup_expired(const char *line, void *ctx)
 {
-    (void)ctx;
+    setup_ctx *sc = ctx;
+    if (atomic_load(&sc->tmp_set))
+        unlink(sc->tmp);
     char buf[1024];
     int n = snprintf(buf, sizeof buf, "mdi-llm: %s (--setup-timeout sets the limit)\n", line);
     if (n > 0 &&
@@ -338,7 +351,7 @@ static int launcher_env(const char *const *names)
  * to start): --setup-timeout, or its default when the command line was not
  * understood. A rank that waits for the others fires later than a rank at
  * work, rank 0 first, so that one line names the stuck rank. */
-static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed)
+static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed, setup_ctx *sc)
 {
     static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
     static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
@@ -346,8 +359,10 @@ static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed)
     mdi_err err;
     int rank = launcher_env(rank_vars), size = launcher_env(size_vars);
     double limit = parsed == MDI_OK ? cli->setup_timeout_s : MDI_CLI_DEFAULT_SETUP_TIMEOUT_S;
-    double grace = 2.0 + 0.5 * (rank < 0 ? 0 : rank < 8 ? rank : 8);
-    if (mdi_watchdog_start(limit, grace, setup_expired, NULL, &wd, &err))
+    /* Rank 0 gathers every set-up agreement and names the ranks it has not
+     * heard from; the others speak only when rank 0 has not, one by one. */
+    double grace = rank <= 0 ? 2.0 : 8.0 + 2.0 * (rank < 8 ? rank : 8);
+    if (mdi_watchdog_start(limit, grace, setup_expired, sc, &wd, &err))
         fprintf(stderr, "mdi-llm: warning: %s; start-up has no time limit\n", err.msg);
     name_watchdog(wd, rank, size < 0 ? 1 : size);
     mdi_watchdog_step(wd, "starting MPI");
@@ -366,7 +381,10 @@ int main(int argc, char **argv)
     mdi_cli cli = mdi_cli_default();
     mdi_err_clear(&err);
     mdi_status parsed = mdi_cli_parse(argc, argv, &cli, &err);
-    mdi_watchdog *wd = start_watchdog(&cli, parsed);
+    setup_ctx sc;
+    memset(&sc, 0, sizeof sc);
+    atomic_init(&sc.tmp_set, 0);
+    mdi_watchdog *wd = start_watchdog(&cli, parsed, &sc);
     int provided = 0; /* OpenMP and the watchdog run threads; only this one calls MPI */
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm comm = MPI_COMM_WORLD;
@@ -375,10 +393,9 @@ int main(int argc, char **argv)
     MPI_Comm_size(comm, &size);
     name_watchdog(wd, rank, size);
     mdi_watchdog_step(wd, "starting");
-    mdi_watchdog_wait(wd); /* the launch agreement */
-    if ((code = agree_launch(comm, rank, parsed, &err, &cli))) {
+    if ((code = agree_launch(comm, rank, parsed, &err, &cli, wd))) {
         /* one line printed */
-    } else if (!cli.help && !cli.version && mdi_ring_agree(comm, arch, &arch_err, &err)) {
+    } else if (!cli.help && !cli.version && mdi_ring_agree(comm, arch, &arch_err, wd, &err)) {
         code = fail(rank, &err, 1); /* no BLIS call after a refused BLIS_ARCH_TYPE */
     } else if (cli.help) {
         if (rank == 0)
@@ -392,11 +409,10 @@ int main(int argc, char **argv)
         mdi_watchdog_step(wd, "tokenizing --tokenize's text with the tokenizer in %s", cli.model);
         mdi_status ls =
             rank == 0 ? mdi_engine_tokenize(cli.model, cli.tokenize, stdout, &le) : MDI_OK;
-        mdi_watchdog_wait(wd);
-        if (mdi_ring_agree(comm, ls, &le, &err))
+        if (mdi_ring_agree(comm, ls, &le, wd, &err))
             code = fail(rank, &err, 1);
     } else {
-        code = run(&cli, comm, rank, wd);
+        code = run(&cli, comm, rank, wd, &sc);
         wd = NULL; /* stopped by run */
     }
     mdi_watchdog_stop(wd);

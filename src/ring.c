@@ -10,8 +10,9 @@
 #include <unistd.h>
 
 #define RING_TAG 7
-#define RING_TAG_PING 8 /* rank 0 -> k: are you alive? (only after the ring went silent) */
-#define RING_TAG_PONG 9 /* k -> rank 0: yes, and what I am waiting for */
+#define RING_TAG_PING 8   /* rank 0 -> k: are you alive? (only after the ring went silent) */
+#define RING_TAG_PONG 9   /* k -> rank 0: yes, and what I am waiting for */
+#define RING_TAG_AGREE 10 /* k -> rank 0: my status at a set-up agreement */
 #define RING_RECV_AHEAD 2
 #define HDR_INTS 4
 #define RING_HOST_MAX 64
@@ -481,39 +482,123 @@ typedef struct agree_rec {
     char msg[MDI_ERR_MSG_MAX - 96];
 } agree_rec;
 
-mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err, mdi_err *err)
+/* Name the ranks rank 0 still waits for to wd: "rank 3", "ranks 1, 2 and
+ * 3", "ranks 1, 2, 3, 4 and 60 more". */
+static void name_missing(mdi_watchdog *wd, const int *arrived, int size)
 {
-    int size;
+    char text[160];
+    int n = 0, len = 0, listed = 0, missing = 0;
+    for (int r = 1; r < size; r++)
+        missing += !arrived[r];
+    len = snprintf(text, sizeof text, "rank%s", missing == 1 ? "" : "s");
+    for (int r = 1; r < size && listed < 4; r++) {
+        if (arrived[r])
+            continue;
+        n++;
+        listed++;
+        const char *sep = n == 1 ? " " : n == missing && missing <= 4 ? " and " : ", ";
+        len += snprintf(text + len, sizeof text - (size_t)len, "%s%d", sep, r);
+    }
+    if (missing > listed)
+        snprintf(text + len, sizeof text - (size_t)len, " and %d more", missing - listed);
+    mdi_watchdog_wait_for(wd, text);
+}
+
+/* Rank 0: receive every other rank's record into all[1..size), naming the
+ * ranks not yet heard from to wd whenever that set changes. */
+static mdi_status gather_records(MPI_Comm comm, int size, agree_rec *all, mdi_watchdog *wd)
+{
+    MPI_Request *req = malloc((size_t)(size - 1) * sizeof *req);
+    int *arrived = calloc((size_t)size, sizeof *arrived),
+        *done = malloc((size_t)size * sizeof *done);
+    mdi_status s = req && arrived && done ? MDI_OK : MDI_ERR_NOMEM;
+    int posted = 0;
+    for (int r = 1; !s && r < size; r++, posted++)
+        if (MPI_Irecv(&all[r], (int)sizeof all[r], MPI_BYTE, r, RING_TAG_AGREE, comm,
+                      &req[r - 1]) != MPI_SUCCESS)
+            s = MDI_ERR_COMM;
+    int left = posted;
+    long spins = 0;
+    if (!s)
+        name_missing(wd, arrived, size);
+    while (!s && left > 0) {
+        int n = 0;
+        if (MPI_Testsome(posted, req, &n, done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+            s = MDI_ERR_COMM;
+        else if (n > 0 && n != MPI_UNDEFINED) {
+            for (int i = 0; i < n; i++)
+                arrived[done[i] + 1] = 1;
+            left -= n;
+            spins = 0;
+            if (left > 0)
+                name_missing(wd, arrived, size);
+        } else {
+            backoff(&spins);
+        }
+    }
+    free(req);
+    free(arrived);
+    free(done);
+    return s;
+}
+
+/* The verdict rank 0 sends: the first failing rank and its record (-1: none). */
+typedef struct agree_verdict {
+    int32_t rank;
+    agree_rec rec;
+} agree_verdict;
+
+mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err,
+                          mdi_watchdog *wd, mdi_err *err)
+{
+    int size, rank;
     MPI_Comm_size(comm, &size);
-    agree_rec me, *all = calloc((size_t)size, sizeof *all);
-    if (!all)
-        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the agreement table");
+    MPI_Comm_rank(comm, &rank);
+    agree_rec me;
+    agree_verdict v;
     memset(&me, 0, sizeof me);
+    memset(&v, 0, sizeof v);
     me.status = local;
     gethostname(me.host, sizeof me.host - 1);
     if (local != MDI_OK && local_err) {
         memcpy(me.msg, local_err->msg, sizeof me.msg - 1);
         me.msg[sizeof me.msg - 1] = '\0';
     }
-    mdi_status s = MDI_OK;
-    if (MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, comm) !=
-        MPI_SUCCESS) {
-        s = mdi_errf(err, MDI_ERR_COMM, "ranks could not exchange their status");
-        goto done;
+    /* Every other rank sends its record to rank 0, which knows who is late,
+     * and broadcasts the verdict. */
+    v.rank = local != MDI_OK ? 0 : -1;
+    v.rec = me;
+    if (size > 1 && rank == 0) {
+        agree_rec *all = calloc((size_t)size, sizeof *all);
+        mdi_status gs = all ? gather_records(comm, size, all, wd) : MDI_ERR_NOMEM;
+        if (gs) { /* every rank must still join the broadcast: rank 0 fails alone */
+            v.rank = 0;
+            v.rec.status = gs;
+            snprintf(v.rec.msg, sizeof v.rec.msg, "%s",
+                     gs == MDI_ERR_NOMEM ? "cannot allocate the agreement table"
+                                         : "ranks could not exchange their status");
+        }
+        for (int r = 1; !gs && v.rank < 0 && r < size; r++)
+            if (all[r].status != MDI_OK) {
+                v.rank = r;
+                v.rec = all[r];
+            }
+        free(all);
+    } else if (size > 1) {
+        mdi_watchdog_wait_for(wd, "rank 0");
+        if (MPI_Send(&me, (int)sizeof me, MPI_BYTE, 0, RING_TAG_AGREE, comm) != MPI_SUCCESS)
+            return mdi_errf(err, MDI_ERR_COMM, "rank %d could not send its status", rank);
     }
-    for (int r = 0; r < size; r++) {
-        if (all[r].status == MDI_OK)
-            continue;
-        if (size > 1)
-            s = mdi_errf(err, (mdi_status)all[r].status, "rank %d (%s): %s", r, all[r].host,
-                         all[r].msg);
-        else
-            s = mdi_errf(err, (mdi_status)all[r].status, "%s", all[r].msg);
-        break;
-    }
-done:
-    free(all);
-    return s;
+    if (size > 1 && MPI_Bcast(&v, (int)sizeof v, MPI_BYTE, 0, comm) != MPI_SUCCESS)
+        return mdi_errf(err, MDI_ERR_COMM, "ranks could not exchange their status");
+    if (v.rank < 0)
+        return MDI_OK;
+    v.rec.msg[sizeof v.rec.msg - 1] = '\0';
+    v.rec.host[sizeof v.rec.host - 1] = '\0';
+    if (size > 1)
+        return mdi_errf(err, (mdi_status)v.rec.status, "rank %d (%s): %s", (int)v.rank, v.rec.host,
+                        v.rec.msg);
+    return mdi_errf(err, (mdi_status)v.rec.status, "%s", v.rec.msg);
 }
 
 mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out, mdi_err *err)

@@ -21,6 +21,7 @@ struct mdi_watchdog {
     char step[MDI_WATCHDOG_STEP_MAX];
     char after[MDI_WATCHDOG_STEP_MAX]; /* the step before a wait */
     char who[MDI_WATCHDOG_WHO_MAX];
+    char whom[MDI_WATCHDOG_WHO_MAX]; /* whom a wait is for */
     mdi_watchdog_fire_fn fire;
     void *ctx;
 };
@@ -44,10 +45,19 @@ static struct timespec mono_at(double s)
     return t;
 }
 
+/* Seconds as people write them: 3, 2.99, 0.001, 600, 3600. */
+static void seconds(char *out, size_t cap, double s)
+{
+    if (s >= 100.0)
+        snprintf(out, cap, "%.0f", s);
+    else
+        snprintf(out, cap, "%.3g", s);
+}
+
 static void *watch(void *arg)
 {
     mdi_watchdog *w = arg;
-    char line[MDI_WATCHDOG_WHO_MAX + MDI_WATCHDOG_STEP_MAX + 128];
+    char line[2 * MDI_WATCHDOG_WHO_MAX + MDI_WATCHDOG_STEP_MAX + 256];
     pthread_mutex_lock(&w->mu);
     for (;;) {
         if (w->stopped) {
@@ -60,17 +70,18 @@ static void *watch(void *arg)
         struct timespec at = mono_at(due);
         pthread_cond_timedwait(&w->cv, &w->mu, &at);
     }
-    double in_step = mono_s() - w->step_start;
+    char limit[32], spent[32];
+    seconds(limit, sizeof limit, w->timeout_s);
+    seconds(spent, sizeof spent, mono_s() - w->step_start);
     const char *sep = w->who[0] ? ": " : "";
     if (w->waiting)
         snprintf(line, sizeof line,
-                 "%s%sdid not finish start-up within %.3g s: it was waiting for the other ranks "
-                 "(after %s) for %.3g s",
-                 w->who, sep, w->timeout_s, w->after, in_step);
+                 "%s%sdid not finish start-up within %s s: it was waiting for %s (after %s) for "
+                 "%s s",
+                 w->who, sep, limit, w->whom, w->after, spent);
     else
-        snprintf(line, sizeof line,
-                 "%s%sdid not finish start-up within %.3g s: it was %s for %.3g s", w->who, sep,
-                 w->timeout_s, w->step, in_step);
+        snprintf(line, sizeof line, "%s%sdid not finish start-up within %s s: it was %s for %s s",
+                 w->who, sep, limit, w->step, spent);
     pthread_mutex_unlock(&w->mu);
     w->fire(line, w->ctx);
     return NULL;
@@ -143,7 +154,7 @@ void mdi_watchdog_name(mdi_watchdog *w, const char *who)
     pthread_mutex_unlock(&w->mu);
 }
 
-void mdi_watchdog_wait(mdi_watchdog *w)
+void mdi_watchdog_wait_for(mdi_watchdog *w, const char *whom)
 {
     if (!w)
         return;
@@ -155,7 +166,13 @@ void mdi_watchdog_wait(mdi_watchdog *w)
         /* the deadline moved by grace_s: no need to wake the thread, which
          * re-reads it when it wakes */
     }
+    snprintf(w->whom, sizeof w->whom, "%s", whom ? whom : "the other ranks");
     pthread_mutex_unlock(&w->mu);
+}
+
+void mdi_watchdog_wait(mdi_watchdog *w)
+{
+    mdi_watchdog_wait_for(w, NULL);
 }
 
 void mdi_watchdog_stop(mdi_watchdog *w)

@@ -126,7 +126,7 @@ one_message "a 3 MB prompt: refused before encoding" "line 1 of --prompt-file $T
   "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/huge"
 one_message "group larger than samples" "--group-size 4 is larger than the 2 samples" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 --group-size 4
 
-for bad in "--balance fast" "--speeds 0,1" "--speeds 1,0.0005" "--top-p 1e-50" "--speeds 1,-2" "--speeds 0x1,1" "--speeds fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--seed x" "--bogus"; do
+for bad in "--balance fast" "--speeds 0,1" "--speeds 1,0.0005" "--top-p 1e-50" "--speeds 1,-2" "--speeds 0x1,1" "--speeds fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--setup-timeout 0.5" "--seed x" "--bogus"; do
   read -r -a args <<<"$bad"
   one_message "flag $bad" "${args[0]}" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt hi "${args[@]}"
 done

@@ -184,68 +184,97 @@ stall 0 1 2 "^mdi-llm: rank [12]: (no message from rank 0 \(.*\) for 7\.5 s: tha
 # ---- start-up never ends (--setup-timeout) ---------------------------------------------
 # A prompt file that is a FIFO with no writer blocks rank 0 in open(), before any
 # message exists for --timeout to miss. The start-up watchdog ends the job; its line
-# names the rank and what it was doing. The ranks waiting for it speak only later.
-mkfifo "$TMP/fifo"
+# names the rank and what it was doing. Rank 0 gathers every set-up agreement and names
+# the ranks it has not heard from; a waiting rank other than 0 speaks 10 s or more
+# after the limit, so only when rank 0 cannot.
+mkfifo "$TMP/fifo" "$TMP/fifo2"
 "$MDI_CONVERT" --synthetic "$TMP/model.json" --seed "$SEED" -o "$TMP/one.h5" --quiet
 SETUP_PAT="did not finish start-up within 3 s: it was reading the prompt file $TMP/fifo for [0-9.]+ s \(--setup-timeout sets the limit\)\$"
-rc=0
-t0=${EPOCHREALTIME/./}
-timeout 60 "$MDI_LLM" --model "$TMP/one.h5" --prompt-file "$TMP/fifo" --setup-timeout 3 \
-  >"$TMP/fifo1.out" 2>"$TMP/fifo1.err" || rc=$?
-t=$(( (${EPOCHREALTIME/./} - t0) / 100000 ))
-if [ "$rc" -eq 1 ] && grep -qE "^mdi-llm: $SETUP_PAT" "$TMP/fifo1.err"; then
-  pass "FIFO prompt file, 1 process: exit 1 after $((t / 10)).$((t % 10)) s: $(head -1 "$TMP/fifo1.err")"
-else fail "FIFO prompt file, 1 process: status $rc:"; head -5 "$TMP/fifo1.err"; fi
+SETUP_LIMIT=$((STALL_LIMIT + 15))
+# The stopped-rank cases stop a rank once rank 0 blocks on the FIFO, so MPI's start
+# and set-up up to there must fit in their limit, under load too
+ST=$((8 * E2E_SCALE))
+STOP_LIMIT=$((ST + 25 * E2E_SCALE))
 
-if start fifo --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeout 3; then
-  wait_end "$STALL_LIMIT"
-  first=$(grep -m1 "did not finish start-up" "$TMP/fifo.err" || true)
-  if [ "$RC" -eq 124 ]; then fail "FIFO prompt file, $NP ranks: still running after $STALL_LIMIT s"
-  elif [ "$RC" -eq 0 ]; then fail "FIFO prompt file, $NP ranks: mpirun exited 0"
-  elif grep -qE "^mdi-llm: rank 0 \(.*\): $SETUP_PAT" <<<"$first"; then
-    pass "FIFO prompt file, $NP ranks: ended after $((ELAPSED / 10)).$((ELAPSED % 10)) s, status $RC: $first"
-  else fail "FIFO prompt file, $NP ranks: first line '$first' in:"; grep mdi-llm "$TMP/fifo.err" | head -5; fi
-else
-  fail "FIFO prompt file, $NP ranks: did not start"; cleanup_run
-fi
+# setup_case NAME LIMIT PATTERN MAX_LINES CMD... : CMD ends within LIMIT s, not with 0, and
+# its first "did not finish start-up" line matches PATTERN, with at most MAX_LINES such lines
+setup_case() {
+  local name=$1 limit=$2 pat=$3 max=$4 rc=0 t0=${EPOCHREALTIME/./} t first k
+  shift 4
+  timeout "$limit" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" || rc=$?
+  t=$(( (${EPOCHREALTIME/./} - t0) / 100000 ))
+  first=$(grep -m1 "did not finish start-up" "$TMP/$name.err" || true)
+  k=$(grep -c "did not finish start-up" "$TMP/$name.err" || true)
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then fail "$name: status $rc after $((t / 10)).$((t % 10)) s"
+  elif ! grep -qE -- "$pat" <<<"$first"; then
+    fail "$name: first line '$first' in:"; grep mdi-llm "$TMP/$name.err" | head -5
+  elif [ "$k" -gt "$max" ]; then fail "$name: $k lines:"; grep "did not finish" "$TMP/$name.err"
+  else pass "$name: status $rc after $((t / 10)).$((t % 10)) s: $first"; fi
+}
 
-# Rank 0 stopped in set-up: its watchdog stops too, and rank 1, which waits for
-# it, ends the job (after 5 s and its grace of 2.5 s).
-# at_fifo PID : wait up to 30 s for PID to block opening the FIFO (past MPI_Init,
-# which has no watchdog: a rank stopped in it is mpirun's to handle)
+# one process (no mpirun); the statistics file's temporary is removed
+setup_case "FIFO prompt file, 1 process" 60 "^mdi-llm: $SETUP_PAT" 1 \
+  "$MDI_LLM" --model "$TMP/one.h5" --prompt-file "$TMP/fifo" --setup-timeout 3 --stats-json "$TMP/st.json"
+if compgen -G "$TMP/st.json*" >/dev/null; then fail "FIFO prompt file: left $(ls "$TMP"/st.json*)"
+else pass "FIFO prompt file: no statistics file left behind"; fi
+# a FIFO as the statistics file: rank 0 is at work, not waiting
+setup_case "FIFO --stats-json, 1 process" 60 \
+  "^mdi-llm: did not finish start-up within 3 s: it was opening --stats-json $TMP/fifo2 for " 1 \
+  "$MDI_LLM" --model "$TMP/one.h5" --prompt hi --setup-timeout 3 --stats-json "$TMP/fifo2"
+setup_case "FIFO prompt file, $NP ranks" "$SETUP_LIMIT" "^mdi-llm: rank 0 \(.*\): $SETUP_PAT" 1 \
+  "${MPIEXEC[@]}" -np "$NP" "$MDI_LLM" --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeout 3
+
+# at_fifo PID : wait up to 30 s for PID to block opening the FIFO (in set-up, past
+# MPI_Init); where the kernel does not show it, give it 3 s
 at_fifo() {
-  local i
+  local i w
   for i in $(seq 1 300); do
-    [ "$(cat "/proc/$1/wchan" 2>/dev/null)" = wait_for_partner ] && return 0
+    w=$(cat "/proc/$1/wchan" 2>/dev/null || true)
+    [ "$w" = wait_for_partner ] && return 0
+    if [ -z "$w" ] || [ "$w" = 0 ]; then sleep 3; return 0; fi
     sleep 0.1
   done
   return 1
 }
-if start stopped0 --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeout 5 &&
-   at_fifo "${RANK_PIDS[0]}"; then
-  kill -STOP "${RANK_PIDS[0]}"
-  wait_end "$STALL_LIMIT"
-  first=$(grep -m1 "did not finish start-up" "$TMP/stopped0.err" || true)
-  if [ "$RC" -eq 124 ]; then fail "rank 0 stopped in set-up: still running after $STALL_LIMIT s"
-  elif [ "$RC" -eq 0 ]; then fail "rank 0 stopped in set-up: mpirun exited 0"
-  elif grep -qE "^mdi-llm: rank 1 \(.*\): did not finish start-up within 5 s: it was waiting for the other ranks \(after [^)]+\) for [0-9.]+ s" <<<"$first"; then
-    pass "rank 0 stopped in set-up: ended after $((ELAPSED / 10)).$((ELAPSED % 10)) s, status $RC: $first"
-  else fail "rank 0 stopped in set-up: first line '$first' in:"; grep mdi-llm "$TMP/stopped0.err" | head -5; fi
-else
-  fail "rank 0 stopped in set-up: did not start"; cleanup_run
-fi
+
+# stopped_case NAME VICTIM PATTERN MAX_LINES : rank 0 blocks on the FIFO; rank VICTIM is
+# stopped; then (VICTIM > 0) the FIFO gets a prompt, so rank 0 goes on to an
+# agreement that VICTIM never joins
+stopped_case() {
+  local name=$1 victim=$2 pat=$3 max=$4 first k
+  if ! start "$name" --model "$TMP/shards" --prompt-file "$TMP/fifo" --setup-timeout "$ST" ||
+     ! at_fifo "${RANK_PIDS[0]}"; then
+    fail "$name: did not start"; cleanup_run; return
+  fi
+  kill -STOP "${RANK_PIDS[$victim]}"
+  if [ "$victim" -gt 0 ]; then
+    sleep 0.5 # the other ranks reach their next agreement
+    timeout 10 sh -c 'echo "Once upon a time" >"$1"' sh "$TMP/fifo" || true
+  fi
+  wait_end "$STOP_LIMIT"
+  first=$(grep -m1 "did not finish start-up" "$TMP/$name.err" || true)
+  k=$(grep -c "did not finish start-up" "$TMP/$name.err" || true)
+  if [ "$RC" -eq 124 ]; then fail "$name: still running after $STOP_LIMIT s"
+  elif [ "$RC" -eq 0 ]; then fail "$name: mpirun exited 0"
+  elif ! grep -qE -- "$pat" <<<"$first"; then
+    fail "$name: first line '$first' in:"; grep mdi-llm "$TMP/$name.err" | head -5
+  elif [ "$k" -gt "$max" ]; then fail "$name: $k lines:"; grep "did not finish" "$TMP/$name.err"
+  else pass "$name: ended after $((ELAPSED / 10)).$((ELAPSED % 10)) s, status $RC: $first"; fi
+}
+# rank 1 stopped: rank 0 names it (at the limit + its grace of 2 s); the broadcast
+# of an agreement may hold rank 2 behind rank 1 as well
+stopped_case "rank 1 stopped in set-up" 1 \
+  "^mdi-llm: rank 0 \(.*\): did not finish start-up within $ST s: it was waiting for (rank 1|ranks 1 and 2) \(after [^)]+\) for [0-9.]+ s" 1
+# rank 0 stopped: its watchdog stops too; rank 1, waiting for it, ends the job after
+# the limit + 10 s. When mpirun continues rank 0 to end it, rank 0 may add its own line.
+stopped_case "rank 0 stopped in set-up" 0 \
+  "^mdi-llm: rank 1 \(.*\): did not finish start-up within $ST s: it was waiting for rank 0 \(after [^)]+\) for [0-9.]+ s" 2
 
 # A rank that never reaches MPI_Init (here a shell blocked reading the FIFO before it
 # would start mdi-llm): rank 0 waits in MPI_Init, which the watchdog covers too.
-rc=0
-t0=${EPOCHREALTIME/./}
-timeout $((60 * E2E_SCALE)) "${MPIEXEC[@]}" -np 1 "$MDI_LLM" --model "$TMP/one.h5" --prompt hi \
-  --setup-timeout 3 : -np 1 sh -c 'read -r x <"$1"; exec "$2" --model "$3" --prompt hi --setup-timeout 3' \
-  sh "$TMP/fifo" "$MDI_LLM" "$TMP/one.h5" >"$TMP/late.out" 2>"$TMP/late.err" || rc=$?
-t=$(( (${EPOCHREALTIME/./} - t0) / 100000 ))
-first=$(grep -m1 "did not finish start-up" "$TMP/late.err" || true)
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] &&
-   grep -qE "^mdi-llm: rank 0 \(.*\): did not finish start-up within 3 s: it was waiting for the other ranks \(after starting MPI\) for [0-9.]+ s" <<<"$first"; then
-  pass "a rank that never starts MPI: status $rc after $((t / 10)).$((t % 10)) s: $first"
-else fail "a rank that never starts MPI: status $rc, first line '$first' in:"; head -5 "$TMP/late.err"; fi
+setup_case "a rank that never starts MPI" "$SETUP_LIMIT" \
+  "^mdi-llm: rank 0 \(.*\): did not finish start-up within 3 s: it was waiting for the other ranks \(after starting MPI\) for [0-9.]+ s" 1 \
+  "${MPIEXEC[@]}" -np 1 "$MDI_LLM" --model "$TMP/one.h5" --prompt hi --setup-timeout 3 : \
+  -np 1 sh -c 'read -r x <"$1"; exec "$2" --model "$3" --prompt hi --setup-timeout 3' \
+  sh "$TMP/fifo" "$MDI_LLM" "$TMP/one.h5"
 finish

@@ -206,6 +206,8 @@ static void test_out_of_range(void **state)
     parse_err("--timeout|must be <=", "--model", "m", "--prompt", "x", "--timeout", "1e300", NULL);
     parse_err("--setup-timeout: '0' must be > 0", "--model", "m", "--prompt", "x",
               "--setup-timeout", "0", NULL);
+    parse_err("--setup-timeout: '0.999' must be >= 1", "--model", "m", "--prompt", "x",
+              "--setup-timeout", "0.999", NULL);
     parse_err("--setup-timeout: '31536001' must be <= 31536000", "--model", "m", "--prompt", "x",
               "--setup-timeout=31536001", NULL);
     parse_err("--temperature|-1|must be >= 0", "--model", "m", "--prompt", "x", "--temperature",

@@ -34,7 +34,7 @@ typedef struct mdi_engine {
     int stage_ready;
     mdi_ring *ring;
     mdi_pipeline *pipeline;
-    mdi_watchdog *wd; /* start-up deadline (not owned; may be NULL) */
+    mdi_watchdog *wd; /* start-up deadline during mdi_engine_setup, else NULL (not owned) */
     /* rank 0 */
     mdi_vocab vocab;
     mdi_tokenizer *tok;

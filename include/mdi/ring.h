@@ -12,6 +12,7 @@
 
 #include "mdi/stage.h"
 #include "mdi/status.h"
+#include "mdi/watchdog.h"
 
 typedef enum { MDI_MSG_WORK = 1, MDI_MSG_STOP = 2 } mdi_msg_kind;
 
@@ -72,8 +73,12 @@ const mdi_ring_stats *mdi_ring_get_stats(const mdi_ring *r);
 
 /* Every rank passes its local status and message; all return the same
  * verdict: MDI_OK, or the first failing rank's status with its message
- * (prefixed with that rank and host when the ring has several ranks). */
-mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err, mdi_err *err);
+ * (prefixed with that rank and host when the ring has several ranks).
+ * The wait is marked on wd (may be NULL): rank 0, which gathers the
+ * statuses, names the ranks it has not heard from; the others wait for
+ * rank 0. */
+mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_err,
+                          mdi_watchdog *wd, mdi_err *err);
 /* Every rank's `bytes` bytes of `in` land in out (size x bytes), on all ranks. */
 mdi_status mdi_ring_allgather(MPI_Comm comm, const void *in, size_t bytes, void *out, mdi_err *err);
 /* Broadcast bytes from root. */

@@ -14,7 +14,8 @@ typedef struct mdi_watchdog mdi_watchdog; /* opaque */
 
 /* Called on the watchdog thread with one line: "WHO: did not finish
  * start-up within T s: it was STEP for S s" (WHO as last named, and then
- * only when not empty; STEP as last set; S the seconds spent in it). */
+ * only when not empty; STEP as last set; S the seconds spent in it), or
+ * "... it was waiting for WHOM (after STEP) for S s". */
 typedef void (*mdi_watchdog_fire_fn)(const char *line, void *ctx);
 
 #define MDI_WATCHDOG_STEP_MAX 320
@@ -41,6 +42,9 @@ void mdi_watchdog_name(mdi_watchdog *w, const char *who);
 
 /* This rank now waits for the others (a collective after its own step). */
 void mdi_watchdog_wait(mdi_watchdog *w);
+/* The same, naming whom it waits for ("rank 3", "ranks 1 and 2"); called
+ * again during one wait, it only renames them. */
+void mdi_watchdog_wait_for(mdi_watchdog *w, const char *whom);
 
 /* Set-up is over: the thread ends without firing, and w is freed. */
 void mdi_watchdog_stop(mdi_watchdog *w);
