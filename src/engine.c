@@ -329,6 +329,13 @@ static int rank_threads(const mdi_engine *e, const mdi_cli *cli)
     return threads < 1 ? 1 : threads;
 }
 
+/* mdi_shard_load's progress, on the start-up watchdog. */
+static void load_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    const mdi_engine *e = ctx;
+    mdi_watchdog_detail(e->wd, "%.2f of %.2f GB read", (double)done / 1e9, (double)total / 1e9);
+}
+
 /* Allocate this rank's stage and read its weights. */
 static mdi_status load_stage(mdi_engine *e, mdi_err *err)
 {
@@ -351,7 +358,7 @@ static mdi_status load_stage(mdi_engine *e, mdi_err *err)
         return s;
     e->stage_ready = 1;
     mdi_watchdog_step(e->wd, "loading its weights from %s", e->shard_path);
-    return mdi_shard_load(e->shard_path, &e->stage, err);
+    return mdi_shard_load(e->shard_path, &e->stage, e->wd ? load_progress : NULL, e, err);
 }
 
 /* Weight bytes --speeds auto streams on each rank: a rank's share of a

@@ -395,7 +395,43 @@ static mdi_status load_one(hid_t f, const char *path, mdi_stage *st, mdi_tensor_
     return read_tensor(f, path, name, rows, cols, mdi_tensor_is_matrix(k), dst, err);
 }
 
-mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err)
+/* Bytes of tensor k as the stage holds it (f32). */
+static uint64_t tensor_bytes(const mdi_stage *st, mdi_tensor_kind k)
+{
+    size_t rows, cols;
+    mdi_tensor_shape(&st->cfg, k, &rows, &cols);
+    return (uint64_t)rows * (mdi_tensor_is_matrix(k) ? cols : 1) * sizeof(float);
+}
+
+/* One pass over the stage's tensors in file order, each layer's, then the
+ * extras: f < 0 only adds their bytes to *bytes; else reads each, adding
+ * its bytes and telling progress (of total). */
+static mdi_status load_pass(hid_t f, const char *path, mdi_stage *st, uint64_t *bytes,
+                            uint64_t total, mdi_shard_progress_fn progress, void *ctx, mdi_err *err)
+{
+    int32_t first = mdi_stage_first_layer(st), last = first + mdi_stage_n_layers(st);
+    mdi_status s = MDI_OK;
+    for (int32_t l = first; l <= last && !s; l++) /* l == last: the extras */
+        for (int k = 0; k < MDI_T_COUNT && !s; k++) {
+            mdi_tensor_kind kind = (mdi_tensor_kind)k;
+            int held = l < last
+                           ? mdi_tensor_scope_of(kind) == MDI_SCOPE_LAYER &&
+                                 mdi_stage_tensor(st, kind, l - first)
+                           : st->p.has_extras && mdi_tensor_scope_of(kind) == MDI_SCOPE_EXTRA &&
+                                 mdi_tensor_present(&st->cfg, kind);
+            if (!held)
+                continue;
+            if (f >= 0 && (s = load_one(f, path, st, kind, l < last ? l : 0, err)))
+                break;
+            *bytes += tensor_bytes(st, kind);
+            if (f >= 0 && progress)
+                progress(ctx, *bytes, total);
+        }
+    return s;
+}
+
+mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_shard_progress_fn progress,
+                          void *ctx, mdi_err *err)
 {
     hid_t f;
     mdi_shard_info in;
@@ -416,16 +452,9 @@ mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err)
                      needs);
         goto done;
     }
-    int32_t first = mdi_stage_first_layer(st);
-    for (int32_t l = first; l < first + mdi_stage_n_layers(st) && !s; l++)
-        for (int k = 0; k < MDI_T_COUNT && !s; k++)
-            if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER &&
-                mdi_stage_tensor(st, (mdi_tensor_kind)k, l - first))
-                s = load_one(f, path, st, (mdi_tensor_kind)k, l, err);
-    for (int k = 0; k < MDI_T_COUNT && !s && st->p.has_extras; k++)
-        if (mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_EXTRA &&
-            mdi_tensor_present(&st->cfg, (mdi_tensor_kind)k))
-            s = load_one(f, path, st, (mdi_tensor_kind)k, 0, err);
+    uint64_t total = 0, got = 0;
+    load_pass(-1, path, st, &total, 0, NULL, NULL, err); /* count */
+    s = load_pass(f, path, st, &got, total, progress, ctx, err);
 done:
     H5Fclose(f);
     return s;

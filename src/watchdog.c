@@ -21,7 +21,8 @@ struct mdi_watchdog {
     char step[MDI_WATCHDOG_STEP_MAX];
     char after[MDI_WATCHDOG_STEP_MAX]; /* the step before a wait */
     char who[MDI_WATCHDOG_WHO_MAX];
-    char whom[MDI_WATCHDOG_WHO_MAX]; /* whom a wait is for */
+    char whom[MDI_WATCHDOG_WHO_MAX];   /* whom a wait is for */
+    char detail[MDI_WATCHDOG_WHO_MAX]; /* how far the step has come, or "" */
     mdi_watchdog_fire_fn fire;
     void *ctx;
 };
@@ -57,7 +58,7 @@ static void seconds(char *out, size_t cap, double s)
 static void *watch(void *arg)
 {
     mdi_watchdog *w = arg;
-    char line[2 * MDI_WATCHDOG_WHO_MAX + MDI_WATCHDOG_STEP_MAX + 256];
+    char line[3 * MDI_WATCHDOG_WHO_MAX + MDI_WATCHDOG_STEP_MAX + 256];
     pthread_mutex_lock(&w->mu);
     for (;;) {
         if (w->stopped) {
@@ -80,8 +81,10 @@ static void *watch(void *arg)
                  "%s s",
                  w->who, sep, limit, w->whom, w->after, spent);
     else
-        snprintf(line, sizeof line, "%s%sdid not finish start-up within %s s: it was %s for %s s",
-                 w->who, sep, limit, w->step, spent);
+        snprintf(line, sizeof line,
+                 "%s%sdid not finish start-up within %s s: it was %s%s%s%s for %s s", w->who, sep,
+                 limit, w->step, w->detail[0] ? " (" : "", w->detail, w->detail[0] ? ")" : "",
+                 spent);
     pthread_mutex_unlock(&w->mu);
     w->fire(line, w->ctx);
     return NULL;
@@ -138,6 +141,7 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
     va_start(ap, fmt);
     pthread_mutex_lock(&w->mu);
     vsnprintf(w->step, sizeof w->step, fmt, ap);
+    w->detail[0] = '\0';
     w->waiting = 0;
     w->step_start = mono_s();
     pthread_cond_signal(&w->cv); /* the deadline may be earlier than after a wait */
@@ -152,6 +156,18 @@ void mdi_watchdog_name(mdi_watchdog *w, const char *who)
     pthread_mutex_lock(&w->mu);
     snprintf(w->who, sizeof w->who, "%s", who);
     pthread_mutex_unlock(&w->mu);
+}
+
+void mdi_watchdog_detail(mdi_watchdog *w, const char *fmt, ...)
+{
+    if (!w)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&w->mu);
+    vsnprintf(w->detail, sizeof w->detail, fmt, ap);
+    pthread_mutex_unlock(&w->mu);
+    va_end(ap);
 }
 
 void mdi_watchdog_wait_for(mdi_watchdog *w, const char *whom)

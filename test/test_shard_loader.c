@@ -170,7 +170,7 @@ static mdi_status load_halves(const fx *x, const char *path, int32_t first, int3
     mdi_err_clear(err);
     if (mdi_stage_init(st, &x->cfg, &p, err) != MDI_OK)
         fail_msg("mdi_stage_init: %s", err->msg);
-    return mdi_shard_load(path, st, err);
+    return mdi_shard_load(path, st, NULL, NULL, err);
 }
 
 /* Load the whole model (every layer and the extras) from path. */
@@ -258,6 +258,50 @@ static void test_valid_files(void **state)
         assert_int_equal(in.shard_index, r);
         assert_int_equal(in.layer_first, 2 * r);
         assert_int_equal(in.has_extras, r == 0);
+    }
+}
+
+/* What the progress hook of mdi_shard_load saw. */
+typedef struct progress_log {
+    int calls, monotonic;
+    uint64_t last, total;
+} progress_log;
+
+static void log_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    progress_log *p = ctx;
+    p->monotonic &= done > p->last && done <= total && (p->calls == 0 || total == p->total);
+    p->calls++;
+    p->last = done;
+    p->total = total;
+}
+
+/* Progress is told after every tensor, rising to the stage's own weight
+ * bytes: for the whole model and for a stage of half-layers. */
+static void test_load_progress(void **state)
+{
+    fx *x = *state;
+    static const int32_t ranges[][2] = {{0, 8}, {1, 4}, {3, 8}};
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        mdi_stage_params p = {.half_first = ranges[i][0],
+                              .half_last = ranges[i][1],
+                              .has_extras = ranges[i][0] == 0,
+                              .n_slots = 1,
+                              .max_pos = 4,
+                              .max_rows = 1,
+                              .max_logit_rows = 1,
+                              .n_threads = 1};
+        mdi_stage st;
+        mdi_err err;
+        progress_log log = {0, 1, 0, 0};
+        if (mdi_stage_init(&st, &x->cfg, &p, &err) != MDI_OK)
+            fail_msg("mdi_stage_init: %s", err.msg);
+        assert_int_equal(mdi_shard_load(x->good, &st, log_progress, &log, &err), MDI_OK);
+        assert_true(log.monotonic);
+        assert_true(log.calls >= 2);
+        assert_true(log.last == log.total);
+        assert_true(log.total == (uint64_t)mdi_stage_weight_bytes(&st));
+        mdi_stage_free(&st);
     }
 }
 
@@ -692,6 +736,7 @@ int main(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_files),
+        cmocka_unit_test(test_load_progress),
         cmocka_unit_test(test_not_a_model),
         cmocka_unit_test(test_unreadable),
         cmocka_unit_test(test_other_format_or_version),

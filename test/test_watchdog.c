@@ -123,6 +123,28 @@ static void test_wait_grace(void **state)
     mdi_watchdog_stop(w);
 }
 
+/* A step's detail shows after it; a new step drops it. */
+static void test_detail(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(0.2, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "allocating its layers");
+    mdi_watchdog_detail(w, "stale");
+    mdi_watchdog_step(w, "loading its weights from %s", "m.h5");
+    mdi_watchdog_detail(w, "%.2f of %.2f GB read", 0.5, 2.0);
+    mdi_watchdog_detail(w, "%.2f of %.2f GB read", 1.0, 2.0);
+    assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_non_null(
+        strstr(f.line, "it was loading its weights from m.h5 (1.00 of 2.00 GB read) for "));
+    assert_null(strstr(f.line, "stale"));
+    mdi_watchdog_stop(w);
+    mdi_watchdog_detail(NULL, "x");
+}
+
 /* The line starts with the last name given, "" for none. */
 static void test_name(void **state)
 {
@@ -182,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_fires_with_step), cmocka_unit_test(test_stop_first),
         cmocka_unit_test(test_wait_grace),      cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_long_step),       cmocka_unit_test(test_name),
+        cmocka_unit_test(test_detail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

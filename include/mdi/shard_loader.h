@@ -25,9 +25,14 @@ mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err)
 mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, size_t cap,
                             mdi_shard_info *info, mdi_err *err);
 
+/* Told after each tensor read: bytes of this stage's tensors read so far, of total. */
+typedef void (*mdi_shard_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
 /* Read the stage's layers (and extras if the stage has them) from path, which
- * must hold them all. Checks every dataset's shape and that every value is finite. */
-mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_err *err);
+ * must hold them all. Checks every dataset's shape and that every value is
+ * finite. progress (may be NULL) is called with ctx after each tensor. */
+mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_shard_progress_fn progress,
+                          void *ctx, mdi_err *err);
 
 /* Read the tokenizer group of a layer-0 file into v (zeroed by the caller). */
 mdi_status mdi_shard_load_vocab(const char *path, mdi_vocab *v, mdi_err *err);

@@ -40,6 +40,14 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
  * MDI_WATCHDOG_WHO_MAX bytes. */
 void mdi_watchdog_name(mdi_watchdog *w, const char *who);
 
+/* How far the current step has come ("1.2 of 6.8 GB read"), shown after
+ * it; the step's time still counts from when it began. */
+void mdi_watchdog_detail(mdi_watchdog *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* This rank now waits for the others (a collective after its own step). */
 void mdi_watchdog_wait(mdi_watchdog *w);
 /* The same, naming whom it waits for ("rank 3", "ranks 1 and 2"); called

@@ -328,7 +328,7 @@ static mdi_status fuzz_h5_load(const char *path, mdi_err *err)
                           .n_threads = 1};
     s = fuzz_result(mdi_stage_init(&st, &info.cfg, &p, err), err);
     if (s == MDI_OK) {
-        s = fuzz_result(mdi_shard_load(path, &st, err), err);
+        s = fuzz_result(mdi_shard_load(path, &st, NULL, NULL, err), err);
         mdi_stage_free(&st);
     }
     return s;
