@@ -333,7 +333,7 @@ static int rank_threads(const mdi_engine *e, const mdi_cli *cli)
 static void load_progress(void *ctx, uint64_t done, uint64_t total)
 {
     const mdi_engine *e = ctx;
-    mdi_watchdog_detail(e->wd, "%.2f of %.2f GB read", (double)done / 1e9, (double)total / 1e9);
+    mdi_watchdog_detail(e->wd, "%.2f of %.2f GB loaded", (double)done / 1e9, (double)total / 1e9);
 }
 
 /* Allocate this rank's stage and read its weights. */
@@ -494,6 +494,7 @@ static mdi_status setup_steps(mdi_engine *e, const mdi_cli *cli, mdi_err *err)
                          mdi_pipeline_ring_buffers(n_groups, e->n_ranks), cli->timeout_s, &e->ring,
                          &le);
     if (!ls) {
+        mdi_watchdog_step(wd, "setting up the pipeline");
         mdi_pipeline_params pp = {
             .shape = e->shape,
             .tok = e->tok,

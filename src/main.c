@@ -2,7 +2,6 @@
  * Parses flags, sets up MPI and the engine, streams text, reports, exits. */
 #include <errno.h>
 #include <mpi.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,20 +109,14 @@ static int fail(int rank, const mdi_err *err, int code)
     return code;
 }
 
-/* Rank 0's --stats-json output: written to "FILE.tmp-PID", opened before any
- * work so that a bad path fails early, and renamed to FILE only at the end,
- * so that a failed run leaves an existing FILE as it was. */
+/* Rank 0's --stats-json output: "FILE.tmp-PID" is created and removed
+ * before any work, so that a bad path fails early; the statistics are
+ * written to it after the run and renamed to FILE, so that a failed or
+ * killed run leaves an existing FILE as it was and no temporary behind. */
 typedef struct stats_out {
     FILE *f;
     char tmp[4200];
 } stats_out;
-
-/* What the start-up watchdog's end cleans up: the statistics file's
- * temporary name, once it exists (set before tmp_set, read on its thread). */
-typedef struct setup_ctx {
-    char tmp[4200];
-    atomic_int tmp_set;
-} setup_ctx;
 
 /* 1 if path is an existing HDF5 file (its signature at offset 0). */
 static int is_hdf5(const char *path)
@@ -136,8 +129,8 @@ static int is_hdf5(const char *path)
     return yes;
 }
 
-static mdi_status open_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Comm comm,
-                             mdi_watchdog *wd, setup_ctx *sc, mdi_err *err)
+static mdi_status check_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Comm comm,
+                              mdi_watchdog *wd, mdi_err *err)
 {
     mdi_err le;
     mdi_status ls = MDI_OK;
@@ -159,8 +152,9 @@ static mdi_status open_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Co
         else if (!(st->f = fopen(st->tmp, "w")))
             ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", p);
         if (st->f) {
-            memcpy(sc->tmp, st->tmp, sizeof sc->tmp);
-            atomic_store(&sc->tmp_set, 1);
+            fclose(st->f);
+            st->f = NULL;
+            unlink(st->tmp);
         }
     }
     return mdi_ring_agree(comm, ls, &le, wd, err);
@@ -196,13 +190,13 @@ static void report(const mdi_engine *e, const mdi_cli *cli)
             e->shape.n_samples == 1 ? "" : "s", e->shape.group_size);
 }
 
-static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd, setup_ctx *sc)
+static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
 {
     mdi_err err;
     mdi_engine e;
     stats_out stats;
     mdi_err_clear(&err);
-    if (open_stats(rank, cli, &stats, comm, wd, sc, &err)) {
+    if (check_stats(rank, cli, &stats, comm, wd, &err)) {
         mdi_watchdog_stop(wd);
         return fail(rank, &err, 1);
     }
@@ -210,7 +204,6 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd, se
     mdi_watchdog_stop(wd); /* from here on, --timeout */
     if (s) {
         mdi_engine_free(&e);
-        close_stats(&stats, cli->stats_json, 0);
         return fail(rank, &err, 1);
     }
     if (e.tensor.slow_kernels)
@@ -250,11 +243,14 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd, se
             if (o.len[i]) /* keep the unfinished lines generated so far */
                 out_flush_line(&o, i);
         fflush(stdout);
-        close_stats(&stats, cli->stats_json, 0);
-        MPI_Abort(comm, 1);
+        MPI_Abort(comm, 1); /* no statistics file was begun */
     }
     int code = 0;
-    if (mdi_engine_write_stats(&e, stats.f, &err))
+    if (rank == 0 && cli->stats_json && !(stats.f = fopen(stats.tmp, "w"))) {
+        fprintf(stderr, "mdi-llm: --stats-json %s: cannot be written\n", cli->stats_json);
+        code = 1;
+    }
+    if (mdi_engine_write_stats(&e, stats.f, &err)) /* collective, written or not */
         code = fail(rank, &err, 1);
     report(&e, cli);
     if (!close_stats(&stats, cli->stats_json, code == 0) && code == 0)
@@ -283,8 +279,11 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
         s = mdi_errf(&le, MDI_ERR_NOMEM, "cannot allocate the option table");
     mdi_err_clear(&err);
     mdi_cli_agreed(cli, mine);
-    if (mdi_ring_agree(comm, s, &le, wd, &err) ||
-        mdi_ring_allgather(comm, mine, sizeof mine, all, &err)) {
+    int bad = mdi_ring_agree(comm, s, &le, wd, &err) != MDI_OK;
+    mdi_watchdog_wait(wd);
+    bad = bad || mdi_ring_allgather(comm, mine, sizeof mine, all, &err) != MDI_OK;
+    mdi_watchdog_wait_end(wd);
+    if (bad) {
         free(all);
         return fail(rank, s ? &le : &err, 2); /* rank 0's own error without "rank 0 (host)" */
     }
@@ -300,13 +299,10 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
 }
 
 /* The start-up watchdog's end (on its own thread, so no stdio and no MPI):
- * one line, the statistics file's temporary removed, then the process ends;
- * mpirun then ends the other ranks. */
+ * one line, then the process ends; mpirun then ends the other ranks. */
 static void setup_expired(const char *line, void *ctx)
 {
-    setup_ctx *sc = ctx;
-    if (atomic_load(&sc->tmp_set))
-        unlink(sc->tmp);
+    (void)ctx;
     char buf[1024];
     int n = snprintf(buf, sizeof buf, "mdi-llm: %s (--setup-timeout sets the limit)\n", line);
     if (n > 0 &&
@@ -316,8 +312,16 @@ static void setup_expired(const char *line, void *ctx)
     _exit(1);
 }
 
+/* The grace of a wait: rank 0 gathers every set-up agreement and names the
+ * ranks it has not heard from; the others speak only when rank 0 has not,
+ * one by one (rank < 0: not yet known, so last). */
+static double wait_grace(int rank)
+{
+    return rank == 0 ? 2.0 : 8.0 + 2.0 * (rank > 0 && rank < 8 ? rank : 8);
+}
+
 /* Name this process to the watchdog as "rank R (host)" when there are
- * several ranks (R < 0: not known). */
+ * several ranks (R < 0: not known), with its grace. */
 static void name_watchdog(mdi_watchdog *wd, int rank, int size)
 {
     char host[64] = "?", who[MDI_WATCHDOG_WHO_MAX];
@@ -329,12 +333,12 @@ static void name_watchdog(mdi_watchdog *wd, int rank, int size)
         snprintf(who, sizeof who, "a rank (%s)", host);
     else
         snprintf(who, sizeof who, "rank %d (%s)", rank, host);
-    mdi_watchdog_name(wd, who);
+    mdi_watchdog_name(wd, who, wait_grace(rank));
 }
 
 /* The launcher's rank and size for this process before MPI_Init tells
- * (Open MPI, PMIx, MPICH's PMI); -1 where not set, as for a process started
- * without mpirun. */
+ * (Open MPI, PMIx, MPICH's PMI, Slurm); -1 where not set, as for a process
+ * started without mpirun. */
 static int launcher_env(const char *const *names)
 {
     for (int i = 0; names[i]; i++) {
@@ -351,20 +355,19 @@ static int launcher_env(const char *const *names)
  * to start): --setup-timeout, or its default when the command line was not
  * understood. A rank that waits for the others fires later than a rank at
  * work, rank 0 first, so that one line names the stuck rank. */
-static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed, setup_ctx *sc)
+static mdi_watchdog *start_watchdog(const mdi_cli *cli, mdi_status parsed)
 {
-    static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
-    static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+    static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK",
+                                            "SLURM_PROCID", NULL};
+    static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS",
+                                            NULL};
     mdi_watchdog *wd = NULL;
     mdi_err err;
     int rank = launcher_env(rank_vars), size = launcher_env(size_vars);
     double limit = parsed == MDI_OK ? cli->setup_timeout_s : MDI_CLI_DEFAULT_SETUP_TIMEOUT_S;
-    /* Rank 0 gathers every set-up agreement and names the ranks it has not
-     * heard from; the others speak only when rank 0 has not, one by one. */
-    double grace = rank <= 0 ? 2.0 : 8.0 + 2.0 * (rank < 8 ? rank : 8);
-    if (mdi_watchdog_start(limit, grace, setup_expired, sc, &wd, &err))
+    if (mdi_watchdog_start(limit, wait_grace(rank), setup_expired, NULL, &wd, &err))
         fprintf(stderr, "mdi-llm: warning: %s; start-up has no time limit\n", err.msg);
-    name_watchdog(wd, rank, size < 0 ? 1 : size);
+    name_watchdog(wd, rank, size >= 0 ? size : rank >= 0 ? 2 : 1); /* a rank: several */
     mdi_watchdog_step(wd, "starting MPI");
     mdi_watchdog_wait(wd); /* MPI_Init returns once every rank has called it */
     return wd;
@@ -381,10 +384,7 @@ int main(int argc, char **argv)
     mdi_cli cli = mdi_cli_default();
     mdi_err_clear(&err);
     mdi_status parsed = mdi_cli_parse(argc, argv, &cli, &err);
-    setup_ctx sc;
-    memset(&sc, 0, sizeof sc);
-    atomic_init(&sc.tmp_set, 0);
-    mdi_watchdog *wd = start_watchdog(&cli, parsed, &sc);
+    mdi_watchdog *wd = start_watchdog(&cli, parsed);
     int provided = 0; /* OpenMP and the watchdog run threads; only this one calls MPI */
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm comm = MPI_COMM_WORLD;
@@ -412,7 +412,7 @@ int main(int argc, char **argv)
         if (mdi_ring_agree(comm, ls, &le, wd, &err))
             code = fail(rank, &err, 1);
     } else {
-        code = run(&cli, comm, rank, wd, &sc);
+        code = run(&cli, comm, rank, wd);
         wd = NULL; /* stopped by run */
     }
     mdi_watchdog_stop(wd);

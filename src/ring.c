@@ -524,7 +524,7 @@ static mdi_status gather_records(MPI_Comm comm, int size, agree_rec *all, mdi_wa
     while (!s && left > 0) {
         int n = 0;
         if (MPI_Testsome(posted, req, &n, done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
-            s = MDI_ERR_COMM;
+            s = MDI_ERR_COMM; /* under MPI's default handler this never returns */
         else if (n > 0 && n != MPI_UNDEFINED) {
             for (int i = 0; i < n; i++)
                 arrived[done[i] + 1] = 1;
@@ -536,6 +536,11 @@ static mdi_status gather_records(MPI_Comm comm, int size, agree_rec *all, mdi_wa
             backoff(&spins);
         }
     }
+    for (int i = 0; s && i < posted; i++) /* after an error: no receive left posted */
+        if (req[i] != MPI_REQUEST_NULL) {
+            MPI_Cancel(&req[i]);
+            MPI_Wait(&req[i], MPI_STATUS_IGNORE);
+        }
     free(req);
     free(arrived);
     free(done);
@@ -568,6 +573,7 @@ mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_
      * and broadcasts the verdict. */
     v.rank = local != MDI_OK ? 0 : -1;
     v.rec = me;
+    mdi_watchdog_wait(wd);
     if (size > 1 && rank == 0) {
         agree_rec *all = calloc((size_t)size, sizeof *all);
         mdi_status gs = all ? gather_records(comm, size, all, wd) : MDI_ERR_NOMEM;
@@ -584,12 +590,13 @@ mdi_status mdi_ring_agree(MPI_Comm comm, mdi_status local, const mdi_err *local_
                 v.rec = all[r];
             }
         free(all);
-    } else if (size > 1) {
+    } else if (size > 1) { /* a failed send still joins the broadcast */
         mdi_watchdog_wait_for(wd, "rank 0");
-        if (MPI_Send(&me, (int)sizeof me, MPI_BYTE, 0, RING_TAG_AGREE, comm) != MPI_SUCCESS)
-            return mdi_errf(err, MDI_ERR_COMM, "rank %d could not send its status", rank);
+        MPI_Send(&me, (int)sizeof me, MPI_BYTE, 0, RING_TAG_AGREE, comm);
     }
-    if (size > 1 && MPI_Bcast(&v, (int)sizeof v, MPI_BYTE, 0, comm) != MPI_SUCCESS)
+    int bc = size > 1 ? MPI_Bcast(&v, (int)sizeof v, MPI_BYTE, 0, comm) : MPI_SUCCESS;
+    mdi_watchdog_wait_end(wd);
+    if (bc != MPI_SUCCESS)
         return mdi_errf(err, MDI_ERR_COMM, "ranks could not exchange their status");
     if (v.rank < 0)
         return MDI_OK;

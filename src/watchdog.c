@@ -1,5 +1,8 @@
 /* The start-up deadline: a thread that sleeps on a condition variable until
- * set-up ends or its time is up. */
+ * set-up ends or its time is up. Time is counted two ways: a rank's own work
+ * (steps that are not waits) adds up against the limit across steps; a wait
+ * for the other ranks is bounded on its own, by the limit plus the grace.
+ * So a rank that waited for a late one does not blame its next step. */
 #include "mdi/watchdog.h"
 
 #include <errno.h>
@@ -14,7 +17,9 @@ struct mdi_watchdog {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    double start, timeout_s, grace_s;
+    double timeout_s, grace_s;
+    double worked;     /* seconds of work before the current stretch of it */
+    double seg_start;  /* when the current stretch of work, or the wait, began */
     double step_start; /* when the current step began */
     int waiting;       /* the current step is a wait for the other ranks */
     int stopped;
@@ -46,13 +51,23 @@ static struct timespec mono_at(double s)
     return t;
 }
 
-/* Seconds as people write them: 3, 2.99, 0.001, 600, 3600. */
+/* Seconds as people write them: 3, 2.99, 0.0123, 0.000, 600, 3600. */
 static void seconds(char *out, size_t cap, double s)
 {
     if (s >= 100.0)
         snprintf(out, cap, "%.0f", s);
-    else
+    else if (s >= 0.001)
         snprintf(out, cap, "%.3g", s);
+    else
+        snprintf(out, cap, "%.3f", s);
+}
+
+/* When the watchdog fires, as things stand (w->mu held). */
+static double due_at(const mdi_watchdog *w)
+{
+    if (w->waiting)
+        return w->seg_start + w->timeout_s + w->grace_s;
+    return w->seg_start + (w->timeout_s - w->worked);
 }
 
 static void *watch(void *arg)
@@ -65,7 +80,7 @@ static void *watch(void *arg)
             pthread_mutex_unlock(&w->mu);
             return NULL;
         }
-        double now = mono_s(), due = w->start + w->timeout_s + (w->waiting ? w->grace_s : 0.0);
+        double now = mono_s(), due = due_at(w);
         if (now >= due)
             break;
         struct timespec at = mono_at(due);
@@ -116,7 +131,7 @@ mdi_status mdi_watchdog_start(double timeout_s, double grace_s, mdi_watchdog_fir
         free(w);
         return mdi_errf(err, MDI_ERR_INTERNAL, "watchdog: mutex: %s", strerror(rc));
     }
-    w->start = w->step_start = mono_s();
+    w->seg_start = w->step_start = mono_s();
     w->timeout_s = timeout_s;
     w->grace_s = grace_s;
     w->fire = fire;
@@ -142,19 +157,25 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
     pthread_mutex_lock(&w->mu);
     vsnprintf(w->step, sizeof w->step, fmt, ap);
     w->detail[0] = '\0';
+    double now = mono_s();
+    if (w->waiting)
+        w->seg_start = now;
     w->waiting = 0;
-    w->step_start = mono_s();
+    w->step_start = now;
     pthread_cond_signal(&w->cv); /* the deadline may be earlier than after a wait */
     pthread_mutex_unlock(&w->mu);
     va_end(ap);
 }
 
-void mdi_watchdog_name(mdi_watchdog *w, const char *who)
+void mdi_watchdog_name(mdi_watchdog *w, const char *who, double grace_s)
 {
     if (!w)
         return;
     pthread_mutex_lock(&w->mu);
     snprintf(w->who, sizeof w->who, "%s", who);
+    if (grace_s >= 0.0)
+        w->grace_s = grace_s;
+    pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -176,11 +197,12 @@ void mdi_watchdog_wait_for(mdi_watchdog *w, const char *whom)
         return;
     pthread_mutex_lock(&w->mu);
     if (!w->waiting) {
+        double now = mono_s();
         memcpy(w->after, w->step, sizeof w->after);
+        w->worked += now - w->seg_start;
         w->waiting = 1;
-        w->step_start = mono_s();
-        /* the deadline moved by grace_s: no need to wake the thread, which
-         * re-reads it when it wakes */
+        w->seg_start = w->step_start = now;
+        pthread_cond_signal(&w->cv); /* the deadline moved */
     }
     snprintf(w->whom, sizeof w->whom, "%s", whom ? whom : "the other ranks");
     pthread_mutex_unlock(&w->mu);
@@ -189,6 +211,21 @@ void mdi_watchdog_wait_for(mdi_watchdog *w, const char *whom)
 void mdi_watchdog_wait(mdi_watchdog *w)
 {
     mdi_watchdog_wait_for(w, NULL);
+}
+
+void mdi_watchdog_wait_end(mdi_watchdog *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (w->waiting) {
+        double now = mono_s();
+        memcpy(w->step, w->after, sizeof w->step);
+        w->waiting = 0;
+        w->seg_start = w->step_start = now;
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 void mdi_watchdog_stop(mdi_watchdog *w)

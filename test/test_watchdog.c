@@ -131,7 +131,7 @@ static void test_detail(void **state)
     mdi_watchdog *w;
     mdi_err err;
     t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(0.2, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    assert_int_equal(mdi_watchdog_start(1.0, 0.0, on_fire, &f, &w, &err), MDI_OK);
     mdi_watchdog_step(w, "allocating its layers");
     mdi_watchdog_detail(w, "stale");
     mdi_watchdog_step(w, "loading its weights from %s", "m.h5");
@@ -145,6 +145,40 @@ static void test_detail(void **state)
     mdi_watchdog_detail(NULL, "x");
 }
 
+/* Time in a wait is not work: a wait that ends after the limit (within its
+ * grace) leaves the rank its remaining work budget, and the line then names
+ * the step at work. mdi_watchdog_wait_end goes back to the step before. */
+static void test_wait_is_not_work(void **state)
+{
+    (void)state;
+    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    mdi_watchdog *w;
+    mdi_err err;
+    t0 = mono_s();
+    assert_int_equal(mdi_watchdog_start(1.0, 3.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "starting MPI");
+    mdi_watchdog_wait(w);
+    sleep_s(1.5); /* past the limit, within the grace */
+    mdi_watchdog_step(w, "loading its weights");
+    sleep_s(0.3);
+    assert_int_equal(count_of(&f), 0);
+    assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_true(f.at >= 2.4); /* about 1.5 s of wait + 1 s of work */
+    assert_non_null(strstr(f.line, "it was loading its weights for "));
+    mdi_watchdog_stop(w);
+
+    fired g = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    assert_int_equal(mdi_watchdog_start(1.0, 3600.0, on_fire, &g, &w, &err), MDI_OK);
+    mdi_watchdog_step(w, "placing the layers");
+    mdi_watchdog_wait_for(w, "rank 2");
+    mdi_watchdog_wait_end(w);
+    mdi_watchdog_wait_end(w); /* not waiting: nothing to end */
+    assert_int_equal(wait_fire(&g, 30.0), 1);
+    assert_non_null(strstr(g.line, "it was placing the layers for "));
+    mdi_watchdog_stop(w);
+    mdi_watchdog_wait_end(NULL);
+}
+
 /* The line starts with the last name given, "" for none. */
 static void test_name(void **state)
 {
@@ -153,14 +187,14 @@ static void test_name(void **state)
     mdi_watchdog *w;
     mdi_err err;
     t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(0.1, 0.0, on_fire, &f, &w, &err), MDI_OK);
-    mdi_watchdog_name(w, "a rank (h)");
-    mdi_watchdog_name(w, "rank 3 (host-b)");
+    assert_int_equal(mdi_watchdog_start(1.0, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog_name(w, "a rank (h)", -1.0);
+    mdi_watchdog_name(w, "rank 3 (host-b)", -1.0);
     mdi_watchdog_step(w, "starting MPI");
     assert_int_equal(wait_fire(&f, 30.0), 1);
-    assert_true(strncmp(f.line, "rank 3 (host-b): did not finish start-up within 0.1 s", 53) == 0);
+    assert_true(strncmp(f.line, "rank 3 (host-b): did not finish start-up within 1 s", 51) == 0);
     mdi_watchdog_stop(w);
-    mdi_watchdog_name(NULL, "x");
+    mdi_watchdog_name(NULL, "x", 1.0);
 }
 
 static void test_bad_arguments(void **state)
@@ -204,7 +238,7 @@ int main(void)
         cmocka_unit_test(test_fires_with_step), cmocka_unit_test(test_stop_first),
         cmocka_unit_test(test_wait_grace),      cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_long_step),       cmocka_unit_test(test_name),
-        cmocka_unit_test(test_detail),
+        cmocka_unit_test(test_detail),          cmocka_unit_test(test_wait_is_not_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,7 +25,8 @@ mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err)
 mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, size_t cap,
                             mdi_shard_info *info, mdi_err *err);
 
-/* Told after each tensor read: bytes of this stage's tensors read so far, of total. */
+/* Told after each tensor read: bytes of this stage's tensors loaded so far
+ * (as f32, in memory; an f16 or bf16 file holds half as many), of total. */
 typedef void (*mdi_shard_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /* Read the stage's layers (and extras if the stage has them) from path, which

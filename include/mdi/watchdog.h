@@ -21,10 +21,12 @@ typedef void (*mdi_watchdog_fire_fn)(const char *line, void *ctx);
 #define MDI_WATCHDOG_STEP_MAX 320
 #define MDI_WATCHDOG_WHO_MAX 96
 
-/* Start the clock: fire(line, ctx) runs once, timeout_s seconds from now, or
- * grace_s later while the current step is a wait for other ranks (so that
- * the rank that is stuck, not the ones waiting for it, speaks first), unless
- * mdi_watchdog_stop comes first. timeout_s > 0, grace_s >= 0. */
+/* Start the clock: fire(line, ctx) runs once, unless mdi_watchdog_stop
+ * comes first, when this rank's own work (every step that is not a wait)
+ * adds up to timeout_s, or when one wait for the other ranks lasts
+ * timeout_s + grace_s (so that the rank that is stuck, not the ones waiting
+ * for it, speaks first). Time in a wait does not count as work.
+ * timeout_s > 0, grace_s >= 0. */
 mdi_status mdi_watchdog_start(double timeout_s, double grace_s, mdi_watchdog_fire_fn fire,
                               void *ctx, mdi_watchdog **out, mdi_err *err);
 
@@ -37,8 +39,8 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
     ;
 
 /* Who this process is ("rank 2 (host)"), or "" for none; cut to
- * MDI_WATCHDOG_WHO_MAX bytes. */
-void mdi_watchdog_name(mdi_watchdog *w, const char *who);
+ * MDI_WATCHDOG_WHO_MAX bytes. grace_s >= 0 replaces the grace of waits. */
+void mdi_watchdog_name(mdi_watchdog *w, const char *who, double grace_s);
 
 /* How far the current step has come ("1.2 of 6.8 GB read"), shown after
  * it; the step's time still counts from when it began. */
@@ -53,6 +55,8 @@ void mdi_watchdog_wait(mdi_watchdog *w);
 /* The same, naming whom it waits for ("rank 3", "ranks 1 and 2"); called
  * again during one wait, it only renames them. */
 void mdi_watchdog_wait_for(mdi_watchdog *w, const char *whom);
+/* The wait is over: back to the step before it (its work time counts again). */
+void mdi_watchdog_wait_end(mdi_watchdog *w);
 
 /* Set-up is over: the thread ends without firing, and w is freed. */
 void mdi_watchdog_stop(mdi_watchdog *w);
