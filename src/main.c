@@ -391,6 +391,9 @@ int main(int argc, char **argv)
     int rank, size, code = 0;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
+    if (provided < MPI_THREAD_FUNNELED && rank == 0)
+        fprintf(stderr, "mdi-llm: warning: this MPI offers only MPI_THREAD_SINGLE; mdi-llm "
+                        "runs threads that make no MPI calls\n");
     name_watchdog(wd, rank, size);
     mdi_watchdog_step(wd, "starting");
     if ((code = agree_launch(comm, rank, parsed, &err, &cli, wd))) {

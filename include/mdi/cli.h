@@ -29,7 +29,8 @@ typedef struct mdi_cli {
     int32_t group_size;         /* --group-size: samples per pipeline group; 0 = auto */
     int32_t prefill_chunk;      /* --prefill-chunk: prompt rows per prefill block; 0 auto */
     double timeout_s;           /* --timeout: seconds a rank waits for a message */
-    double setup_timeout_s;     /* --setup-timeout: seconds a rank may take to start */
+    double setup_timeout_s;     /* --setup-timeout: bound on a rank's own start-up work,
+                                   and on one wait for the others (plus a grace) */
     int quiet;                  /* --quiet: generated text only, no progress or stats */
     int help;                   /* --help / -h seen: print usage, exit 0 */
     int version;                /* --version seen: print the version, exit 0 */

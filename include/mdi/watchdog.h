@@ -42,7 +42,7 @@ void mdi_watchdog_step(mdi_watchdog *w, const char *fmt, ...)
  * MDI_WATCHDOG_WHO_MAX bytes. grace_s >= 0 replaces the grace of waits. */
 void mdi_watchdog_name(mdi_watchdog *w, const char *who, double grace_s);
 
-/* How far the current step has come ("1.2 of 6.8 GB read"), shown after
+/* How far the current step has come ("1.20 of 6.80 GB loaded"), shown after
  * it; the step's time still counts from when it began. */
 void mdi_watchdog_detail(mdi_watchdog *w, const char *fmt, ...)
 #if defined(__GNUC__)
