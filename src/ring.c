@@ -487,16 +487,15 @@ typedef struct agree_rec {
 static void name_missing(mdi_watchdog *wd, const int *arrived, int size)
 {
     char text[160];
-    int n = 0, len = 0, listed = 0, missing = 0;
+    int len = 0, listed = 0, missing = 0;
     for (int r = 1; r < size; r++)
         missing += !arrived[r];
     len = snprintf(text, sizeof text, "rank%s", missing == 1 ? "" : "s");
     for (int r = 1; r < size && listed < 4; r++) {
         if (arrived[r])
             continue;
-        n++;
         listed++;
-        const char *sep = n == 1 ? " " : n == missing && missing <= 4 ? " and " : ", ";
+        const char *sep = listed == 1 ? " " : listed == missing && missing <= 4 ? " and " : ", ";
         len += snprintf(text + len, sizeof text - (size_t)len, "%s%d", sep, r);
     }
     if (missing > listed)

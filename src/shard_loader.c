@@ -403,13 +403,13 @@ static uint64_t tensor_bytes(const mdi_stage *st, mdi_tensor_kind k)
     return (uint64_t)rows * (mdi_tensor_is_matrix(k) ? cols : 1) * sizeof(float);
 }
 
-/* One pass over the stage's tensors in file order, each layer's, then the
- * extras: f < 0 only adds their bytes to *bytes; else reads each, adding
- * its bytes and telling progress (of total). */
-static mdi_status load_pass(hid_t f, const char *path, mdi_stage *st, uint64_t *bytes,
-                            uint64_t total, mdi_shard_progress_fn progress, void *ctx, mdi_err *err)
+/* Read the stage's tensors in file order, each layer's, then the extras,
+ * telling progress the bytes loaded so far of mdi_stage_weight_bytes. */
+static mdi_status load_tensors(hid_t f, const char *path, mdi_stage *st,
+                               mdi_shard_progress_fn progress, void *ctx, mdi_err *err)
 {
     int32_t first = mdi_stage_first_layer(st), last = first + mdi_stage_n_layers(st);
+    uint64_t total = mdi_stage_weight_bytes(st), got = 0;
     mdi_status s = MDI_OK;
     for (int32_t l = first; l <= last && !s; l++) /* l == last: the extras */
         for (int k = 0; k < MDI_T_COUNT && !s; k++) {
@@ -421,11 +421,11 @@ static mdi_status load_pass(hid_t f, const char *path, mdi_stage *st, uint64_t *
                                  mdi_tensor_present(&st->cfg, kind);
             if (!held)
                 continue;
-            if (f >= 0 && (s = load_one(f, path, st, kind, l < last ? l : 0, err)))
+            if ((s = load_one(f, path, st, kind, l < last ? l : 0, err)))
                 break;
-            *bytes += tensor_bytes(st, kind);
-            if (f >= 0 && progress)
-                progress(ctx, *bytes, total);
+            got += tensor_bytes(st, kind);
+            if (progress)
+                progress(ctx, got, total);
         }
     return s;
 }
@@ -452,9 +452,7 @@ mdi_status mdi_shard_load(const char *path, mdi_stage *st, mdi_shard_progress_fn
                      needs);
         goto done;
     }
-    uint64_t total = 0, got = 0;
-    load_pass(-1, path, st, &total, 0, NULL, NULL, err); /* count */
-    s = load_pass(f, path, st, &got, total, progress, ctx, err);
+    s = load_tensors(f, path, st, progress, ctx, err);
 done:
     H5Fclose(f);
     return s;

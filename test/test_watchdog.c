@@ -15,6 +15,10 @@ typedef struct fired {
     double at; /* seconds after the start */
     char line[1024];
 } fired;
+#define FIRED_INIT                          \
+    {                                       \
+        PTHREAD_MUTEX_INITIALIZER, 0, 0, "" \
+    }
 
 static double mono_s(void)
 {
@@ -60,14 +64,22 @@ static void sleep_s(double s)
     nanosleep(&ts, NULL);
 }
 
+/* Start a watchdog that records into f, the clock t0 reset. */
+static mdi_watchdog *start(fired *f, double timeout_s, double grace_s)
+{
+    mdi_watchdog *w = NULL;
+    mdi_err err;
+    t0 = mono_s();
+    if (mdi_watchdog_start(timeout_s, grace_s, on_fire, f, &w, &err) != MDI_OK)
+        fail_msg("mdi_watchdog_start: %s", err.msg);
+    return w;
+}
+
 static void test_fires_with_step(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(0.2, 60.0, on_fire, &f, &w, &err), MDI_OK);
+    fired f = FIRED_INIT;
+    mdi_watchdog *w = start(&f, 0.2, 60.0);
     mdi_watchdog_step(w, "reading the prompt file %s", "p.txt");
     assert_int_equal(wait_fire(&f, 30.0), 1);
     assert_true(f.at >= 0.2);
@@ -82,11 +94,8 @@ static void test_fires_with_step(void **state)
 static void test_stop_first(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(30.0, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    fired f = FIRED_INIT;
+    mdi_watchdog *w = start(&f, 30.0, 0.0);
     mdi_watchdog_step(w, "loading its weights");
     mdi_watchdog_stop(w); /* joins the thread: it can no longer fire */
     assert_int_equal(count_of(&f), 0);
@@ -97,11 +106,8 @@ static void test_stop_first(void **state)
 static void test_wait_grace(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(0.2, 0.6, on_fire, &f, &w, &err), MDI_OK);
+    fired f = FIRED_INIT;
+    mdi_watchdog *w = start(&f, 0.2, 0.6);
     mdi_watchdog_step(w, "placing the layers");
     mdi_watchdog_wait(w);
     mdi_watchdog_wait(w); /* a second wait keeps what came before it */
@@ -111,9 +117,8 @@ static void test_wait_grace(void **state)
         strstr(f.line, "it was waiting for the other ranks (after placing the layers)"));
     mdi_watchdog_stop(w);
 
-    fired g = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(0.3, 3600.0, on_fire, &g, &w, &err), MDI_OK);
+    fired g = FIRED_INIT;
+    w = start(&g, 0.3, 3600.0);
     mdi_watchdog_wait(w);
     sleep_s(0.05);
     mdi_watchdog_step(w, "loading its weights from %s", "m.h5");
@@ -127,11 +132,8 @@ static void test_wait_grace(void **state)
 static void test_detail(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(1.0, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    fired f = FIRED_INIT;
+    mdi_watchdog *w = start(&f, 1.0, 0.0);
     mdi_watchdog_step(w, "allocating its layers");
     mdi_watchdog_detail(w, "stale");
     mdi_watchdog_step(w, "loading its weights from %s", "m.h5");
@@ -151,11 +153,8 @@ static void test_detail(void **state)
 static void test_wait_is_not_work(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(1.0, 3.0, on_fire, &f, &w, &err), MDI_OK);
+    fired f = FIRED_INIT;
+    mdi_watchdog *w = start(&f, 1.0, 3.0);
     mdi_watchdog_step(w, "starting MPI");
     mdi_watchdog_wait(w);
     sleep_s(1.5); /* past the limit, within the grace */
@@ -167,8 +166,8 @@ static void test_wait_is_not_work(void **state)
     assert_non_null(strstr(f.line, "it was loading its weights for "));
     mdi_watchdog_stop(w);
 
-    fired g = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    assert_int_equal(mdi_watchdog_start(1.0, 3600.0, on_fire, &g, &w, &err), MDI_OK);
+    fired g = FIRED_INIT;
+    w = start(&g, 1.0, 3600.0);
     mdi_watchdog_step(w, "placing the layers");
     mdi_watchdog_wait_for(w, "rank 2");
     mdi_watchdog_wait_end(w);
@@ -183,11 +182,8 @@ static void test_wait_is_not_work(void **state)
 static void test_name(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(1.0, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    fired f = FIRED_INIT;
+    mdi_watchdog *w = start(&f, 1.0, 0.0);
     mdi_watchdog_name(w, "a rank (h)", -1.0);
     mdi_watchdog_name(w, "rank 3 (host-b)", -1.0);
     mdi_watchdog_step(w, "starting MPI");
@@ -200,7 +196,7 @@ static void test_name(void **state)
 static void test_bad_arguments(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+    fired f = FIRED_INIT;
     mdi_watchdog *w = (mdi_watchdog *)&f;
     mdi_err err;
     assert_int_equal(mdi_watchdog_start(0.0, 1.0, on_fire, &f, &w, &err), MDI_ERR_ARG);
@@ -218,16 +214,14 @@ static void test_bad_arguments(void **state)
 static void test_long_step(void **state)
 {
     (void)state;
-    fired f = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
-    mdi_watchdog *w;
-    mdi_err err;
+    fired f = FIRED_INIT;
     char path[2000];
     memset(path, 'a', sizeof path - 1);
     path[sizeof path - 1] = '\0';
-    t0 = mono_s();
-    assert_int_equal(mdi_watchdog_start(0.1, 0.0, on_fire, &f, &w, &err), MDI_OK);
+    mdi_watchdog *w = start(&f, 1.0, 0.0);
     mdi_watchdog_step(w, "reading %s", path);
     assert_int_equal(wait_fire(&f, 30.0), 1);
+    assert_non_null(strstr(f.line, "it was reading aaaa"));
     assert_true(strlen(f.line) < MDI_WATCHDOG_STEP_MAX + 128);
     mdi_watchdog_stop(w);
 }
