@@ -139,9 +139,9 @@ mdi_status mdi_plan_balanced(const mdi_config *c, int32_t n_ranks, mdi_balance h
         return mdi_errf(err, MDI_ERR_ARG, "number of ranks must be at least 1, got %d", n_ranks);
     if (n_ranks > H)
         return mdi_errf(err, MDI_ERR_RANGE,
-                        "%d ranks but the model has only %d layers (%d half-layers): every rank "
-                        "needs at least half a layer",
-                        n_ranks, c->n_layers, H);
+                        "%d ranks but the model has only %d layer%s (%d half-layers): every "
+                        "rank needs at least half a layer",
+                        n_ranks, c->n_layers, c->n_layers == 1 ? "" : "s", H);
     for (int32_t r = 0; speeds && r < n_ranks; r++)
         if (speeds[r] < 1 || speeds[r] > MDI_SPEED_SCALE)
             return mdi_errf(err, MDI_ERR_ARG, "rank %d's speed %u is outside 1..%d", r,
@@ -419,9 +419,9 @@ mdi_status mdi_plan_check(const mdi_shard_info *infos, int32_t n_ranks, const in
     const mdi_config *c = &infos[0].cfg;
     if (n_ranks > 2 * c->n_layers)
         return mdi_errf(err, MDI_ERR_RANGE,
-                        "%d ranks but the model has only %d layers (%d half-layers): every rank "
-                        "needs at least half a layer",
-                        n_ranks, c->n_layers, 2 * c->n_layers);
+                        "%d ranks but the model has only %d layer%s (%d half-layers): every "
+                        "rank needs at least half a layer",
+                        n_ranks, c->n_layers, c->n_layers == 1 ? "" : "s", 2 * c->n_layers);
     if (counts && how)
         return mdi_errf(err, MDI_ERR_ARG, "give either --split or --balance, not both");
     if (counts && speeds)

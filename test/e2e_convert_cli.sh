@@ -90,7 +90,7 @@ expect_fail 1 "split covers" "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2,4,4 
 grep -qF "but the model has 5" "$WORK/err" || fail "--split 2,4,4: $(cat "$WORK/err")"
 expect_fail 1 "split covers 2.5 layers but the model has 5" \
     "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2.5 -o "$WORK/x"
-expect_fail 1 "11 ranks but the model has only 5 layers (10 half-layers)" \
+expect_fail 1 "--shards 11 but $BIN has only 5 layers (10 half-layers): every shard" \
     "$CONVERT" "$BIN" --tokenizer "$TOK" --shards 11 -o "$WORK/x"
 [[ -z $(ls -A "$WORK" | grep -v -e '^out$' -e '^err$' -e '^help$') ]] || fail "leftovers: $(ls "$WORK")"
 

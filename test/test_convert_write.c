@@ -399,7 +399,11 @@ static void test_write_refusals(void **state)
     assert_int_not_equal(write_opts(&src, out, CV_DTYPE_F32, 3, empty, &err), MDI_OK);
     assert_non_null(strstr(err.msg, "at least half a layer"));
     assert_int_not_equal(write_opts(&src, out, CV_DTYPE_F32, 9, NULL, &err), MDI_OK);
-    assert_non_null(strstr(err.msg, "9 ranks but the model has only 4 layers (8 half-layers)"));
+    assert_non_null(strstr(err.msg, "--shards 9 but "));
+    assert_non_null(strstr(err.msg, " has only 4 layers (8 half-layers)"));
+    const int32_t nine[] = {1, 1, 1, 1, 1, 1, 1, 1, 1}; /* 9 entries of half a layer */
+    assert_int_not_equal(write_opts(&src, out, CV_DTYPE_F32, 9, nine, &err), MDI_OK);
+    assert_non_null(strstr(err.msg, "--split has 9 entries but "));
     assert_int_equal(count_entries(dir, &tmp), 0);
 
     snprintf(out, sizeof out, "%s/exists", dir); /* an existing file or directory is kept */

@@ -433,6 +433,14 @@ static mdi_status check_inputs(const cv_source *src, const char *out, const cv_w
 static mdi_status plan_bounds(const cv_source *src, const cv_write_opts *o, int32_t n,
                               int32_t *bounds, mdi_err *err)
 {
+    int32_t layers = src->cfg.n_layers;
+    if (n > 2 * layers)
+        return mdi_errf(err, MDI_ERR_RANGE,
+                        "%s %d %sbut %s has only %d layer%s (%d half-layers): every shard "
+                        "needs at least half a layer",
+                        o->split ? "--split has" : "--shards", (int)n, o->split ? "entries " : "",
+                        src->path ? src->path : src->kind, (int)layers, layers == 1 ? "" : "s",
+                        (int)(2 * layers));
     if (o->split)
         return mdi_plan_from_counts(&src->cfg, o->split, n, bounds, err);
     return mdi_plan_balanced(&src->cfg, n, o->balance, NULL, bounds, err);
