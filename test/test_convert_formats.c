@@ -903,6 +903,30 @@ static void test_gguf_errors(void **state)
         fail_msg("gguf with bos none: %s", err.msg);
     assert_int_equal(src.vocab.bos_id, -1);
     cv_source_close(&src);
+
+    /* Without scores and token types (optional in llama.cpp): scores are 0, and
+     * the types inferred from the pieces and ids are the file's own. */
+    cv_source full;
+    memcpy(b, g.b.p, g.b.n);
+    spit(p, b, g.b.n);
+    if (cv_open_gguf(p, &full, &err) != MDI_OK)
+        fail_msg("gguf: %s", err.msg);
+    b[tg_after(&g, "tokenizer.ggml.scores") - 1] = 'x';
+    b[tg_after(&g, "tokenizer.ggml.token_type") - 1] = 'x';
+    spit(p, b, g.b.n);
+    if (cv_open_gguf(p, &src, &err) != MDI_OK)
+        fail_msg("gguf without scores and types: %s", err.msg);
+    assert_int_equal(src.vocab.n, full.vocab.n);
+    for (int32_t i = 0; i < src.vocab.n; i++) {
+        assert_int_equal(src.vocab.types[i], full.vocab.types[i]);
+        assert_true(src.vocab.scores[i] == 0.0f);
+    }
+    assert_int_equal(full.vocab.types[0], MDI_PIECE_UNKNOWN);
+    assert_int_equal(full.vocab.types[2], MDI_PIECE_CONTROL);
+    assert_int_equal(full.vocab.types[3], MDI_PIECE_BYTE);
+    assert_int_equal(full.vocab.types[300], MDI_PIECE_NORMAL);
+    cv_source_close(&full);
+    cv_source_close(&src);
     unlink(p);
     free(b);
 

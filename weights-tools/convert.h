@@ -61,6 +61,8 @@ mdi_status cv_open_synthetic(const char *spec, uint64_t seed, const char *tokeni
 /* Tokenizer files into a vocab (vocab must be zeroed; caller frees). */
 mdi_status cv_read_llama2c_tokenizer(const char *path, int32_t vocab_size, mdi_vocab *out,
                                      mdi_err *err);
+/* Whether a piece is a byte piece, "<0xHH>" with upper-case hex digits. */
+int cv_is_byte_piece(const uint8_t *p, size_t len);
 mdi_status cv_read_spm_model(const char *path, mdi_vocab *out, mdi_err *err);
 /* Any tokenizer file, by content: SentencePiece protobuf or llama2.c tokenizer.bin. */
 mdi_status cv_read_tokenizer_file(const char *path, int32_t vocab_size, mdi_vocab *out,

@@ -228,12 +228,23 @@ static mdi_status read_pieces(gcur *c, const gmeta *m, mdi_vocab *v)
         v->offsets[i + 1] = v->offsets[i] + len;
     }
     c->pos = m->scores.pos;
-    if (s == MDI_OK)
+    if (s == MDI_OK && m->scores.present)
         s = cv_gguf_cur_read(c, v->scores, (size_t)v->n * sizeof(float), "tokenizer.ggml.scores");
     c->pos = m->types.pos;
-    if (s == MDI_OK)
+    if (s == MDI_OK && m->types.present)
         s = cv_gguf_cur_read(c, v->types, (size_t)v->n * sizeof(int32_t),
                              "tokenizer.ggml.token_type");
+    /* Both arrays are optional, as in llama.cpp: scores then default to 0, and
+     * types are inferred as for a llama2.c tokenizer.bin (ids are set later). */
+    for (int32_t i = 0; i < v->n && s == MDI_OK; i++) {
+        if (!m->scores.present)
+            v->scores[i] = 0.0f;
+        if (!m->types.present)
+            v->types[i] = cv_is_byte_piece(v->bytes + v->offsets[i],
+                                           (size_t)(v->offsets[i + 1] - v->offsets[i]))
+                              ? MDI_PIECE_BYTE
+                              : MDI_PIECE_NORMAL;
+    }
     for (int32_t i = 0; i < v->n && s == MDI_OK; i++)
         if (v->types[i] < MDI_PIECE_NORMAL || v->types[i] > MDI_PIECE_BYTE)
             return cv_gguf_err(c, MDI_ERR_FORMAT, "token %d has token_type %d (1 to 6 expected)",
@@ -255,8 +266,10 @@ static mdi_status read_vocab(gcur *c, const gmeta *m, int32_t vocab_size, mdi_vo
             m->str[S_TOK_MODEL]);
     uint64_t n = m->tokens.n;
     if ((s = check_array(c, &m->tokens, "tokenizer.ggml.tokens", GT_STRING, n)) ||
-        (s = check_array(c, &m->scores, "tokenizer.ggml.scores", GT_F32, n)) ||
-        (s = check_array(c, &m->types, "tokenizer.ggml.token_type", GT_I32, n)))
+        (m->scores.present &&
+         (s = check_array(c, &m->scores, "tokenizer.ggml.scores", GT_F32, n))) ||
+        (m->types.present &&
+         (s = check_array(c, &m->types, "tokenizer.ggml.token_type", GT_I32, n))))
         return s;
     if (n == 0 || n > (uint64_t)vocab_size)
         return cv_gguf_err(c, MDI_ERR_RANGE, "%llu tokens for a vocab_size of %d",
@@ -268,6 +281,14 @@ static mdi_status read_vocab(gcur *c, const gmeta *m, int32_t vocab_size, mdi_vo
         (s = token_id(c, m, K_EOS, 2, v->n, &v->eos_id)) ||
         (s = token_id(c, m, K_UNK, 0, v->n, &v->unk_id)))
         return s;
+    if (!m->types.present) { /* the special ids, now known, are what the types mark */
+        if (v->unk_id >= 0)
+            v->types[v->unk_id] = MDI_PIECE_UNKNOWN;
+        if (v->bos_id >= 0)
+            v->types[v->bos_id] = MDI_PIECE_CONTROL;
+        if (v->eos_id >= 0)
+            v->types[v->eos_id] = MDI_PIECE_CONTROL;
+    }
     if (m->num[K_ADD_BOS].present && !m->num[K_ADD_BOS].i)
         return cv_gguf_err(c, MDI_ERR_UNSUPPORTED,
                            "tokenizer.ggml.add_bos_token is false: prompts without BOS are not "

@@ -71,7 +71,7 @@ static float f32_from_bits(uint32_t u)
     return x;
 }
 
-static int is_byte_piece(const uint8_t *p, size_t len)
+int cv_is_byte_piece(const uint8_t *p, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     return len == 6 && memcmp(p, "<0x", 3) == 0 && p[5] == '>' && p[3] && strchr(hex, p[3]) &&
@@ -137,7 +137,7 @@ static mdi_status l2c_scan(const rt_file *f, int32_t want, mdi_vocab *v, int32_t
                 type = MDI_PIECE_UNKNOWN;
             else if (i == 1 || i == 2)
                 type = MDI_PIECE_CONTROL;
-            else if (is_byte_piece(p, (size_t)len))
+            else if (cv_is_byte_piece(p, (size_t)len))
                 type = MDI_PIECE_BYTE;
             v->types[i] = type;
             v->scores[i] = score;
@@ -393,7 +393,7 @@ static mdi_status spm_piece(const rt_file *f, const pb_field *outer, int32_t i, 
     if (type < MDI_PIECE_NORMAL || type > MDI_PIECE_BYTE)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: piece %d has unknown type %llu", f->path, (int)i,
                         (unsigned long long)type);
-    if (type == MDI_PIECE_BYTE && !is_byte_piece(piece.data, piece.len))
+    if (type == MDI_PIECE_BYTE && !cv_is_byte_piece(piece.data, piece.len))
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: byte piece %d is not spelled <0xHH>", f->path,
                         (int)i);
     info->n_byte += type == MDI_PIECE_BYTE;
