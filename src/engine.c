@@ -685,11 +685,8 @@ mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err)
     me.step_bytes = mdi_stage_step_bytes(&e->stage);
     me.kv_bytes = mdi_kv_bytes(&e->stage.kv);
     mdi_status s = mdi_ring_allgather(e->comm, &me, sizeof me, all, err);
-    if (!s && e->rank == 0 && f) {
-        write_stats_json(f, e, all);
-        if (fflush(f) != 0 || ferror(f))
-            s = mdi_errf(err, MDI_ERR_IO, "--stats-json: write failed");
-    }
+    if (!s && e->rank == 0 && f)
+        write_stats_json(f, e, all); /* the caller checks the stream */
     free(all);
     return s;
 }

@@ -1,7 +1,9 @@
 /* mdi-llm: model-distributed inference over an MPI ring.
  * Parses flags, sets up MPI and the engine, streams text, reports, exits. */
 #include <errno.h>
+#include <fcntl.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,19 +111,29 @@ static int fail(int rank, const mdi_err *err, int code)
     return code;
 }
 
-/* Rank 0's --stats-json output: "FILE.tmp-PID" is created and removed
- * before any work, so that a bad path fails early; the statistics are
- * written to it after the run and renamed to FILE, so that a failed or
- * killed run leaves an existing FILE as it was and no temporary behind. */
+/* Rank 0's --stats-json output. A regular file (or a new one) gets its
+ * statistics atomically: "FILE.tmp-PID" is created and removed before any
+ * work, so that a bad path fails early; after the run the statistics are
+ * written to it and renamed to FILE, so that a failed or killed run leaves an
+ * existing FILE as it was and no temporary behind. Anything else (a symbolic
+ * link, a pipe, /dev/stdout, a device) is written through, as a shell's `>`
+ * would: opened before any work and written after the run, so a link stays
+ * a link. A pipe must have a reader when the run starts. */
 typedef struct stats_out {
     FILE *f;
+    int fd;     /* >= 0: to be written through this descriptor, no temporary */
+    int append; /* the path is this process's stdout or stderr: after what is there */
     char tmp[4200];
 } stats_out;
 
-/* 1 if path is an existing HDF5 file (its signature at offset 0). */
+/* 1 if path is an existing HDF5 file (its signature at offset 0); only
+ * regular files are read, so a pipe is never waited on. */
 static int is_hdf5(const char *path)
 {
     unsigned char sig[8];
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
     FILE *f = fopen(path, "rb");
     int yes = f && fread(sig, 1, 8, f) == 8 && memcmp(sig, "\x89HDF\r\n\x1a\n", 8) == 0;
     if (f)
@@ -129,25 +141,54 @@ static int is_hdf5(const char *path)
     return yes;
 }
 
+/* 1 if a is the file open on fd. */
+static int same_file(const struct stat *a, int fd)
+{
+    struct stat b;
+    return fstat(fd, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
+}
+
+/* Open path to write through (see stats_out). */
+static mdi_status open_through(stats_out *st, const char *p, mdi_err *le)
+{
+    st->fd = open(p, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (st->fd >= 0)
+        return MDI_OK;
+    if (errno == ENXIO)
+        return mdi_errf(le, MDI_ERR_IO, "--stats-json %s is a pipe that no process reads", p);
+    return mdi_errf(le, MDI_ERR_IO, "--stats-json %s: cannot be written: %s", p, strerror(errno));
+}
+
 static mdi_status check_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Comm comm,
                               mdi_watchdog *wd, mdi_err *err)
 {
     mdi_err le;
     mdi_status ls = MDI_OK;
-    struct stat a, b;
+    struct stat a, b, l;
     const char *p = cli->stats_json;
     mdi_err_clear(&le);
     st->f = NULL;
+    st->fd = -1;
+    st->append = 0;
+    st->tmp[0] = '\0';
     if (rank == 0 && p) {
         mdi_watchdog_step(wd, "opening --stats-json %s", p);
-        if (cli->prompt_file && stat(p, &a) == 0 && stat(cli->prompt_file, &b) == 0 &&
-            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        int exists = stat(p, &a) == 0;
+        int through = lstat(p, &l) == 0 && !S_ISREG(l.st_mode); /* a link, pipe, device */
+        int std = exists && (same_file(&a, STDOUT_FILENO) || same_file(&a, STDERR_FILENO));
+        if (exists && S_ISDIR(a.st_mode))
+            ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json %s is a directory", p);
+        else if (exists && cli->prompt_file && stat(cli->prompt_file, &b) == 0 &&
+                 a.st_dev == b.st_dev && a.st_ino == b.st_ino)
             ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json %s is the prompt file", p);
         else if (is_hdf5(p))
             ls = mdi_errf(&le, MDI_ERR_ARG,
                           "--stats-json %s is an HDF5 file (a model?); it is not overwritten", p);
-        else if ((size_t)snprintf(st->tmp, sizeof st->tmp, "%s.tmp-%ld", p, (long)getpid()) >=
-                 sizeof st->tmp)
+        else if (through || std) {
+            ls = open_through(st, p, &le);
+            st->append = std && S_ISREG(a.st_mode);
+        } else if ((size_t)snprintf(st->tmp, sizeof st->tmp, "%s.tmp-%ld", p, (long)getpid()) >=
+                   sizeof st->tmp)
             ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json path is too long");
         else if (!(st->f = fopen(st->tmp, "w")))
             ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", p);
@@ -160,18 +201,56 @@ static mdi_status check_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_C
     return mdi_ring_agree(comm, ls, &le, wd, err);
 }
 
-/* Rank 0: finish the statistics file (ok: rename it into place, else remove it). */
+/* Rank 0, after the run: the stream for the statistics, or NULL (message
+ * printed). A regular file written through is emptied first, unless it is
+ * stdout or stderr, whose text stays before the statistics. */
+static FILE *open_stats(stats_out *st, const char *path)
+{
+    if (st->fd < 0) {
+        if (!(st->f = fopen(st->tmp, "w")))
+            fprintf(stderr, "mdi-llm: --stats-json %s: cannot be written\n", path);
+        return st->f;
+    }
+    struct stat a;
+    int flags = fcntl(st->fd, F_GETFL);
+    int ok = flags >= 0 && fstat(st->fd, &a) == 0;
+    fflush(stdout); /* the text is out; a reader that left fails the write, not the process */
+    signal(SIGPIPE, SIG_IGN);
+    if (ok && st->append) {
+        fflush(stderr);
+        flags |= O_APPEND;
+    } else if (ok && S_ISREG(a.st_mode)) {
+        ok = ftruncate(st->fd, 0) == 0;
+    }
+    if (ok && fcntl(st->fd, F_SETFL, flags & ~O_NONBLOCK) == 0 && (st->f = fdopen(st->fd, "w")))
+        st->fd = -1; /* the stream owns it now */
+    else
+        fprintf(stderr, "mdi-llm: --stats-json %s: cannot be written: %s\n", path, strerror(errno));
+    return st->f;
+}
+
+/* Rank 0: finish the statistics (ok: rename a temporary into place, else
+ * remove it) and close what is open. 1 when written (or nothing to write). */
 static int close_stats(stats_out *st, const char *path, int ok)
 {
+    if (st->fd >= 0) { /* to be written through, but never begun */
+        close(st->fd);
+        st->fd = -1;
+    }
     if (!st->f)
         return ok;
-    int closed = fclose(st->f) == 0;
+    errno = 0;
+    int bad = fflush(st->f) != 0 || ferror(st->f), e = errno;
+    int closed = fclose(st->f) == 0 && !bad, through = !st->tmp[0];
+    e = e ? e : errno;
     st->f = NULL;
-    if (ok && closed && rename(st->tmp, path) == 0)
+    if (ok && closed && (through || rename(st->tmp, path) == 0))
         return 1;
-    unlink(st->tmp);
+    e = e ? e : errno;
+    if (!through)
+        unlink(st->tmp);
     if (ok)
-        fprintf(stderr, "mdi-llm: --stats-json %s: write failed\n", path);
+        fprintf(stderr, "mdi-llm: --stats-json %s: write failed: %s\n", path, strerror(e));
     return 0;
 }
 
@@ -198,11 +277,13 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
     mdi_err_clear(&err);
     if (check_stats(rank, cli, &stats, comm, wd, &err)) {
         mdi_watchdog_stop(wd);
+        close_stats(&stats, cli->stats_json, 0);
         return fail(rank, &err, 1);
     }
     mdi_status s = mdi_engine_setup(&e, cli, comm, wd, &err);
     mdi_watchdog_stop(wd); /* from here on, --timeout */
     if (s) {
+        close_stats(&stats, cli->stats_json, 0);
         mdi_engine_free(&e);
         return fail(rank, &err, 1);
     }
@@ -246,10 +327,8 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
         MPI_Abort(comm, 1); /* no statistics file was begun */
     }
     int code = 0;
-    if (rank == 0 && cli->stats_json && !(stats.f = fopen(stats.tmp, "w"))) {
-        fprintf(stderr, "mdi-llm: --stats-json %s: cannot be written\n", cli->stats_json);
+    if (rank == 0 && cli->stats_json && !open_stats(&stats, cli->stats_json))
         code = 1;
-    }
     if (mdi_engine_write_stats(&e, stats.f, &err)) /* collective, written or not */
         code = fail(rank, &err, 1);
     report(&e, cli);

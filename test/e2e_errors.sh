@@ -99,6 +99,31 @@ printf 'Once upon\n\nA dog\n' >"$TMP/blank"
 one_message "blank prompt line" "line 2 of --prompt-file $TMP/blank is empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/blank" --max-tokens 8
 one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/none" --max-tokens 8
 one_message "stats file unwritable" "--stats-json .* cannot be written" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/no/such/dir/s.json"
+mkdir "$TMP/sdir"
+one_message "stats file is a directory" "--stats-json $TMP/sdir is a directory" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/sdir"
+mkfifo "$TMP/sfifo"
+one_message "stats file is a pipe without a reader" "--stats-json $TMP/sfifo is a pipe that no process reads" \
+  "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/sfifo"
+# What is not a regular file is written through, as a shell's > would: a link
+# stays a link, a pipe's reader and stdout get the statistics after the text.
+echo old >"$TMP/real.json"
+ln -s real.json "$TMP/link.json"
+if "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/link.json" >/dev/null 2>"$TMP/err" &&
+  [ -L "$TMP/link.json" ] && grep -q '"per_rank"' "$TMP/real.json"; then pass "stats through a symbolic link"
+else fail "stats through a symbolic link: $(ls -l "$TMP/link.json") $(cat "$TMP/err")"; fi
+cat "$TMP/sfifo" >"$TMP/fromfifo" &
+reader=$!
+if "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/sfifo" >/dev/null 2>"$TMP/err" &&
+  wait "$reader" && grep -q '"per_rank"' "$TMP/fromfifo"; then pass "stats into a pipe with a reader, 2 ranks"
+else fail "stats into a pipe: $(cat "$TMP/err")"; kill "$reader" 2>/dev/null || true; fi
+if "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --temperature 0 --stats-json /dev/stdout >"$TMP/both" 2>"$TMP/err" &&
+  head -c 16 "$TMP/both" | grep -q '^Once upon a time' && grep -q '"per_rank"' "$TMP/both"; then
+  pass "stats to /dev/stdout, a file: after the text"
+else fail "stats to /dev/stdout: $(head -c 200 "$TMP/both") $(cat "$TMP/err")"; fi
+if [ -c /dev/full ]; then
+  one_message "stats write fails" "--stats-json /dev/full: write failed: No space left on device" \
+    "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json /dev/full
+else echo "skip: stats write fails (no /dev/full)"; fi
 # --stats-json never costs a file: a model or the prompt file is refused, and
 # a run that fails leaves an existing file as it was (the new one is renamed in).
 cp "$TMP/s.h5" "$TMP/victim.h5"

@@ -50,7 +50,7 @@ mdi_status mdi_engine_setup(mdi_engine *e, const mdi_cli *cli, MPI_Comm comm, md
 /* Collective: generate; rank 0 streams text to sink. */
 mdi_status mdi_engine_run(mdi_engine *e, const mdi_sink *sink, mdi_err *err);
 /* Collective: per-rank statistics gathered and, on rank 0, written as JSON to f
- * (NULL on the other ranks). */
+ * (NULL on the other ranks). Write errors stay in f for the caller to check. */
 mdi_status mdi_engine_write_stats(mdi_engine *e, FILE *f, mdi_err *err);
 void mdi_engine_free(mdi_engine *e);
 
