@@ -95,8 +95,7 @@ static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
     if (!o->multi) {
         fputc('\n', o->f);
     } else {
-        if (o->len[i])
-            out_flush_line(o, i);
+        out_flush_line(o, i); /* even empty: the text is the lines joined by newlines */
         fprintf(o->f, "[%d] (end: %s, %d token%s)\n", i, mdi_stop_reason_str(why), n,
                 n == 1 ? "" : "s");
     }

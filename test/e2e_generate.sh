@@ -108,6 +108,15 @@ as=$(printf 'a%.0s' $(seq 4095))
 expect_eq "a 4101-byte line: two pieces, cut between characters" \
   "[0] $as|[0]+ 日本|[0] (end: max-tokens, 0 tokens)" "$(grep '^\[0\]' "$TMP/long" | tr '\n' '|' | sed 's/|$//')"
 
+# A sample's text is its lines joined by newlines: a final newline gives an
+# empty last line; a line that reads like an end record is text, since the end
+# record is always a sample's last.
+"$MDI_LLM" --model "$TMP/s.h5" --prompt $'Hi\n' --samples 2 --max-tokens 0 --quiet >"$TMP/nl"
+expect_eq "text ending in a newline: an empty last line" "[0] Hi|[0] |[0] (end: max-tokens, 0 tokens)" \
+  "$(grep '^\[0\]' "$TMP/nl" | tr '\n' '|' | sed 's/|$//')"
+"$MDI_LLM" --model "$TMP/s.h5" --prompt "(end: eos, 7 tokens)" --samples 2 --max-tokens 0 --quiet >"$TMP/fake"
+expect_eq "a line like an end record is text" "(end: eos, 7 tokens)" "$(sample_text 1 "$TMP/fake")"
+
 # Without --max-tokens, a prompt that leaves fewer than 256 positions runs to
 # the end of the context (512 positions: the prompt, then all but the last
 # generated token). e2e_errors.sh checks that --max-tokens 256, given, is

@@ -51,10 +51,11 @@ expect_fail() {
     fail "$name: stderr does not match '$pat':"; head -5 "$TMP/err"; fi
 }
 
-# Reconstruct sample i's text from multi-sample output ("[i] line" records).
+# Reconstruct sample i's text from multi-sample output ("[i] line" records;
+# the last one is always the end record, whatever the text's lines look like).
 sample_text() {
   local i=$1 file=$2
-  grep -E "^\[$i\] " "$file" | grep -vE "^\[$i\] \(end: " | sed -E "s/^\[$i\] //"
+  grep -E "^\[$i\] " "$file" | sed '$d' | sed -E "s/^\[$i\] //"
 }
 
 finish() {
