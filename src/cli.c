@@ -160,6 +160,8 @@ static mdi_status mdi_cli_real(const char *flag, const char *text, double max_ab
     double v = strtod(text, &end);
     if (end == text || *end != '\0')
         return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a number", flag, text);
+    if (strpbrk(text, "xX")) /* strtod reads hex; integer options do not, nor do these */
+        return mdi_errf(err, MDI_ERR_ARG, "%s: '%s' is not a decimal number", flag, text);
     if (errno == ERANGE && fabs(v) <= DBL_MIN) /* underflow: 0 or subnormal */
         return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' is too close to 0 for a double", flag, text);
     if (errno == ERANGE)
@@ -172,10 +174,11 @@ static mdi_status mdi_cli_real(const char *flag, const char *text, double max_ab
     return MDI_OK;
 }
 
-/* --temperature or --top-p (field): the range is checked on the number as
- * written, so that a message quotes it and rounding to float neither takes a
- * value outside the range into it (1.0000000001 -> 1) nor a value inside it
- * out (1e-50 -> 0); then the sampler's own rules. */
+/* --temperature or --top-p (field): the range is checked on the number as a
+ * double, before it becomes a float, so that a message quotes it and rounding
+ * to float neither takes a value outside the range into it (1.0000000001 -> 1)
+ * nor a value inside it out (1e-50 -> 0); digits past a double's precision are
+ * rounded first. Then the sampler's own rules. */
 static mdi_status mdi_cli_sampler_f32(const char *flag, const char *text, float *field,
                                       mdi_cli *out, mdi_err *err)
 {
@@ -297,7 +300,7 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
 }
 
 /* Cross-option rules once every flag is in: required inputs and exclusions. */
-static mdi_status mdi_cli_check(const mdi_cli *c, mdi_err *err)
+static mdi_status mdi_cli_check(const mdi_cli *c, const int *seen, mdi_err *err)
 {
     const char *given[3];
     int n = 0;
@@ -314,6 +317,13 @@ static mdi_status mdi_cli_check(const mdi_cli *c, mdi_err *err)
     if (n == 0)
         return mdi_errf(err, MDI_ERR_ARG,
                         "one of --prompt, --prompt-file or --tokenize is required (see --help)");
+    if (c->tokenize) /* it only tokenizes: an option for the run would be ignored */
+        for (int id = 0; id < MDI_OPT_COUNT; id++)
+            if (seen[id] && id != MDI_OPT_MODEL && id != MDI_OPT_TOKENIZE && id != MDI_OPT_QUIET &&
+                id != MDI_OPT_SETUP_TIMEOUT)
+                return mdi_errf(err, MDI_ERR_ARG,
+                                "%s does not apply to --tokenize, which only prints token ids",
+                                mdi_cli_opts[id].name);
     if (c->prompt_file && c->samples > 0)
         return mdi_errf(err, MDI_ERR_ARG,
                         "--samples cannot be used with --prompt-file (one sample per line)");
@@ -369,7 +379,7 @@ mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err)
         if (out->help || out->version)
             return MDI_OK;
     }
-    return mdi_cli_check(out, err);
+    return mdi_cli_check(out, seen, err);
 }
 
 /* A string option: absent and empty differ. */

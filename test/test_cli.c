@@ -302,6 +302,9 @@ static void test_not_finite(void **state)
             snprintf(needle, sizeof needle, "%s: '%s' is not a finite number", flags[f], values[v]);
             parse_err(needle, "--model", "m", "--prompt", "x", flags[f], values[v], NULL);
         }
+        /* decimal only, like the integer options: strtod alone would read hex */
+        snprintf(needle, sizeof needle, "%s: '0x1p-3' is not a decimal number", flags[f]);
+        parse_err(needle, "--model", "m", "--prompt", "x", flags[f], "0x1p-3", NULL);
     }
 }
 
@@ -357,6 +360,7 @@ static void test_unknown_and_positional(void **state)
 static void test_requirements_and_exclusions(void **state)
 {
     (void)state;
+    mdi_cli c;
     parse_err("--prompt and --prompt-file are mutually exclusive", "--model", "m", "--prompt", "x",
               "--prompt-file", "f", NULL);
     parse_err("--prompt and --tokenize are mutually exclusive", "--model", "m", "--tokenize", "t",
@@ -366,6 +370,11 @@ static void test_requirements_and_exclusions(void **state)
     parse_err("--model is required", "--prompt", "x", NULL);
     parse_err("--model is required", "--tokenize", "x", "--samples", "2", NULL);
     parse_err("--model is required", NULL);
+    parse_err("--stats-json does not apply to --tokenize, which only prints token ids", "--model",
+              "m", "--tokenize", "t", "--stats-json", "s.json", NULL);
+    parse_err("--samples does not apply to --tokenize", "--model", "m", "--samples", "3",
+              "--tokenize", "t", NULL);
+    parse_ok(&c, "--model", "m", "--tokenize", "t", "--quiet", "--setup-timeout", "5", NULL);
     parse_err("one of --prompt, --prompt-file or --tokenize is required", "--model", "m", NULL);
     parse_err("--samples|--prompt-file", "--model", "m", "--prompt-file", "f", "--samples", "2",
               NULL);
