@@ -241,8 +241,12 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         return mdi_cli_str(flag, text, &out->tokenize, err);
     case MDI_OPT_STATS_JSON:
         return mdi_cli_str(flag, text, &out->stats_json, err);
-    case MDI_OPT_SPLIT:
-        return mdi_cli_str(flag, text, &out->split, err);
+    case MDI_OPT_SPLIT: { /* the syntax here (exit 2); the counts against the model later */
+        int32_t n;
+        if ((st = mdi_cli_str(flag, text, &out->split, err)))
+            return st;
+        return mdi_plan_parse_split(text, NULL, MDI_MAX_HALVES, &n, err);
+    }
     case MDI_OPT_BALANCE: {
         mdi_balance how;
         if ((st = mdi_cli_str(flag, text, &out->balance, err)))

@@ -375,6 +375,9 @@ static void test_requirements_and_exclusions(void **state)
     parse_err("--samples does not apply to --tokenize", "--model", "m", "--samples", "3",
               "--tokenize", "t", NULL);
     parse_ok(&c, "--model", "m", "--tokenize", "t", "--quiet", "--setup-timeout", "5", NULL);
+    parse_err("--split '2.25,2.75': expected layer counts", "--model", "m", "--prompt", "x",
+              "--split", "2.25,2.75", NULL);
+    parse_ok(&c, "--model", "m", "--prompt", "x", "--split", "2,2.5,0.5", NULL);
     parse_err("one of --prompt, --prompt-file or --tokenize is required", "--model", "m", NULL);
     parse_err("--samples|--prompt-file", "--model", "m", "--prompt-file", "f", "--samples", "2",
               NULL);
