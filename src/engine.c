@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "mdi/engine.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -141,23 +142,33 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
     if (!f)
         return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: cannot be opened", path);
     char *b = malloc(MAX_PROMPT_FILE + 1);
+    errno = 0;
     size_t n = b ? fread(b, 1, MAX_PROMPT_FILE + 1, f) : 0;
-    int bad = ferror(f);
+    int bad = ferror(f), e = errno;
     fclose(f);
     if (!b)
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the prompt file buffer");
     if (bad || n > MAX_PROMPT_FILE) {
         free(b);
-        return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: %s", path,
-                        bad ? "read error" : "larger than 64 MiB");
+        if (bad)
+            return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: cannot be read: %s", path,
+                            strerror(e ? e : EIO));
+        return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: larger than 64 MiB", path);
     }
     char *t = b;
     if (n >= 3 && memcmp(b, "\xef\xbb\xbf", 3) == 0) { /* a UTF-8 byte order mark */
         t += 3;
         n -= 3;
     }
-    while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r'))
-        n--; /* blank lines at the end (an editor's final newlines) */
+    /* Blank lines at the end (an editor's final newlines, or lines of only
+     * spaces and tabs) are not prompts; the last prompt keeps its own spaces. */
+    size_t keep = n;
+    while (n > 0 && strchr("\n\r \t", t[n - 1])) {
+        if (t[n - 1] == '\n')
+            keep = n - 1;
+        n--;
+    }
+    n = n > 0 ? keep : 0;
     t[n] = '\0';
     int32_t count = 0; /* lines: one per newline, and an unterminated last one */
     for (size_t i = 0; i < n; i++) {

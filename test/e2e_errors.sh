@@ -97,6 +97,7 @@ printf 'Once upon\n\xff\xfe broken\n' >"$TMP/badutf8"
 one_message "prompt not UTF-8" "line 2 of --prompt-file $TMP/badutf8 is not valid UTF-8 at byte 1 \\(0xff\\)" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/badutf8" --max-tokens 8
 printf 'Once upon\n\nA dog\n' >"$TMP/blank"
 one_message "blank prompt line" "line 2 of --prompt-file $TMP/blank is empty" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/blank" --max-tokens 8
+one_message "prompt file is a directory" "--prompt-file $TMP: cannot be read: Is a directory" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP" --max-tokens 8
 one_message "prompt file missing" "cannot be opened" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/none" --max-tokens 8
 one_message "stats file unwritable" "--stats-json .* cannot be written" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/no/such/dir/s.json"
 mkdir "$TMP/sdir"
@@ -143,9 +144,9 @@ else fail "stats file not replaced: $(cat "$TMP/err")"; fi
 
 # Prompt files as editors write them: a byte order mark and final blank lines
 # are not prompts; a prompt far too long is refused before it is encoded.
-printf '\xef\xbb\xbfOnce upon a time\r\n\r\n\n' >"$TMP/bom"
+printf '\xef\xbb\xbfOnce upon a time\r\n\r\n \t\n\n  ' >"$TMP/bom"
 out=$("$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/bom" --temperature 0 --max-tokens 60 2>"$TMP/err")
-expect_eq "BOM and final blank lines: one prompt, the reference text" "$REF1" "$out"
+expect_eq "BOM and final blank lines (white space too): one prompt, the reference text" "$REF1" "$out"
 head -c 3000000 /dev/zero | tr '\0' 'a' >"$TMP/huge"
 one_message "a 3 MB prompt: refused before encoding" "line 1 of --prompt-file $TMP/huge has 3000000 bytes, at least [0-9]+ tokens: more than the model's context of 512" \
   "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/huge"
