@@ -92,6 +92,8 @@ expect_fail 1 "split covers 2.5 layers but the model has 5" \
     "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2.5 -o "$WORK/x"
 expect_fail 1 "--shards 11 but $BIN has only 5 layers (10 half-layers): every shard" \
     "$CONVERT" "$BIN" --tokenizer "$TOK" --shards 11 -o "$WORK/x"
+expect_fail 1 "$WORK/x/ ends in '/' but the output is one file (a directory of shards needs --shards N)" \
+    "$CONVERT" "$BIN" --tokenizer "$TOK" -o "$WORK/x/"
 [[ -z $(ls -A "$WORK" | grep -v -e '^out$' -e '^err$' -e '^help$') ]] || fail "leftovers: $(ls "$WORK")"
 
 # One file: quiet means no output at all; inspect shows the geometry.

@@ -522,6 +522,11 @@ mdi_status cv_write(cv_source *src, const char *out_arg, const cv_write_opts *op
     w.prog = (wr_progress){
         .enabled = !opts->quiet, .tty = isatty(2), .total = src->cfg.n_layers, .next_pct = 5};
     int32_t n = opts->n_shards > 1 ? opts->n_shards : 1;
+    if (n == 1 && len < strlen(out_arg))
+        return mdi_errf(err, MDI_ERR_ARG,
+                        "%s ends in '/' but the output is one file (a directory of shards needs "
+                        "--shards N)",
+                        out_arg);
     int32_t *bounds = malloc(((size_t)n + 1) * sizeof *bounds);
     if (!bounds)
         return mdi_errf(err, MDI_ERR_NOMEM, "out of memory for %d shard bounds", (int)n);
