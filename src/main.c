@@ -239,13 +239,12 @@ static int close_stats(stats_out *st, const char *path, int ok)
     if (!st->f)
         return ok;
     errno = 0;
-    int bad = fflush(st->f) != 0 || ferror(st->f), e = errno;
-    int closed = fclose(st->f) == 0 && !bad, through = !st->tmp[0];
-    e = e ? e : errno;
+    int through = !st->tmp[0], written = fflush(st->f) == 0 && !ferror(st->f);
+    written = fclose(st->f) == 0 && written;
     st->f = NULL;
-    if (ok && closed && (through || rename(st->tmp, path) == 0))
+    if (ok && written && (through || rename(st->tmp, path) == 0))
         return 1;
-    e = e ? e : errno;
+    int e = errno ? errno : EIO; /* set by the call that failed */
     if (!through)
         unlink(st->tmp);
     if (ok)
