@@ -3,11 +3,16 @@
  *   mdi-bench read   [--mb N] [--threads T]   read bandwidth (sum of a large array), GB/s
  *   mdi-bench triad  [--mb N] [--threads T]   STREAM triad a = b + s*c, GB/s
  *   mdi-bench sgemm  [--m M --n N --k K] [--threads T]  BLIS sgemm via mdi_matmul, GFLOP/s
- *   mdi-bench stream [--rows R --n N --k K] [--threads T] mdi_matmul_stream, GB/s of weights
+ *   mdi-bench stream [--rows R --n N --k K] [--threads T] [--panel P]  mdi_matmul_stream,
+ *                    GB/s of weights
  *   mdi-bench decode [--layers L] [--threads T] [--reps N]  one sample's decode step of
  *                    TinyLlama-1.1B geometry (L layers and the head) through mdi_matmul_stream,
  *                    in the engine's order: GB/s of weights, best pass and mean of the passes'
- * rates Prints one line "name value unit". Arrays default to 1 GiB (far beyond any L3). */
+ *                    rates
+ * --panel P lays the weights out in column panels of P floats (a multiple of
+ * 16; 0: row-major); by default they are laid out as the engine lays them
+ * (mdi_weight_panel). Prints one line "name value unit". Arrays default to
+ * 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +31,28 @@ static double now_s(void)
 typedef struct opts {
     size_t mb, m, n, k, rows, layers;
     int threads, reps;
+    long panel; /* -1: as the engine lays the weights out */
 } opts;
+
+/* The layout of a matrix with rows of n floats, as --panel says. */
+static size_t panel_of(const opts *o, size_t n)
+{
+    return o->panel < 0 ? mdi_weight_panel(n) : (size_t)o->panel;
+}
+
+/* A matrix (d, n) of filled(d * n, v), laid out as --panel says. */
+static float *filled(size_t n, float v);
+static float *weights(const opts *o, size_t d, size_t n, float v)
+{
+    float *w = filled(d * n, v), *scratch = malloc(MDI_PANEL_ROWS * n * sizeof *scratch);
+    if (!scratch) {
+        fprintf(stderr, "mdi-bench: out of memory\n");
+        exit(1);
+    }
+    mdi_weight_to_panels(w, d, n, panel_of(o, n), scratch);
+    free(scratch);
+    return w;
+}
 
 static int parse(int argc, char **argv, opts *o)
 {
@@ -37,6 +63,16 @@ static int parse(int argc, char **argv, opts *o)
         }
         char *end;
         long v = strtol(argv[i + 1], &end, 10);
+        if (!strcmp(argv[i], "--panel")) {
+            if (v < 0 || v % 16 != 0 || *end != '\0' || end == argv[i + 1]) {
+                fprintf(stderr, "mdi-bench: --panel '%s' must be 0 or a multiple of 16\n",
+                        argv[i + 1]);
+                return -1;
+            }
+            o->panel = v;
+            i++;
+            continue;
+        }
         if (v <= 0 || *end != '\0') {
             fprintf(stderr, "mdi-bench: %s '%s' must be a positive integer\n", argv[i],
                     argv[i + 1]);
@@ -58,7 +94,12 @@ static int parse(int argc, char **argv, opts *o)
             o->threads = (int)v;
         else if (!strcmp(argv[i], "--reps"))
             o->reps = (int)v;
-        else {
+        else if (!strcmp(argv[i], "--panel") && v % 16 == 0)
+            o->panel = v;
+        else if (!strcmp(argv[i], "--panel")) {
+            fprintf(stderr, "mdi-bench: --panel '%s' must be 0 or a multiple of 16\n", argv[i + 1]);
+            return -1;
+        } else {
             fprintf(stderr, "mdi-bench: unknown option '%s'\n", argv[i]);
             return -1;
         }
@@ -142,7 +183,7 @@ static double bench_sgemm(const opts *o)
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
-        mdi_matmul(y, x, w, o->m, o->k, o->n, 0.0f);
+        mdi_matmul(y, x, w, o->m, o->k, o->n, 0.0f, 0);
         double t = now_s() - t0, f = 2.0 * o->m * o->n * o->k / t;
         best = f > best ? f : best;
     }
@@ -157,12 +198,12 @@ static double bench_stream(const opts *o)
     float **w = malloc(n_mat * sizeof *w), *x = filled(o->rows * o->k, 0.5f);
     float *y = filled(o->rows * o->n, 0);
     for (size_t i = 0; i < n_mat; i++)
-        w[i] = filled(per, 0.01f * (float)i);
+        w[i] = weights(o, o->n, o->k, 0.01f * (float)i);
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
         for (size_t i = 0; i < n_mat; i++)
-            mdi_matmul_stream(y, x, w[i], o->rows, o->k, o->n, 0.0f, o->threads);
+            mdi_matmul_stream(y, x, w[i], o->rows, o->k, o->n, 0.0f, panel_of(o, o->k), o->threads);
         double t = now_s() - t0, bw = (double)n_mat * per * 4 / t;
         best = bw > best ? bw : best;
     }
@@ -206,8 +247,20 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
     }
     double bytes = ((double)per * o->layers + (double)vocab * dim) * sizeof(float), best = 0,
            sum = 0;
-    for (size_t l = 0; l < o->layers; l++)
+    float *scratch = malloc(MDI_PANEL_ROWS * (size_t)c.hidden_dim * sizeof *scratch);
+    if (!scratch) {
+        fprintf(stderr, "mdi-bench: out of memory\n");
+        exit(1);
+    }
+    for (size_t l = 0; l < o->layers; l++) {
         layer[l] = filled(per, 0.001f * (float)l);
+        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+            mdi_tensor_shape(&c, order[i], &rows, &cols);
+            mdi_weight_to_panels(layer[l] + off[order[i]], rows, cols, panel_of(o, cols), scratch);
+        }
+    }
+    mdi_weight_to_panels(head, vocab, dim, panel_of(o, dim), scratch);
+    free(scratch);
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
         for (size_t l = 0; l < o->layers; l++)
@@ -215,9 +268,9 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
                 mdi_tensor_shape(&c, order[i], &rows, &cols);
                 mdi_matmul_stream(y, x, layer[l] + off[order[i]], 1, cols, rows,
                                   order[i] == MDI_T_WO || order[i] == MDI_T_W2 ? 1.0f : 0.0f,
-                                  o->threads);
+                                  panel_of(o, cols), o->threads);
             }
-        mdi_matmul_stream(y, x, head, 1, dim, vocab, 0.0f, o->threads);
+        mdi_matmul_stream(y, x, head, 1, dim, vocab, 0.0f, panel_of(o, dim), o->threads);
         double t = now_s() - t0;
         best = bytes / t > best ? bytes / t : best;
         sum += bytes / t;
@@ -240,7 +293,8 @@ int main(int argc, char **argv)
               .rows = 1,
               .layers = 22,
               .threads = 1,
-              .reps = 5};
+              .reps = 5,
+              .panel = -1};
     double mean, tok_s;
     const char *what = argc > 1 ? argv[1] : "";
     if (parse(argc, argv, &o))
@@ -259,15 +313,17 @@ int main(int argc, char **argv)
         printf("sgemm %.2f GFLOP/s m=%zu n=%zu k=%zu threads=%d blis=%s\n", bench_sgemm(&o), o.m,
                o.n, o.k, o.threads, info.blis_arch);
     else if (!strcmp(what, "stream"))
-        printf("stream_kernel %.2f GB/s rows=%zu threads=%d\n", bench_stream(&o), o.rows,
-               o.threads);
+        printf("stream_kernel %.2f GB/s rows=%zu threads=%d panel=%zu\n", bench_stream(&o), o.rows,
+               o.threads, panel_of(&o, o.k));
     else if (!strcmp(what, "decode")) {
         double best = bench_decode(&o, &mean, &tok_s);
         printf("decode_kernel %.2f GB/s mean %.2f GB/s tok_s %.3f layers=%zu threads=%d\n", best,
                mean, tok_s, o.layers, o.threads);
     } else {
-        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode [--mb N] [--threads T] "
-                        "[--m M --n N --k K] [--rows R] [--layers L] [--reps N]\n");
+        fprintf(
+            stderr,
+            "usage: mdi-bench read|triad|sgemm|stream|decode [--mb N] [--threads T] [--panel P] "
+            "[--m M --n N --k K] [--rows R] [--layers L] [--reps N]\n");
         return 2;
     }
     return 0;

@@ -152,6 +152,39 @@ static mdi_status alloc_weights(mdi_stage *st, mdi_err *err)
     return MDI_OK;
 }
 
+mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err)
+{
+    const mdi_config *c = &st->cfg;
+    size_t rows, cols, longest = (size_t)c->dim;
+    if (st->packed)
+        return MDI_OK;
+    for (int k = 0; k < MDI_T_COUNT; k++) {
+        mdi_tensor_shape(c, (mdi_tensor_kind)k, &rows, &cols);
+        longest = cols > longest ? cols : longest;
+    }
+    float *scratch = malloc((size_t)MDI_PANEL_ROWS * longest * sizeof *scratch);
+    if (!scratch)
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %.1f MiB to lay out the weights",
+                        (double)(MDI_PANEL_ROWS * longest * sizeof *scratch) / (1 << 20));
+    for (int32_t l = 0; l < mdi_stage_n_layers(st); l++)
+        for (int k = 0; k < MDI_T_COUNT; k++) {
+            mdi_tensor_kind kind = (mdi_tensor_kind)k;
+            float *t = mdi_tensor_scope_of(kind) == MDI_SCOPE_LAYER && mdi_tensor_is_matrix(kind)
+                           ? mdi_stage_tensor(st, kind, l)
+                           : NULL;
+            if (!t)
+                continue;
+            mdi_tensor_shape(c, kind, &rows, &cols);
+            mdi_weight_to_panels(t, rows, cols, mdi_weight_panel(cols), scratch);
+        }
+    if (st->p.has_extras && !c->tied_head)
+        mdi_weight_to_panels(st->output, (size_t)c->vocab_size, (size_t)c->dim,
+                             mdi_weight_panel((size_t)c->dim), scratch);
+    free(scratch);
+    st->packed = 1;
+    return MDI_OK;
+}
+
 mdi_status mdi_stage_init(mdi_stage *st, const mdi_config *cfg, const mdi_stage_params *p,
                           mdi_err *err)
 {
@@ -233,11 +266,12 @@ static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, siz
 static void project(const mdi_stage *st, float *y, const float *x, const float *w, size_t n,
                     size_t ns, size_t in, size_t d, float beta)
 {
+    size_t panel = st->packed ? mdi_weight_panel(in) : 0;
     if (mdi_stage_prompt_streams(st))
         ns = n;
-    mdi_matmul_stream(y, x, w, ns, in, d, beta, st->p.n_threads);
+    mdi_matmul_stream(y, x, w, ns, in, d, beta, panel, st->p.n_threads);
     if (n > ns)
-        mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta);
+        mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta, panel);
 }
 
 /* Attention half of local layer l on x (n, dim) in place; rows [0, ns) are streamed. */
@@ -305,6 +339,7 @@ void mdi_stage_logits(mdi_stage *st, const float *x, size_t n, float *logits)
     size_t dim = (size_t)st->cfg.dim;
     for (size_t i = 0; i < n; i++)
         mdi_rmsnorm(st->logit_x + i * dim, x + i * dim, st->final_norm, dim, st->cfg.norm_eps);
+    size_t panel = st->packed && !st->cfg.tied_head ? mdi_weight_panel(dim) : 0;
     mdi_matmul_stream(logits, st->logit_x, st->output, n, dim, (size_t)st->cfg.vocab_size, 0.0f,
-                      st->p.n_threads);
+                      panel, st->p.n_threads);
 }

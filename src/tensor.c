@@ -182,13 +182,59 @@ mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err)
     return MDI_OK;
 }
 
-void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                float beta)
+/* Columns per panel for a matrix whose rows are n floats and whose layout
+ * says `panel`: n itself for a row-major matrix. */
+static size_t panel_width(size_t panel, size_t n)
 {
-    float alpha = 1.0f;
-    /* C (rows, d) = A (rows, n) * B (n, d) where B = W^T: B(k, j) = w[j * n + k]. */
-    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)d, (dim_t)n, &alpha,
-              (float *)x, (inc_t)n, 1, (float *)w, 1, (inc_t)n, &beta, y, (inc_t)d, 1);
+    return panel == 0 || panel >= n ? n : panel;
+}
+
+void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
+                float beta, size_t panel)
+{
+    float alpha = 1.0f, one = 1.0f;
+    size_t P = panel_width(panel, n);
+    /* C (rows, d) = A (rows, n) * B (n, d) where B = W^T: B(k, j) = w[j * n + k];
+     * paneled, one product per block and panel, the later panels adding to y. */
+    for (size_t jb = 0; jb < d; jb += MDI_PANEL_ROWS) {
+        size_t nr = P == n ? d : d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS;
+        for (size_t p0 = 0; p0 < n; p0 += P) {
+            size_t pw = n - p0 < P ? n - p0 : P;
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)nr, (dim_t)pw,
+                      &alpha, (float *)x + p0, (inc_t)n, 1, (float *)w + jb * n + nr * p0, 1,
+                      (inc_t)pw, p0 == 0 ? &beta : &one, y + jb, (inc_t)d, 1);
+        }
+        if (P == n)
+            break;
+    }
+}
+
+size_t mdi_weight_panel(size_t n)
+{
+    /* 8 KiB panels or a little less (mdi-bench stream, 2048 x 5632 on Zen 5,
+     * 1 thread: panels of 1024-2048 floats 27-30 GB/s, level with 8 KiB rows
+     * and the read bandwidth, against 20-25 for the row-major 8-row blocks). */
+    if (n * sizeof(float) < 16384)
+        return 0;
+    size_t np = (n * sizeof(float) + 8191) / 8192, P = (n + np - 1) / np;
+    return (P + 15) / 16 * 16;
+}
+
+void mdi_weight_to_panels(float *w, size_t d, size_t n, size_t panel, float *scratch)
+{
+    size_t P = panel_width(panel, n);
+    if (P == n)
+        return;
+    for (size_t jb = 0; jb < d; jb += MDI_PANEL_ROWS) {
+        size_t nr = d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS;
+        float *blk = w + jb * n;
+        memcpy(scratch, blk, nr * n * sizeof *w);
+        for (size_t p0 = 0; p0 < n; p0 += P) {
+            size_t pw = n - p0 < P ? n - p0 : P;
+            for (size_t a = 0; a < nr; a++)
+                memcpy(blk + nr * p0 + a * pw, scratch + a * n + p0, pw * sizeof *w);
+        }
+    }
 }
 
 /* ---- streaming product ---------------------------------------------------------
@@ -297,47 +343,120 @@ enum {
     STREAM_L2_RANGE = 256 << 10, /* bytes of a range that leave room for the next in L2 */
 };
 
-/* A register block: rj weight rows times rr activation rows, every weight
- * and activation vector loaded once per 16 columns. Prefetches run 2 KiB
- * ahead on each weight stream, or, with skip != 0, cover the same place skip
- * floats further on (the next range) instead.
- * W rows w (rj, n), x rows (rr, n); out[a * rr + b] = W[a] . x[b]. rj and rr are
- * constants at every call, so the loops unroll into registers. */
-static inline __attribute__((always_inline)) void
-stream_block(float *out, const float *w, const float *x, size_t n, int rj, int rr, size_t skip)
+/* Offset in W (d, n), columns in panels of P (n: row-major), of W[j][i];
+ * past W's end for j >= d (a prefetch target). */
+static inline size_t wpos(size_t j, size_t i, size_t n, size_t d, size_t P)
+{
+    if (P >= n || j >= d)
+        return j * n + i;
+    size_t jb = j / MDI_PANEL_ROWS * MDI_PANEL_ROWS, p0 = i / P * P;
+    size_t nr = d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS, pw = n - p0 < P ? n - p0 : P;
+    return jb * n + nr * p0 + (j - jb) * pw + (i - p0);
+}
+
+/* A register block: rj weight rows from row j of W (d, n) times rr
+ * activation rows, every weight and activation vector loaded once per 16
+ * columns. W's columns come in panels of P (n: row-major); a row's panels
+ * are summed in column order, so the layout does not change the result.
+ * Prefetches run 2 KiB ahead on each weight stream, or, with skip != 0,
+ * cover the same place skip rows further on (the next range) instead.
+ * x rows (rr, n); out[a * rr + b] = W[j + a] . x[b]. rj and rr are constants
+ * at every call, so the loops unroll into registers. */
+static inline __attribute__((always_inline)) void stream_block(float *out, const float *w, size_t j,
+                                                               size_t d, size_t P, const float *x,
+                                                               size_t n, int rj, int rr,
+                                                               size_t skip)
 {
     v16 acc[STREAM_MAX_RJ][STREAM_MAX_RR], xv[STREAM_MAX_RR];
+    size_t cur[STREAM_MAX_RJ], pf[STREAM_MAX_RJ], pf_end[STREAM_MAX_RJ];
     for (int a = 0; a < rj; a++)
         for (int b = 0; b < rr; b++)
             acc[a][b] = v16_zero();
     size_t n16 = n - n % 16;
-    for (size_t i = 0; i < n16; i += 16) {
-        for (int b = 0; b < rr; b++) {
-            xv[b] = v16_load(x + (size_t)b * n + i);
-            v16_pin(&xv[b]);
-        }
+    for (size_t p0 = 0; p0 < n16; p0 += P) {
+        size_t end = n - p0 < P ? n : p0 + P, pe = n16 < end ? n16 : end;
+        size_t sw = end > STREAM_PREFETCH ? end - STREAM_PREFETCH : 0;
+        /* W[j + a][i] for i in this panel is w[cur[a] + i]; the prefetch for
+         * column i is at pf[a] + i, or pf_end[a] + i from sw on. 2 KiB ahead
+         * on every weight stream, into L2 (the best of 0-8 KiB and every hint
+         * tried); near the end of the panel, the same row's next panel, or
+         * after the last, the same stream's row of the next block. */
         for (int a = 0; a < rj; a++) {
-            /* 2 KiB ahead on every weight stream, into L2 (the best of 0-8
-             * KiB and every hint tried); near the end of a row, the same
-             * stream's row of the next block. A prefetch never faults; the
-             * address is formed as an integer, since it may lie past W. */
-            size_t ahead = i + STREAM_PREFETCH < n ? 0 : (size_t)(rj - 1) * n;
-            size_t k =
-                skip ? skip + (size_t)a * n + i : (size_t)a * n + i + STREAM_PREFETCH + ahead;
-            __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 1);
-            v16 wv = v16_load(w + (size_t)a * n + i);
-            v16_pin(&wv);
-            for (int b = 0; b < rr; b++)
-                acc[a][b] = v16_fma(wv, xv[b], acc[a][b]);
+            size_t r = j + (size_t)a;
+            cur[a] = wpos(r, p0, n, d, P) - p0;
+            if (skip)
+                pf[a] = pf_end[a] = wpos(r + skip, p0, n, d, P) - p0;
+            else {
+                pf[a] = cur[a] + STREAM_PREFETCH;
+                pf_end[a] =
+                    (p0 + P < n16 ? wpos(r, p0 + P, n, d, P) : wpos(r + (size_t)rj, 0, n, d, P)) +
+                    STREAM_PREFETCH - end;
+            }
+        }
+        for (size_t i = p0; i < pe; i += 16) {
+            for (int b = 0; b < rr; b++) {
+                xv[b] = v16_load(x + (size_t)b * n + i);
+                v16_pin(&xv[b]);
+            }
+            for (int a = 0; a < rj; a++) {
+                /* A prefetch never faults; the address is formed as an
+                 * integer, since it may lie past W. */
+                size_t k = (i < sw ? pf[a] : pf_end[a]) + i;
+                __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 1);
+                v16 wv = v16_load(w + cur[a] + i);
+                v16_pin(&wv);
+                for (int b = 0; b < rr; b++)
+                    acc[a][b] = v16_fma(wv, xv[b], acc[a][b]);
+            }
         }
     }
     for (int a = 0; a < rj; a++)
         for (int b = 0; b < rr; b++) {
             float v = v16_sum(acc[a][b]);
+            const float *wr = w + wpos(j + (size_t)a, n16, n, d, P); /* the tail */
             for (size_t i = n16; i < n; i++)
-                v = fmaf(w[(size_t)a * n + i], x[(size_t)b * n + i], v);
+                v = fmaf(wr[i - n16], x[(size_t)b * n + i], v);
             out[a * rr + b] = v;
         }
+}
+
+/* One activation row against rows [j0, j1) of a paneled W (d, n): block by
+ * block, panel by panel, so that x's part of the panel stays in L1 while the
+ * block streams past in memory order; each row's 16 lane sums are carried
+ * from panel to panel, in the same order as stream_block's. */
+static void stream_panels(float *y, const float *x, const float *w, size_t n, size_t d, float beta,
+                          size_t P, size_t j0, size_t j1)
+{
+    v16 acc[MDI_PANEL_ROWS];
+    size_t n16 = n - n % 16, pl = n16 / P * P, pwl = n - pl;
+    for (size_t b0 = j0 / MDI_PANEL_ROWS * MDI_PANEL_ROWS; b0 < j1; b0 += MDI_PANEL_ROWS) {
+        size_t nr = d - b0 < MDI_PANEL_ROWS ? d - b0 : MDI_PANEL_ROWS;
+        size_t s0 = j0 > b0 ? j0 - b0 : 0, s1 = j1 - b0 < nr ? j1 - b0 : nr;
+        const float *wb = w + b0 * n;
+        for (size_t r = s0; r < s1; r++)
+            acc[r] = v16_zero();
+        for (size_t p0 = 0; p0 < n16; p0 += P) {
+            size_t pw = n - p0 < P ? n - p0 : P, len = (n16 - p0 < P ? n16 : p0 + P) - p0;
+            const float *xp = x + p0;
+            for (size_t r = s0; r < s1; r++) {
+                const float *wr = wb + nr * p0 + r * pw;
+                v16 sum = acc[r];
+                for (size_t i = 0; i < len; i += 16) {
+                    __builtin_prefetch(
+                        (const void *)((uintptr_t)wr + (i + STREAM_PREFETCH) * sizeof *wr), 0, 1);
+                    sum = v16_fma(v16_load(wr + i), v16_load(xp + i), sum);
+                }
+                acc[r] = sum;
+            }
+        }
+        for (size_t r = s0; r < s1; r++) {
+            float v = v16_sum(acc[r]);
+            const float *wr = wb + nr * pl + r * pwl - pl;
+            for (size_t i = n16; i < n; i++)
+                v = fmaf(wr[i], x[i], v);
+            y[b0 + r] = beta == 0.0f ? v : beta * y[b0 + r] + v;
+        }
+    }
 }
 
 /* Weight rows per register block with rr activation rows of length n
@@ -362,52 +481,58 @@ static int stream_rj(int rr, size_t n)
 
 /* The block shapes stream_rj chooses, with constant sizes so that each is
  * compiled into registers; a range's last few weight rows go one at a time. */
-static void stream_block_dispatch(float *out, const float *w, const float *x, size_t n, int rj,
-                                  int rr, size_t skip)
+static void stream_block_dispatch(float *out, const float *w, size_t j, size_t d, size_t P,
+                                  const float *x, size_t n, int rj, int rr, size_t skip)
 {
     switch (rr * 16 + rj) {
     case 1 * 16 + 1:
-        stream_block(out, w, x, n, 1, 1, skip);
+        stream_block(out, w, j, d, P, x, n, 1, 1, skip);
         break;
     case 1 * 16 + 4:
-        stream_block(out, w, x, n, 4, 1, skip);
+        stream_block(out, w, j, d, P, x, n, 4, 1, skip);
         break;
     case 1 * 16 + 8:
-        stream_block(out, w, x, n, 8, 1, skip);
+        stream_block(out, w, j, d, P, x, n, 8, 1, skip);
         break;
     case 2 * 16 + 1:
-        stream_block(out, w, x, n, 1, 2, skip);
+        stream_block(out, w, j, d, P, x, n, 1, 2, skip);
         break;
     case 3 * 16 + 1:
-        stream_block(out, w, x, n, 1, 3, skip);
+        stream_block(out, w, j, d, P, x, n, 1, 3, skip);
         break;
     case 4 * 16 + 1:
-        stream_block(out, w, x, n, 1, 4, skip);
+        stream_block(out, w, j, d, P, x, n, 1, 4, skip);
         break;
     case 2 * 16 + 2:
-        stream_block(out, w, x, n, 2, 2, skip);
+        stream_block(out, w, j, d, P, x, n, 2, 2, skip);
         break;
     case 2 * 16 + 8:
-        stream_block(out, w, x, n, 8, 2, skip);
+        stream_block(out, w, j, d, P, x, n, 8, 2, skip);
         break;
     case 3 * 16 + 8:
-        stream_block(out, w, x, n, 8, 3, skip);
+        stream_block(out, w, j, d, P, x, n, 8, 3, skip);
         break;
     case 4 * 16 + 6:
-        stream_block(out, w, x, n, 6, 4, skip);
+        stream_block(out, w, j, d, P, x, n, 6, 4, skip);
         break;
     default: /* unreachable: stream_rj returns only the shapes above */
         for (int a = 0; a < rj; a++)
             for (int b = 0; b < rr; b++)
-                stream_block(out + a * rr + b, w + (size_t)a * n, x + (size_t)b * n, n, 1, 1, skip);
+                stream_block(out + a * rr + b, w, j + (size_t)a, d, P, x + (size_t)b * n, n, 1, 1,
+                             skip);
     }
 }
 
-/* Rows [j0, j1) of W against every row of x, in register blocks. */
+/* Rows [j0, j1) of W against every row of x, in register blocks; W's
+ * columns come in panels of P (n: row-major). */
 static void stream_range(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                         float beta, size_t j0, size_t j1)
+                         float beta, size_t P, size_t j0, size_t j1)
 {
     float out[STREAM_MAX_RJ * STREAM_MAX_RR];
+    if (rows == 1 && P < n) {
+        stream_panels(y, x, w, n, d, beta, P, j0, j1);
+        return;
+    }
     size_t range_bytes = (size_t)STREAM_RANGE_ROWS * n * sizeof *w;
     /* A range of STREAM_RANGE_ROWS weight rows is read from memory by the
      * first group of up to STREAM_MAX_RR rows of x and from cache by the
@@ -417,18 +542,23 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
      * 10-30% faster than running ahead within the range). The later groups
      * do it whatever the range's size: on the down projection (528 KiB
      * ranges) that still measured faster at 8 rows (59-60 against 52-54
-     * GFLOP/s) and within the noise at 16. */
-    for (size_t jb = j0; jb < j1; jb += STREAM_RANGE_ROWS) {
-        size_t je = j1 - jb < STREAM_RANGE_ROWS ? j1 : jb + STREAM_RANGE_ROWS;
+     * GFLOP/s) and within the noise at 16. A paneled W's ranges also end at
+     * its blocks' ends. */
+    for (size_t jb = j0, je; jb < j1; jb = je) {
+        je = j1 - jb < STREAM_RANGE_ROWS ? j1 : jb + STREAM_RANGE_ROWS;
+        if (P < n) { /* the range ends with its weight block */
+            size_t b1 = jb / MDI_PANEL_ROWS * MDI_PANEL_ROWS + MDI_PANEL_ROWS;
+            je = je < b1 ? je : b1;
+        }
         for (size_t r0 = 0; r0 < rows; r0 += STREAM_MAX_RR) {
             int rr = rows - r0 < STREAM_MAX_RR ? (int)(rows - r0) : STREAM_MAX_RR;
             size_t skip = r0 > 0 || (rows > STREAM_MAX_RR && range_bytes <= STREAM_L2_RANGE)
-                              ? (size_t)STREAM_RANGE_ROWS * n
+                              ? (size_t)STREAM_RANGE_ROWS
                               : 0;
             size_t j = jb;
             while (j < je) {
                 int rj = je - j >= (size_t)stream_rj(rr, n) ? stream_rj(rr, n) : 1;
-                stream_block_dispatch(out, w + j * n, x + r0 * n, n, rj, rr, skip);
+                stream_block_dispatch(out, w, j, d, P, x + r0 * n, n, rj, rr, skip);
                 for (int b = 0; b < rr; b++) {
                     float *yr = y + (r0 + (size_t)b) * d + j;
                     for (int a = 0; a < rj; a++)
@@ -446,17 +576,18 @@ size_t mdi_matmul_stream_max_rows(void)
 }
 
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                       float beta, int n_threads)
+                       float beta, size_t panel, int n_threads)
 {
     /* y (rows, d) = beta * y + x (rows, n) @ W^T, W (d, n) read from memory once:
      * each thread takes one contiguous range of W's rows, cut at multiples of 8. */
     if (rows == 0 || d == 0)
         return;
+    size_t P = panel_width(panel, n);
     /* One thread opens no parallel region: libgomp allocates a team for
      * every region of one thread, even under if (0), and this runs on every
      * token (test/e2e_alloc.sh). */
     if (n_threads <= 1) {
-        stream_range(y, x, w, rows, n, d, beta, 0, d);
+        stream_range(y, x, w, rows, n, d, beta, P, 0, d);
         return;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -468,7 +599,7 @@ void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, si
 #endif
         size_t j0 = d * t / nt / 8 * 8, j1 = t + 1 == nt ? d : d * (t + 1) / nt / 8 * 8;
         if (j0 < j1)
-            stream_range(y, x, w, rows, n, d, beta, j0, j1);
+            stream_range(y, x, w, rows, n, d, beta, P, j0, j1);
     }
 }
 
@@ -493,7 +624,7 @@ double mdi_matmul_stream_rate(size_t bytes, double seconds, int n_threads)
         double t0 = now_s(), t = 0.0;
         size_t passes = 0;
         do {
-            mdi_matmul_stream(y, x, w, 1, n, d, 0.0f, n_threads);
+            mdi_matmul_stream(y, x, w, 1, n, d, 0.0f, mdi_weight_panel(n), n_threads);
             passes++;
             t = now_s() - t0;
         } while (t < seconds || passes < 2);

@@ -21,7 +21,9 @@ pos='[0-9]*[1-9][0-9]*\.[0-9]+|0*\.[0-9]*[1-9][0-9]*' # a positive decimal
 mode_line "read" "^read_bandwidth ($pos) GB/s threads=1$" read --mb 16 --reps 1
 mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
 mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 3
-mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=0$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "stream paneled" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=48$" stream --n 64 --k 100 --mb 8 --reps 1 --panel 48
+mode_line "stream long rows" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=[1-9][0-9]*$" stream --n 8 --k 5000 --mb 8 --reps 1
 mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2
 # the best pass is at least the mean
 if awk '{ exit !($2 >= $5) }' "$TMP/out"; then pass "decode: best >= mean"; else fail "decode: best < mean: $(cat "$TMP/out")"; fi
@@ -41,6 +43,8 @@ usage "mdi-bench zero reps" "--reps '0' must be a positive integer" "$BENCH" dec
 usage "mdi-bench trailing garbage" "--layers '2x' must be a positive integer" "$BENCH" decode --layers 2x
 usage "mdi-bench unknown option" "unknown option '--bogus'" "$BENCH" read --bogus 1
 usage "mdi-bench option without value" "--mb needs a value" "$BENCH" read --mb
+usage "mdi-bench panel not a multiple of 16" "--panel '40' must be 0 or a multiple of 16" "$BENCH" stream --panel 40
+usage "mdi-bench negative panel" "--panel '-16' must be 0 or a multiple of 16" "$BENCH" stream --panel -16
 rc=0; BLIS_ARCH_TYPE=99 timeout 60 "$BENCH" sgemm >"$TMP/out" 2>"$TMP/err" || rc=$?
 if [ "$rc" -eq 1 ] && grep -q "^mdi-bench: BLIS_ARCH_TYPE=99 is not a BLIS kernel set" "$TMP/err"; then
   pass "mdi-bench refuses BLIS_ARCH_TYPE=99"

@@ -609,6 +609,69 @@ static void test_threads_agree(void **state)
     mdi_stage_free(&s1), mdi_stage_free(&s2);
 }
 
+/* mdi_stage_pack changes where the weights lie, not the results: a packed
+ * stage equals an unpacked one bit for bit, for prompt blocks and single
+ * rows, states and logits, on 1 and 2 threads. Two geometries with rows of
+ * 16 KiB and more: dim 4112 (the attention and up projections, the head; tied
+ * too, where the head is the embedding table and stays row-major) and hidden
+ * 4100 (the down projection, a tail of 4). Prompt rows through BLIS
+ * (prompt_blis) differ only in the order of the sums. */
+static void test_pack_bitwise(void **state)
+{
+    (void)state;
+    mdi_config wide = base_cfg, deep = base_cfg, tied;
+    wide.dim = 4112, wide.n_heads = 2, wide.n_kv_heads = 1, wide.head_dim = 8;
+    wide.n_layers = 2;
+    tied = wide;
+    tied.tied_head = 1;
+    deep.hidden_dim = 4100, deep.n_layers = 2;
+    const mdi_config *cfgs[] = {&wide, &tied, &deep};
+    for (size_t ic = 0; ic < 3; ic++)
+        for (int variant = 0; variant < 3; variant++) {
+            const mdi_config *c = cfgs[ic];
+            size_t dim = (size_t)c->dim, V = (size_t)c->vocab_size;
+            mdi_stage_params p = stage_params(0, c->n_layers, 1, 4);
+            p.n_threads = variant == 1 ? 2 : 1;
+            p.prompt_blis = variant == 2;
+            mdi_stage a, b;
+            mdi_err err;
+            open_stage(&a, c, &p);
+            open_stage(&b, c, &p);
+            if (mdi_stage_pack(&b, &err) != MDI_OK || mdi_stage_pack(&b, &err) != MDI_OK)
+                fail_msg("mdi_stage_pack: %s", err.msg);
+            assert_true(b.packed && !a.packed);
+            float *xa = calloc(4 * dim, sizeof *xa), *xb = calloc(4 * dim, sizeof *xb);
+            float *la = calloc(4 * V, sizeof *la), *lb = calloc(4 * V, sizeof *lb);
+            assert_true(xa && xb && la && lb);
+            int32_t toks[4];
+            mdi_row rows[4];
+            for (int32_t pos = 0; pos < N_POS; pos += pos == 0 ? 4 : 1) {
+                size_t n = pos == 0 ? 4 : 1; /* a prompt block, then one row at a time */
+                for (size_t r = 0; r < n; r++) {
+                    rows[r] = (mdi_row){0, pos + (int32_t)r};
+                    toks[r] = token_at(0, pos + (int32_t)r, c);
+                }
+                mdi_stage_embed(&a, toks, n, xa);
+                mdi_stage_embed(&b, toks, n, xb);
+                mdi_stage_forward(&a, xa, rows, n);
+                mdi_stage_forward(&b, xb, rows, n);
+                mdi_stage_logits(&a, xa, n, la);
+                mdi_stage_logits(&b, xb, n, lb);
+                if (variant == 2 && !mdi_stage_prompt_streams(&a)) {
+                    /* the prompt's keys and values differ in their last bits */
+                    for (size_t i = 0; i < n * V; i++)
+                        assert_true(fabsf(la[i] - lb[i]) <= 1e-4f * (1.0f + fabsf(la[i])));
+                    continue;
+                }
+                if (memcmp(xa, xb, n * dim * sizeof *xa) || memcmp(la, lb, n * V * sizeof *la))
+                    fail_msg("geometry %zu variant %d position %d: packed differs", ic, variant,
+                             (int)pos);
+            }
+            free(xa), free(xb), free(la), free(lb);
+            mdi_stage_free(&a), mdi_stage_free(&b);
+        }
+}
+
 /* Layer tensors tile each layer's block in MDI_TENSOR_LIST order, layers
  * follow each other, and the byte count is the sum of the pieces. */
 static void test_layout_and_bytes(void **state)
@@ -721,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_layer_split),       cmocka_unit_test(test_half_layer_split),
         cmocka_unit_test(test_half_layer_layout), cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_layout_and_bytes),  cmocka_unit_test(test_init_errors),
+        cmocka_unit_test(test_pack_bitwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,21 +55,25 @@ static void set_threads(int n)
  * errs by at most about (n + 2) * FLT_EPSILON * sum |terms| whatever the
  * blocking, so that is the bound. A transposed W, a wrong leading dimension
  * or a dropped beta gives errors of the size of the terms themselves.
- * stream: 0 for mdi_matmul (BLIS), else mdi_matmul_stream on that many threads. */
-static void check_matmul(size_t rows, size_t n, size_t d, float beta, uint64_t seed, int stream)
+ * stream: 0 for mdi_matmul (BLIS), else mdi_matmul_stream on that many threads;
+ * W laid out in panels of `panel` columns (0: row-major). */
+static void check_matmul_panel(size_t rows, size_t n, size_t d, float beta, uint64_t seed,
+                               int stream, size_t panel)
 {
     float *x = xalloc(rows * n), *w = xalloc(d * n), *y0 = xalloc(rows * d);
-    float *y = xalloc(rows * d + 1);
+    float *y = xalloc(rows * d + 1), *wp = xalloc(d * n), *scratch = xalloc(MDI_PANEL_ROWS * n);
     fill(x, rows * n, seed, 1.0f);
     fill(w, d * n, seed + 1, 1.0f);
+    memcpy(wp, w, d * n * sizeof *w);
+    mdi_weight_to_panels(wp, d, n, panel, scratch);
     fill(y0, rows * d, seed + 2, 1.0f);
     for (size_t i = 0; i < rows * d; i++)
         y[i] = beta == 0.0f ? NAN : y0[i]; /* beta = 0 must overwrite, not read */
     y[rows * d] = 12345.0f;                /* sentinel past the end */
     if (stream)
-        mdi_matmul_stream(y, x, w, rows, n, d, beta, stream);
+        mdi_matmul_stream(y, x, wp, rows, n, d, beta, panel, stream);
     else
-        mdi_matmul(y, x, w, rows, n, d, beta);
+        mdi_matmul(y, x, wp, rows, n, d, beta, panel);
     for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < d; j++) {
             double ref = beta * (double)y0[r * d + j], mag = fabs(ref);
@@ -80,11 +84,18 @@ static void check_matmul(size_t rows, size_t n, size_t d, float beta, uint64_t s
             }
             double got = y[r * d + j], tol = (double)(n + 2) * FLT_EPSILON * mag + 1e-30;
             if (!(fabs(got - ref) <= tol))
-                fail_msg("matmul%s %zux%zux%zu beta %g: y[%zu][%zu] = %.9g, want %.9g (tol %.3g)",
-                         stream ? "_stream" : "", rows, n, d, (double)beta, r, j, got, ref, tol);
+                fail_msg("matmul%s %zux%zux%zu panel %zu beta %g: y[%zu][%zu] = %.9g, want %.9g "
+                         "(tol %.3g)",
+                         stream ? "_stream" : "", rows, n, d, panel, (double)beta, r, j, got, ref,
+                         tol);
         }
     assert_true(y[rows * d] == 12345.0f);
-    free(x), free(w), free(y0), free(y);
+    free(x), free(w), free(y0), free(y), free(wp), free(scratch);
+}
+
+static void check_matmul(size_t rows, size_t n, size_t d, float beta, uint64_t seed, int stream)
+{
+    check_matmul_panel(rows, n, d, beta, seed, stream, 0);
 }
 
 static void matmul_shapes(int threads)
@@ -123,9 +134,9 @@ static void test_matmul_rows_independent(void **state)
     float *x = xalloc(rows * n), *w = xalloc(d * n), *yb = xalloc(rows * d), *y1 = xalloc(d);
     fill(x, rows * n, 7, 1.0f);
     fill(w, d * n, 8, 1.0f);
-    mdi_matmul(yb, x, w, rows, n, d, 0.0f);
+    mdi_matmul(yb, x, w, rows, n, d, 0.0f, 0);
     for (size_t r = 0; r < rows; r++) {
-        mdi_matmul(y1, x + r * n, w, 1, n, d, 0.0f);
+        mdi_matmul(y1, x + r * n, w, 1, n, d, 0.0f, 0);
         for (size_t j = 0; j < d; j++)
             assert_true(fabs((double)y1[j] - yb[r * d + j]) <= 2.0 * (n + 2) * FLT_EPSILON * n);
     }
@@ -155,17 +166,17 @@ static void test_matmul_stream_rows_independent(void **state)
     float *x = xalloc(rows * n), *w = xalloc(d * n), *yb = xalloc(rows * d), *y1 = xalloc(d);
     fill(x, rows * n, 17, 1.0f);
     fill(w, d * n, 18, 1.0f);
-    mdi_matmul_stream(yb, x, w, rows, n, d, 0.0f, 1);
+    mdi_matmul_stream(yb, x, w, rows, n, d, 0.0f, 0, 1);
     for (int t = 1; t <= 3; t++)
         for (size_t r = 0; r < rows; r++) {
-            mdi_matmul_stream(y1, x + r * n, w, 1, n, d, 0.0f, t);
+            mdi_matmul_stream(y1, x + r * n, w, 1, n, d, 0.0f, 0, t);
             assert_memory_equal(y1, yb + r * d, d * sizeof(float));
         }
     float *y3 = xalloc(rows * d);
-    mdi_matmul_stream(y3, x, w, rows, n, d, 0.0f, 3);
+    mdi_matmul_stream(y3, x, w, rows, n, d, 0.0f, 0, 3);
     assert_memory_equal(y3, yb, rows * d * sizeof(float));
     y1[0] = 42.0f;
-    mdi_matmul_stream(y1, x, w, 0, n, d, 0.0f, 2);
+    mdi_matmul_stream(y1, x, w, 0, n, d, 0.0f, 0, 2);
     assert_true(y1[0] == 42.0f);
     free(x), free(w), free(yb), free(y1), free(y3);
 }
@@ -205,7 +216,7 @@ static void test_matmul_stream_order(void **state)
                 fill(x, rows * n, 500 + in * 97 + rows, 1.0f);
                 fill(w, d * n, 600 + id * 89 + in, 1.0f);
                 for (int t = 1; t <= 3; t++) {
-                    mdi_matmul_stream(y, x, w, rows, n, d, 0.0f, t);
+                    mdi_matmul_stream(y, x, w, rows, n, d, 0.0f, 0, t);
                     for (size_t r = 0; r < rows; r++)
                         for (size_t j = 0; j < d; j++) {
                             float want = stream_order_ref(w + j * n, x + r * n, n);
@@ -217,6 +228,64 @@ static void test_matmul_stream_order(void **state)
                 }
                 free(x), free(w), free(y);
             }
+}
+
+/* A paneled W gives the documented order too, bit for bit: panels of 16 and
+ * 48 columns (so several panels, a narrow last one and a tail-only one), and
+ * the width the engine picks for 16 KiB rows and more; weight-row counts
+ * around a block of MDI_PANEL_ROWS; every register-block shape; 1-3 threads.
+ * BLIS on the same layouts meets check_matmul's bound. mdi_weight_panel
+ * keeps short rows row-major and cuts long ones at multiples of 16. */
+static void test_matmul_panels(void **state)
+{
+    (void)state;
+    const size_t ns[] = {16, 70, 257, 4100, 5632};
+    const size_t ds[] = {1, 9, MDI_PANEL_ROWS - 1, MDI_PANEL_ROWS, MDI_PANEL_ROWS + 1, 200};
+    const size_t rowss[] = {1, 2, 3, 4, 5, 9};
+    assert_int_equal(mdi_weight_panel(4095), 0);
+    assert_int_equal(mdi_weight_panel(2048), 0);
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
+        size_t n = ns[in], auto_panel = mdi_weight_panel(n);
+        assert_true(auto_panel % 16 == 0 && auto_panel < n);
+        assert_true((n >= 4096) == (auto_panel > 0));
+        const size_t panels[] = {16, 48, auto_panel};
+        for (size_t ip = 0; ip < 3; ip++)
+            for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++) {
+                size_t d = ds[id], P = panels[ip];
+                if (P == 0 || (n > 1000 && P < 100 && d > 9))
+                    continue; /* narrow panels of long rows: the small d cover them */
+                float *w = xalloc(d * n), *wp = xalloc(d * n),
+                      *scratch = xalloc(MDI_PANEL_ROWS * n);
+                fill(w, d * n, 700 + id * 31 + in, 1.0f);
+                memcpy(wp, w, d * n * sizeof *w);
+                mdi_weight_to_panels(wp, d, n, P, scratch);
+                for (size_t ir = 0; ir < sizeof rowss / sizeof rowss[0]; ir++) {
+                    size_t rows = rowss[ir];
+                    float *x = xalloc(rows * n), *y = xalloc(rows * d);
+                    fill(x, rows * n, 800 + in * 97 + rows, 1.0f);
+                    for (int t = 1; t <= 3; t++) {
+                        mdi_matmul_stream(y, x, wp, rows, n, d, 0.0f, P, t);
+                        for (size_t r = 0; r < rows; r++)
+                            for (size_t j = 0; j < d; j++) {
+                                float want = stream_order_ref(w + j * n, x + r * n, n);
+                                if (memcmp(&want, &y[r * d + j], sizeof want))
+                                    fail_msg(
+                                        "stream %zux%zux%zu, panel %zu, %d threads: y[%zu][%zu] "
+                                        "= %.9g, the documented order gives %.9g",
+                                        rows, n, d, P, t, r, j, (double)y[r * d + j], (double)want);
+                            }
+                    }
+                    free(x), free(y);
+                }
+                free(w), free(wp), free(scratch);
+            }
+    }
+    set_threads(2);
+    check_matmul_panel(3, 257, 200, 0.0f, 900, 0, 48);
+    check_matmul_panel(5, 4100, 97, 1.0f, 901, 0, mdi_weight_panel(4100));
+    check_matmul_panel(2, 70, 9, 1.0f, 902, 0, 16);
+    set_threads(1);
+    check_matmul_panel(4, 70, 100, 1.0f, 903, 0, 32);
 }
 
 /* ---- element-wise kernels ---------------------------------------------------- */
@@ -571,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_matmul_stream),
         cmocka_unit_test(test_matmul_stream_rows_independent),
         cmocka_unit_test(test_matmul_stream_order),
+        cmocka_unit_test(test_matmul_panels),
         cmocka_unit_test(test_dot),
         cmocka_unit_test(test_axpy),
         cmocka_unit_test(test_rmsnorm),

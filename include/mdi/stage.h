@@ -58,6 +58,7 @@ typedef struct mdi_stage {
     float *embedding;          /* (vocab, dim) or NULL */
     float *final_norm;         /* (dim) or NULL */
     float *output;             /* (vocab, dim): own buffer, or == embedding when tied */
+    int packed;                /* matrices laid out for the kernels (mdi_stage_pack) */
     mdi_kv_cache kv;
     mdi_rope_table rope;
     /* scratch */
@@ -81,8 +82,14 @@ void mdi_stage_free(mdi_stage *st);
 int32_t mdi_stage_first_layer(const mdi_stage *st);
 int32_t mdi_stage_n_layers(const mdi_stage *st);
 /* Where tensor k of local layer l lives inside layer_data (for the loader);
- * NULL for a half the stage does not hold and for a tied output head. */
+ * NULL for a half the stage does not hold and for a tied output head. A
+ * matrix is row-major (rows, cols) until mdi_stage_pack. */
 float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer);
+/* Once the weights are in: lay every matrix with rows of 16 KiB or more out
+ * in column panels (mdi_weight_panel; not a tied head, which is also the
+ * embedding table), for the one-row product's sake. The results do not
+ * change, bit for bit. Takes MDI_PANEL_ROWS rows of scratch for the time. */
+mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err);
 /* Weight bytes this stage holds. */
 size_t mdi_stage_weight_bytes(const mdi_stage *st);
 /* Weight bytes this stage reads per generated token: its half-layers, and on

@@ -29,18 +29,41 @@ mdi_status mdi_tensor_choose_arch(int *chosen, mdi_err *err);
 /* Set the thread count for matrix work and report the kernel set in use. */
 mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
 
-/* y (rows, d) = beta * y + x (rows, n) @ W^T, with W (d, n) row-major. */
+/* How a weight matrix W (d, n) lies in memory, as `panel` below tells:
+ * - panel 0 (or >= n): row-major;
+ * - otherwise in blocks of MDI_PANEL_ROWS rows (the last block may have
+ *   fewer, nr), each block starting at W + jb * n (jb its first row) and
+ *   holding its rows cut into column panels of `panel` floats (a multiple of
+ *   16; the last panel is narrower), panel after panel, each panel (nr, pw)
+ *   row-major.
+ * Read front to back, the paneled matrix is still one stream, and the part
+ * of the activation row that meets a panel stays in L1: rows too long to
+ * share L1 with the stream then read at the rate of short ones (mdi-bench
+ * stream; see tensor.c). The products below give the same bits for both. */
+enum { MDI_PANEL_ROWS = 96 };
+
+/* The panel width the streaming product wants for rows of n floats: 0
+ * (row-major) for rows shorter than 16 KiB. */
+size_t mdi_weight_panel(size_t n);
+
+/* Re-lay a row-major W (d, n) in place into panels of `panel` floats (a
+ * multiple of 16, or 0 / >= n for no change); scratch holds
+ * MDI_PANEL_ROWS * n floats. */
+void mdi_weight_to_panels(float *w, size_t d, size_t n, size_t panel, float *scratch);
+
+/* y (rows, d) = beta * y + x (rows, n) @ W^T, W (d, n) laid out as `panel`
+ * says. BLIS; a paneled W takes one call per block and panel. */
 void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                float beta);
+                float beta, size_t panel);
 
 /* Same product for a few rows (generated tokens), bandwidth-bound: W is
  * streamed from memory once per call, in register blocks of several weight
  * and activation rows. Every output element is summed in one documented
  * order (16 lanes of fused multiply-adds, a fixed reduction tree, then the
  * tail; see tensor.c), so a row's result does not depend on how many rows
- * share the call, on n_threads or on the vector unit. */
+ * share the call, on n_threads, on the vector unit or on W's layout. */
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                       float beta, int n_threads);
+                       float beta, size_t panel, int n_threads);
 
 /* The largest block of rows that mdi_matmul_stream computes faster than
  * mdi_matmul on this build's vector unit (measured with mdi-bench on Zen 5
