@@ -40,20 +40,6 @@ static size_t panel_of(const opts *o, size_t n)
     return o->panel < 0 ? mdi_weight_panel(n) : (size_t)o->panel;
 }
 
-/* A matrix (d, n) of filled(d * n, v), laid out as --panel says. */
-static float *filled(size_t n, float v);
-static float *weights(const opts *o, size_t d, size_t n, float v)
-{
-    float *w = filled(d * n, v), *scratch = malloc(MDI_PANEL_ROWS * n * sizeof *scratch);
-    if (!scratch) {
-        fprintf(stderr, "mdi-bench: out of memory\n");
-        exit(1);
-    }
-    mdi_weight_to_panels(w, d, n, panel_of(o, n), scratch);
-    free(scratch);
-    return w;
-}
-
 static int parse(int argc, char **argv, opts *o)
 {
     for (int i = 2; i < argc; i++) {
@@ -94,12 +80,7 @@ static int parse(int argc, char **argv, opts *o)
             o->threads = (int)v;
         else if (!strcmp(argv[i], "--reps"))
             o->reps = (int)v;
-        else if (!strcmp(argv[i], "--panel") && v % 16 == 0)
-            o->panel = v;
-        else if (!strcmp(argv[i], "--panel")) {
-            fprintf(stderr, "mdi-bench: --panel '%s' must be 0 or a multiple of 16\n", argv[i + 1]);
-            return -1;
-        } else {
+        else {
             fprintf(stderr, "mdi-bench: unknown option '%s'\n", argv[i]);
             return -1;
         }
@@ -119,6 +100,18 @@ static float *filled(size_t n, float v)
     for (size_t i = 0; i < n; i++)
         p[i] = v + (float)(i % 13) * 1e-3f;
     return p;
+}
+
+/* Lay W (d, n), filled row-major, out as --panel says. */
+static void lay_out(const opts *o, float *w, size_t d, size_t n)
+{
+    float *scratch = malloc(MDI_PANEL_ROWS * n * sizeof *scratch);
+    if (!scratch) {
+        fprintf(stderr, "mdi-bench: out of memory\n");
+        exit(1);
+    }
+    mdi_weight_to_panels(w, d, n, panel_of(o, n), scratch);
+    free(scratch);
 }
 
 /* Sum of a chunk with 32 independent lanes (vectorised into 4 registers). */
@@ -197,8 +190,10 @@ static double bench_stream(const opts *o)
     size_t per = o->n * o->k, n_mat = (o->mb * (1u << 20) / sizeof(float)) / per + 1;
     float **w = malloc(n_mat * sizeof *w), *x = filled(o->rows * o->k, 0.5f);
     float *y = filled(o->rows * o->n, 0);
-    for (size_t i = 0; i < n_mat; i++)
-        w[i] = weights(o, o->n, o->k, 0.01f * (float)i);
+    for (size_t i = 0; i < n_mat; i++) {
+        w[i] = filled(per, 0.01f * (float)i);
+        lay_out(o, w[i], o->n, o->k);
+    }
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
@@ -247,20 +242,14 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
     }
     double bytes = ((double)per * o->layers + (double)vocab * dim) * sizeof(float), best = 0,
            sum = 0;
-    float *scratch = malloc(MDI_PANEL_ROWS * (size_t)c.hidden_dim * sizeof *scratch);
-    if (!scratch) {
-        fprintf(stderr, "mdi-bench: out of memory\n");
-        exit(1);
-    }
     for (size_t l = 0; l < o->layers; l++) {
         layer[l] = filled(per, 0.001f * (float)l);
         for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
             mdi_tensor_shape(&c, order[i], &rows, &cols);
-            mdi_weight_to_panels(layer[l] + off[order[i]], rows, cols, panel_of(o, cols), scratch);
+            lay_out(o, layer[l] + off[order[i]], rows, cols);
         }
     }
-    mdi_weight_to_panels(head, vocab, dim, panel_of(o, dim), scratch);
-    free(scratch);
+    lay_out(o, head, vocab, dim);
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
         for (size_t l = 0; l < o->layers; l++)

@@ -428,7 +428,7 @@ static void stream_panels(float *y, const float *x, const float *w, size_t n, si
                           size_t P, size_t j0, size_t j1)
 {
     v16 acc[MDI_PANEL_ROWS];
-    size_t n16 = n - n % 16, pl = n16 / P * P, pwl = n - pl;
+    size_t n16 = n - n % 16;
     for (size_t b0 = j0 / MDI_PANEL_ROWS * MDI_PANEL_ROWS; b0 < j1; b0 += MDI_PANEL_ROWS) {
         size_t nr = d - b0 < MDI_PANEL_ROWS ? d - b0 : MDI_PANEL_ROWS;
         size_t s0 = j0 > b0 ? j0 - b0 : 0, s1 = j1 - b0 < nr ? j1 - b0 : nr;
@@ -451,9 +451,9 @@ static void stream_panels(float *y, const float *x, const float *w, size_t n, si
         }
         for (size_t r = s0; r < s1; r++) {
             float v = v16_sum(acc[r]);
-            const float *wr = wb + nr * pl + r * pwl - pl;
+            const float *wr = w + wpos(b0 + r, n16, n, d, P); /* the tail */
             for (size_t i = n16; i < n; i++)
-                v = fmaf(wr[i], x[i], v);
+                v = fmaf(wr[i - n16], x[i], v);
             y[b0 + r] = beta == 0.0f ? v : beta * y[b0 + r] + v;
         }
     }
