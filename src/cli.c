@@ -25,6 +25,7 @@ typedef enum {
     MDI_OPT_TOP_P,
     MDI_OPT_SEED,
     MDI_OPT_STATS_JSON,
+    MDI_OPT_OUTPUT,
     MDI_OPT_SPLIT,
     MDI_OPT_BALANCE,
     MDI_OPT_SPEEDS,
@@ -57,6 +58,7 @@ static const mdi_opt mdi_cli_opts[MDI_OPT_COUNT] = {
     [MDI_OPT_TOP_P] = {"--top-p", 1},
     [MDI_OPT_SEED] = {"--seed", 1},
     [MDI_OPT_STATS_JSON] = {"--stats-json", 1},
+    [MDI_OPT_OUTPUT] = {"--output", 1},
     [MDI_OPT_SPLIT] = {"--split", 1},
     [MDI_OPT_BALANCE] = {"--balance", 1},
     [MDI_OPT_SPEEDS] = {"--speeds", 1},
@@ -241,6 +243,8 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         return mdi_cli_str(flag, text, &out->tokenize, err);
     case MDI_OPT_STATS_JSON:
         return mdi_cli_str(flag, text, &out->stats_json, err);
+    case MDI_OPT_OUTPUT:
+        return mdi_cli_str(flag, text, &out->output, err);
     case MDI_OPT_SPLIT: { /* the syntax here (exit 2); the counts against the model later */
         int32_t n;
         if ((st = mdi_cli_str(flag, text, &out->split, err)))
@@ -399,10 +403,11 @@ static uint64_t hash_num(double v)
 }
 
 static const char *const agreed_names[MDI_CLI_N_AGREED] = {
-    "--prompt",      "--prompt-file",   "--tokenize", "--samples",    "--max-tokens",
-    "--temperature", "--top-k",         "--top-p",    "--seed",       "--stats-json",
-    "--split",       "--balance",       "--speeds",   "--group-size", "--prefill-chunk",
-    "--timeout",     "--setup-timeout", "--quiet",    "--help",       "--version"};
+    "--prompt",        "--prompt-file", "--tokenize",      "--samples", "--max-tokens",
+    "--temperature",   "--top-k",       "--top-p",         "--seed",    "--stats-json",
+    "--output",        "--split",       "--balance",       "--speeds",  "--group-size",
+    "--prefill-chunk", "--timeout",     "--setup-timeout", "--quiet",   "--help",
+    "--version"};
 
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
 {
@@ -417,6 +422,7 @@ void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
     h[i++] = hash_num(c->sampler.top_p);
     h[i++] = mdi_fnv1a(MDI_FNV_INIT, &c->seed, sizeof c->seed);
     h[i++] = hash_str(c->stats_json);
+    h[i++] = hash_str(c->output);
     h[i++] = hash_str(c->split);
     h[i++] = hash_str(c->balance);
     h[i++] = hash_str(c->speeds);
@@ -485,6 +491,8 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      weights) or a wait for others passes S (1-%.0f, default %g)\n"
             "\n"
             "Output:\n"
+            "  --output FILE       the text to FILE (on rank 0's host), not stdout; a failed\n"
+            "                      write fails the run, even under mpirun, which would drop it\n"
             "  --stats-json FILE   write run statistics as JSON to FILE\n"
             "  --quiet             no progress or timing lines on stderr\n"
             "  -h, --help          show this help and exit (--version: the version)\n"

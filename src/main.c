@@ -24,6 +24,7 @@
 typedef struct out_ctx {
     FILE *f;
     int multi;
+    int err;              /* errno of the first flush that failed, or 0 */
     char *lines;          /* (n_samples, LINE_CAP) pending partial lines */
     size_t *len;          /* (n_samples) */
     int *cont;            /* (n_samples) 1 if the pending line continues a longer one */
@@ -74,6 +75,13 @@ static void out_bytes(out_ctx *o, int32_t i, const char *bytes, size_t n)
     }
 }
 
+/* After every token: the text is out, or the first failure's errno is kept. */
+static void out_flush(out_ctx *o)
+{
+    if (fflush(o->f) != 0 && !o->err)
+        o->err = errno ? errno : EIO;
+}
+
 static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
 {
     out_ctx *o = ctx;
@@ -84,7 +92,7 @@ static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
         size_t m = n - k < OUT_CHUNK ? n - k : OUT_CHUNK;
         out_bytes(o, i, buf, mdi_utf8_repair_feed(&o->rep[i], bytes + k, m, buf));
     }
-    fflush(o->f);
+    out_flush(o);
 }
 
 static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
@@ -99,7 +107,7 @@ static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
         fprintf(o->f, "[%d] (end: %s, %d token%s)\n", i, mdi_stop_reason_str(why), n,
                 n == 1 ? "" : "s");
     }
-    fflush(o->f);
+    out_flush(o);
 }
 
 /* Print err once (rank 0) and return exit status code. */
@@ -110,20 +118,27 @@ static int fail(int rank, const mdi_err *err, int code)
     return code;
 }
 
-/* Rank 0's --stats-json output. A regular file (or a new one) gets its
- * statistics atomically: "FILE.tmp-PID" is created and removed before any
- * work, so that a bad path fails early; after the run the statistics are
+/* Rank 0's output files. --stats-json: a regular file (or a new one) gets
+ * its statistics atomically: "FILE.tmp-PID" is created and removed before
+ * any work, so that a bad path fails early; after the run the statistics are
  * written to it and renamed to FILE, so that a failed or killed run leaves an
  * existing FILE as it was and no temporary behind. Anything else (a symbolic
  * link, a pipe, /dev/stdout, a device) is written through, as a shell's `>`
  * would: opened before any work and written after the run, so a link stays
- * a link. A pipe must have a reader when the run starts. */
-typedef struct stats_out {
+ * a link. --output, the text, is always written through, as it is produced;
+ * a file that its check created is removed if the run never starts, and an
+ * existing one is emptied only when the run starts. A pipe must have a
+ * reader when the run starts. */
+typedef struct out_file {
+    const char *flag; /* "--stats-json" or "--output", for messages */
+    const char *path; /* NULL: not asked for */
     FILE *f;
-    int fd;     /* >= 0: to be written through this descriptor, no temporary */
-    int append; /* the path is this process's stdout or stderr: after what is there */
+    int fd;      /* >= 0: to be written through this descriptor, not yet begun */
+    int append;  /* the path is this process's stdout or stderr: after what is there */
+    int created; /* the check created the file (nothing was at the path) */
+    int err;     /* errno of a write that failed while the text was produced, or 0 */
     char tmp[4200];
-} stats_out;
+} out_file;
 
 /* 1 if path is an existing HDF5 file (its signature at offset 0); only
  * regular files are read, so a pipe is never waited on. */
@@ -147,108 +162,127 @@ static int same_file(const struct stat *a, int fd)
     return fstat(fd, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
 }
 
-/* Open path to write through (see stats_out). */
-static mdi_status open_through(stats_out *st, const char *p, mdi_err *le)
+/* 1 if paths p and q name one file (the same text, or one existing file). */
+static int same_path(const char *p, const char *q)
 {
-    st->fd = open(p, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
-    if (st->fd >= 0)
-        return MDI_OK;
-    if (errno == ENXIO)
-        return mdi_errf(le, MDI_ERR_IO, "--stats-json %s is a pipe that no process reads", p);
-    return mdi_errf(le, MDI_ERR_IO, "--stats-json %s: cannot be written: %s", p, strerror(errno));
+    struct stat a, b;
+    return !strcmp(p, q) ||
+           (stat(p, &a) == 0 && stat(q, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino);
 }
 
-static mdi_status check_stats(int rank, const mdi_cli *cli, stats_out *st, MPI_Comm comm,
-                              mdi_watchdog *wd, mdi_err *err)
+/* Rank 0, before any work: check o's path (other: the other output file, or
+ * NULL) and open it to write through, or make sure its temporary can be made. */
+static mdi_status check_out(out_file *o, const mdi_cli *cli, const char *other, int through_only,
+                            mdi_err *le)
+{
+    struct stat a, l;
+    const char *p = o->path;
+    int exists = stat(p, &a) == 0, linked = lstat(p, &l) == 0;
+    int through = through_only || (linked && !S_ISREG(l.st_mode)); /* a link, pipe, device */
+    int std = exists && (same_file(&a, STDOUT_FILENO) || same_file(&a, STDERR_FILENO));
+    if (exists && S_ISDIR(a.st_mode))
+        return mdi_errf(le, MDI_ERR_ARG, "%s %s is a directory", o->flag, p);
+    if (cli->prompt_file && same_path(p, cli->prompt_file))
+        return mdi_errf(le, MDI_ERR_ARG, "%s %s is the prompt file", o->flag, p);
+    if (other && same_path(p, other))
+        return mdi_errf(le, MDI_ERR_ARG, "--stats-json and --output name the same file, %s", p);
+    if (is_hdf5(p))
+        return mdi_errf(le, MDI_ERR_ARG, "%s %s is an HDF5 file (a model?); it is not overwritten",
+                        o->flag, p);
+    if (through || std) {
+        o->fd = open(p, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+        if (o->fd < 0 && errno == ENXIO)
+            return mdi_errf(le, MDI_ERR_IO, "%s %s is a pipe that no process reads", o->flag, p);
+        if (o->fd < 0)
+            return mdi_errf(le, MDI_ERR_IO, "%s %s: cannot be written: %s", o->flag, p,
+                            strerror(errno));
+        o->created = !linked;
+        o->append = std && S_ISREG(a.st_mode);
+        return MDI_OK;
+    }
+    if ((size_t)snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", p, (long)getpid()) >= sizeof o->tmp)
+        return mdi_errf(le, MDI_ERR_ARG, "%s path is too long", o->flag);
+    FILE *f = fopen(o->tmp, "w");
+    if (!f)
+        return mdi_errf(le, MDI_ERR_IO, "%s %s: cannot be written: %s", o->flag, p,
+                        strerror(errno));
+    fclose(f);
+    unlink(o->tmp);
+    return MDI_OK;
+}
+
+/* Collective: check --stats-json (*st) and --output (*txt) on rank 0, and
+ * agree on the verdict. */
+static mdi_status check_outputs(int rank, const mdi_cli *cli, out_file *st, out_file *txt,
+                                MPI_Comm comm, mdi_watchdog *wd, mdi_err *err)
 {
     mdi_err le;
     mdi_status ls = MDI_OK;
-    struct stat a, b, l;
-    const char *p = cli->stats_json;
     mdi_err_clear(&le);
-    st->f = NULL;
-    st->fd = -1;
-    st->append = 0;
-    st->tmp[0] = '\0';
-    if (rank == 0 && p) {
-        mdi_watchdog_step(wd, "opening --stats-json %s", p);
-        int exists = stat(p, &a) == 0;
-        int through = lstat(p, &l) == 0 && !S_ISREG(l.st_mode); /* a link, pipe, device */
-        int std = exists && (same_file(&a, STDOUT_FILENO) || same_file(&a, STDERR_FILENO));
-        if (exists && S_ISDIR(a.st_mode))
-            ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json %s is a directory", p);
-        else if (exists && cli->prompt_file && stat(cli->prompt_file, &b) == 0 &&
-                 a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-            ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json %s is the prompt file", p);
-        else if (is_hdf5(p))
-            ls = mdi_errf(&le, MDI_ERR_ARG,
-                          "--stats-json %s is an HDF5 file (a model?); it is not overwritten", p);
-        else if (through || std) {
-            ls = open_through(st, p, &le);
-            st->append = std && S_ISREG(a.st_mode);
-        } else if ((size_t)snprintf(st->tmp, sizeof st->tmp, "%s.tmp-%ld", p, (long)getpid()) >=
-                   sizeof st->tmp)
-            ls = mdi_errf(&le, MDI_ERR_ARG, "--stats-json path is too long");
-        else if (!(st->f = fopen(st->tmp, "w")))
-            ls = mdi_errf(&le, MDI_ERR_IO, "--stats-json %s: cannot be written", p);
-        if (st->f) {
-            fclose(st->f);
-            st->f = NULL;
-            unlink(st->tmp);
-        }
+    *st = (out_file){"--stats-json", rank == 0 ? cli->stats_json : NULL, NULL, -1, 0, 0, 0, ""};
+    *txt = (out_file){"--output", rank == 0 ? cli->output : NULL, NULL, -1, 0, 0, 0, ""};
+    if (txt->path) { /* first: once it exists, --stats-json cannot name it another way */
+        mdi_watchdog_step(wd, "opening --output %s", txt->path);
+        ls = check_out(txt, cli, NULL, 1, &le);
+    }
+    if (!ls && st->path) {
+        mdi_watchdog_step(wd, "opening --stats-json %s", st->path);
+        ls = check_out(st, cli, txt->path, 0, &le);
     }
     return mdi_ring_agree(comm, ls, &le, wd, err);
 }
 
-/* Rank 0, after the run: the stream for the statistics, or NULL (message
- * printed). A regular file written through is emptied first, unless it is
- * stdout or stderr, whose text stays before the statistics. */
-static FILE *open_stats(stats_out *st, const char *path)
+/* Rank 0: open o's stream (o->f). A regular file written through is emptied
+ * first, unless it is stdout or stderr, whose text stays before what comes. */
+static mdi_status open_out(out_file *o, mdi_err *le)
 {
-    if (st->fd < 0) {
-        if (!(st->f = fopen(st->tmp, "w")))
-            fprintf(stderr, "mdi-llm: --stats-json %s: cannot be written\n", path);
-        return st->f;
+    if (o->fd < 0) {
+        if (!(o->f = fopen(o->tmp, "w")))
+            return mdi_errf(le, MDI_ERR_IO, "%s %s: cannot be written: %s", o->flag, o->path,
+                            strerror(errno));
+        return MDI_OK;
     }
     struct stat a;
-    int flags = fcntl(st->fd, F_GETFL);
-    int ok = flags >= 0 && fstat(st->fd, &a) == 0;
+    int flags = fcntl(o->fd, F_GETFL);
+    int ok = flags >= 0 && fstat(o->fd, &a) == 0;
     fflush(stdout); /* the text is out; a reader that left fails the write, not the process */
     signal(SIGPIPE, SIG_IGN);
-    if (ok && st->append) {
+    if (ok && o->append) {
         fflush(stderr);
         flags |= O_APPEND;
     } else if (ok && S_ISREG(a.st_mode)) {
-        ok = ftruncate(st->fd, 0) == 0;
+        ok = ftruncate(o->fd, 0) == 0;
     }
-    if (ok && fcntl(st->fd, F_SETFL, flags & ~O_NONBLOCK) == 0 && (st->f = fdopen(st->fd, "w")))
-        st->fd = -1; /* the stream owns it now */
-    else
-        fprintf(stderr, "mdi-llm: --stats-json %s: cannot be written: %s\n", path, strerror(errno));
-    return st->f;
+    if (!ok || fcntl(o->fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || !(o->f = fdopen(o->fd, "w")))
+        return mdi_errf(le, MDI_ERR_IO, "%s %s: cannot be written: %s", o->flag, o->path,
+                        strerror(errno));
+    o->fd = -1; /* the stream owns it now */
+    return MDI_OK;
 }
 
-/* Rank 0: finish the statistics (ok: rename a temporary into place, else
- * remove it) and close what is open. 1 when written (or nothing to write). */
-static int close_stats(stats_out *st, const char *path, int ok)
+/* Rank 0: finish o (ok: rename a temporary into place, else remove it) and
+ * close what is open. 1 when written (or nothing to write). */
+static int close_out(out_file *o, int ok)
 {
-    if (st->fd >= 0) { /* to be written through, but never begun */
-        close(st->fd);
-        st->fd = -1;
+    if (o->fd >= 0) { /* to be written through, but never begun */
+        close(o->fd);
+        o->fd = -1;
+        if (o->created)
+            unlink(o->path);
     }
-    if (!st->f)
+    if (!o->f)
         return ok;
     errno = 0;
-    int through = !st->tmp[0], written = fflush(st->f) == 0 && !ferror(st->f);
-    written = fclose(st->f) == 0 && written;
-    st->f = NULL;
-    if (ok && written && (through || rename(st->tmp, path) == 0))
+    int through = !o->tmp[0], written = fflush(o->f) == 0 && !ferror(o->f);
+    written = fclose(o->f) == 0 && written;
+    o->f = NULL;
+    if (ok && written && (through || rename(o->tmp, o->path) == 0))
         return 1;
-    int e = errno ? errno : EIO; /* set by the call that failed */
+    int e = o->err ? o->err : errno ? errno : EIO; /* set by the call that failed */
     if (!through)
-        unlink(st->tmp);
+        unlink(o->tmp);
     if (ok)
-        fprintf(stderr, "mdi-llm: --stats-json %s: write failed: %s\n", path, strerror(e));
+        fprintf(stderr, "mdi-llm: %s %s: write failed: %s\n", o->flag, o->path, strerror(e));
     return 0;
 }
 
@@ -271,17 +305,24 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
 {
     mdi_err err;
     mdi_engine e;
-    stats_out stats;
+    out_file stats, text;
     mdi_err_clear(&err);
-    if (check_stats(rank, cli, &stats, comm, wd, &err)) {
+    if (check_outputs(rank, cli, &stats, &text, comm, wd, &err)) {
         mdi_watchdog_stop(wd);
-        close_stats(&stats, cli->stats_json, 0);
+        close_out(&stats, 0);
+        close_out(&text, 0);
         return fail(rank, &err, 1);
     }
     mdi_status s = mdi_engine_setup(&e, cli, comm, wd, &err);
+    if (!s) { /* --output is emptied only now that the run can start */
+        mdi_err le;
+        mdi_err_clear(&le);
+        s = mdi_ring_agree(comm, text.path ? open_out(&text, &le) : MDI_OK, &le, wd, &err);
+    }
     mdi_watchdog_stop(wd); /* from here on, --timeout */
     if (s) {
-        close_stats(&stats, cli->stats_json, 0);
+        close_out(&stats, 0);
+        close_out(&text, 0);
         mdi_engine_free(&e);
         return fail(rank, &err, 1);
     }
@@ -301,7 +342,7 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
                 e.shape.n_samples == 1 ? "" : "s", e.shape.group_size, e.tensor.n_threads,
                 e.tensor.n_threads == 1 ? "" : "s", e.tensor.blis_arch);
     }
-    out_ctx o = {stdout, e.shape.n_samples > 1, NULL, NULL, NULL, NULL};
+    out_ctx o = {text.f ? text.f : stdout, e.shape.n_samples > 1, 0, NULL, NULL, NULL, NULL};
     if (rank == 0) {
         size_t ns = (size_t)e.shape.n_samples;
         o.rep = calloc(ns, sizeof *o.rep);
@@ -321,16 +362,19 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
         for (int32_t i = 0; o.len && i < e.shape.n_samples; i++)
             if (o.len[i]) /* keep the unfinished lines generated so far */
                 out_flush_line(&o, i);
-        fflush(stdout);
+        fflush(o.f);
         MPI_Abort(comm, 1); /* no statistics file was begun */
     }
     int code = 0;
-    if (rank == 0 && cli->stats_json && !open_stats(&stats, cli->stats_json))
+    text.err = o.err;
+    if (!close_out(&text, 1)) /* the text is complete: a failed write fails the run */
         code = 1;
+    if (stats.path && open_out(&stats, &err))
+        code = fail(rank, &err, 1);
     if (mdi_engine_write_stats(&e, stats.f, &err)) /* collective, written or not */
         code = fail(rank, &err, 1);
     report(&e, cli);
-    if (!close_stats(&stats, cli->stats_json, code == 0) && code == 0)
+    if (!close_out(&stats, code == 0) && code == 0)
         code = 1;
     free(o.lines);
     free(o.len);

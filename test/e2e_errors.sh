@@ -142,6 +142,39 @@ if "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --stats-json "$TMP/old.json" >/dev/n
   grep -q '"per_rank"' "$TMP/old.json"; then pass "a run that ends well replaces the stats file"
 else fail "stats file not replaced: $(cat "$TMP/err")"; fi
 
+# --output: the text goes to the file, not stdout, on one rank and several;
+# a failed write fails the run (mpirun would drop it silently); the file is
+# refused where it would cost another, and a run that cannot start leaves an
+# existing file as it was and creates none.
+want=$("$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --temperature 0 --samples 2 2>/dev/null)
+for np in 1 2; do
+  rm -f "$TMP/text.txt"
+  got=$("${MPI[@]}" -np $np "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --temperature 0 --samples 2 --output "$TMP/text.txt" 2>"$TMP/err")
+  expect_eq "--output on $np rank(s): the text in the file, nothing on stdout" "$want|" "$(cat "$TMP/text.txt")|$got"
+done
+if [ -c /dev/full ]; then
+  one_message "--output write fails, 2 ranks" "--output /dev/full: write failed: No space left on device" \
+    "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --output /dev/full
+else echo "skip: --output write fails (no /dev/full)"; fi
+one_message "--output unwritable" "--output $TMP/no/such/dir/t.txt: cannot be written: No such file or directory" \
+  "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --output "$TMP/no/such/dir/t.txt"
+one_message "--output is a directory" "--output $TMP/sdir is a directory" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --output "$TMP/sdir"
+one_message "--output is a model" "--output $TMP/victim.h5 is an HDF5 file \\(a model\\?\\); it is not overwritten" \
+  "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --output "$TMP/victim.h5"
+cmp -s "$TMP/s.h5" "$TMP/victim.h5" && pass "--output is a model: model intact" || fail "--output is a model: model changed"
+one_message "--output is the prompt file" "--output $TMP/pp is the prompt file" \
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/pp" --output "$TMP/pp"
+expect_eq "--output is the prompt file: prompt intact" "Once upon a time" "$(cat "$TMP/pp")"
+rm -f "$TMP/same.txt"
+one_message "--output and --stats-json name one new file two ways" "--stats-json and --output name the same file" \
+  "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --output "$TMP/same.txt" --stats-json "$TMP/./same.txt"
+expect_eq "refused --output: the file it created is gone" "" "$(ls "$TMP" | grep same.txt || true)"
+echo old >"$TMP/old.txt"
+one_message "failed start, existing --output" "not an HDF5 file" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/junk.h5" "${P[@]}" --output "$TMP/old.txt"
+expect_eq "failed start: the old --output file is kept" "old" "$(cat "$TMP/old.txt")"
+one_message "failed start, new --output" "not an HDF5 file" "$MDI_LLM" --model "$TMP/junk.h5" "${P[@]}" --output "$TMP/new.txt"
+expect_eq "failed start: no --output file created" "" "$(ls "$TMP" | grep new.txt || true)"
+
 # Prompt files as editors write them: a byte order mark and final blank lines
 # are not prompts; a prompt far too long is refused before it is encoded.
 printf '\xef\xbb\xbfOnce upon a time\r\n\r\n \t\n\n  ' >"$TMP/bom"

@@ -22,6 +22,7 @@ typedef struct mdi_cli {
     mdi_sampler_params sampler; /* --temperature, --top-k, --top-p */
     uint64_t seed;              /* --seed; default 42; each sample has its own stream */
     const char *stats_json;     /* --stats-json FILE, or NULL */
+    const char *output;         /* --output FILE: the text goes there, not stdout; or NULL */
     const char *split;          /* --split "a,b,c": layers per rank, or NULL (balanced) */
     const char *balance;        /* --balance time|memory (checked), or NULL (time) */
     const char *speeds;         /* --speeds auto|a,b,c (checked), or NULL (equal ranks) */
@@ -68,7 +69,7 @@ mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err);
  * and --threads, which may differ from host to host (MPMD launches). Ranks
  * compare these with rank 0's before any other collective work, so that a
  * rank started with other options fails the job instead of hanging it. */
-#define MDI_CLI_N_AGREED 20
+#define MDI_CLI_N_AGREED 21
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED]);
 /* The option behind entry i of mdi_cli_agreed ("--max-tokens"). */
 const char *mdi_cli_agreed_name(int i);
