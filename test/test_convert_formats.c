@@ -494,6 +494,14 @@ static void test_hf_errors(void **state)
             "needs a dtype string and two integer data_offsets", NULL);
     hf_case(x, &s, cfg, "s8", NULL, NULL, "{\"__metadata__\"", "[{\"__metadata__\"",
             "model.safetensors: line 1 column", NULL);
+    /* two tensors sharing bytes (the model would load one for the other) */
+    hf_case(x, &s, cfg, "ov1", NULL, NULL, "[219392,263424]", "[175360,219392]",
+            "data_offsets [175360, 219392]) and 'model.layers.0.mlp.",
+            "([175360, 219392]) overlap");
+    hf_case(x, &s, cfg, "ov2", NULL, NULL, "[219392,263424]", "[219388,263420]",
+            "tensors 'model.layers.0.mlp.gate_proj.weight' (data_offsets [175360, 219392]) and "
+            "'model.layers.0.mlp.up_proj.weight' ([219388, 263420]) overlap",
+            NULL);
 
     /* rope_theta from transformers 5's rope_parameters (over the top level's), and
      * the "default" rope_type in either key, mean no scaling: accepted. */
@@ -949,6 +957,10 @@ static void test_gguf_errors(void **state)
               "unexpected tensor 'blk.4.ffn_up.weighx'", NULL);
     gguf_case(x, &g, "t6.gguf", up->pos + 8, "blk.3.ffn_up.weight", 19,
               "tensor 'blk.3.ffn_up.weight' appears twice", NULL);
+    /* two tensors at one place: each must have bytes of its own (the model
+     * would otherwise load layer 0's q for layer 1's and generate wrong text) */
+    const tg_info *q1 = tg_find(&g, "blk.1.attn_q.weight");
+    gguf_case(x, &g, "t7.gguf", q1->pos + q1->len - 8, &q->off, 8, "tensors 'blk.", "overlap");
     free(g.b.p);
 }
 

@@ -100,6 +100,17 @@ mdi_status cv_hash_fd(int fd, uint64_t size, const char *path, uint64_t *h, mdi_
 /* If name is prefix, a layer index below n_layers (decimal, no leading zeros)
  * and a dot, set *layer and return the rest of the name; else NULL. */
 const char *cv_layer_suffix(const char *name, const char *prefix, int32_t n_layers, int32_t *layer);
+/* The bytes [off, off + bytes) of tensor (kind, layer) in file `file`. */
+typedef struct cv_extent {
+    uint64_t off, bytes;
+    size_t file;
+    int32_t kind, layer;
+} cv_extent;
+/* Sort ext (n) by file and offset. Returns 1 with *a before *b if two
+ * extents of one file share a byte (each tensor must have bytes of its own:
+ * a header that points two tensors at one place would load the same weights
+ * twice without a word), else 0. */
+int cv_find_overlap(cv_extent *ext, size_t n, const cv_extent **a, const cv_extent **b);
 /* A model id: h as 16 lower-case hex digits. */
 void cv_model_id(uint64_t h, char id[17]);
 

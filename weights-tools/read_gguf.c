@@ -140,6 +140,36 @@ static mdi_status read_tensor_info(gcur *c, gguf_impl *g, const mdi_config *cfg,
     return MDI_OK;
 }
 
+/* No two tensors share bytes of the data section (cv_find_overlap). */
+static mdi_status check_overlap(const gcur *c, gguf_impl *g, const mdi_config *cfg)
+{
+    size_t cap = ((size_t)cfg->n_layers + 1) * MDI_T_COUNT, n = 0;
+    cv_extent *ext = malloc(cap * sizeof *ext);
+    const cv_extent *a, *b;
+    if (!ext)
+        return cv_gguf_err(c, MDI_ERR_NOMEM, "out of memory for the tensor table");
+    for (int32_t l = 0; l <= cfg->n_layers; l++)
+        for (int k = 0; k < MDI_T_COUNT; k++) {
+            if ((mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) != (l < cfg->n_layers))
+                continue; /* the extras once, in their row */
+            const gtensor *t = slot(g, (mdi_tensor_kind)k, l);
+            if (t->present)
+                ext[n++] = (cv_extent){t->off, t->bytes, 0, k, l};
+        }
+    mdi_status s = MDI_OK;
+    if (cv_find_overlap(ext, n, &a, &b)) {
+        char na[GGUF_MAX_NAME], nb[GGUF_MAX_NAME];
+        s = cv_gguf_err(c, MDI_ERR_FORMAT,
+                        "tensors '%s' (data bytes [%llu, %llu)) and '%s' ([%llu, %llu)) overlap",
+                        tensor_name((mdi_tensor_kind)a->kind, a->layer, na, sizeof na),
+                        (unsigned long long)a->off, (unsigned long long)(a->off + a->bytes),
+                        tensor_name((mdi_tensor_kind)b->kind, b->layer, nb, sizeof nb),
+                        (unsigned long long)b->off, (unsigned long long)(b->off + b->bytes));
+    }
+    free(ext);
+    return s;
+}
+
 /* Read all tensor infos, find the data section, and check every tensor is there and in the file. */
 static mdi_status read_tensors(gcur *c, gguf_impl *g, mdi_config *cfg, uint64_t n_tensors,
                                uint64_t align)
@@ -174,7 +204,7 @@ static mdi_status read_tensors(gcur *c, gguf_impl *g, mdi_config *cfg, uint64_t 
                                    (unsigned long long)t->bytes, (unsigned long long)c->size);
         }
     }
-    return MDI_OK;
+    return check_overlap(c, g, cfg);
 }
 
 /* Check a tokenizer array exists with the element type we read. */

@@ -554,6 +554,40 @@ static mdi_status check_complete(const hf_impl *h, const mdi_config *cfg, mdi_er
     return MDI_OK;
 }
 
+/* No two tensors share bytes of a file (cv_find_overlap). */
+static mdi_status check_overlap(const hf_impl *h, const mdi_config *cfg, mdi_err *err)
+{
+    size_t cap = ((size_t)cfg->n_layers + 1) * MDI_T_COUNT, n = 0;
+    cv_extent *ext = malloc(cap * sizeof *ext);
+    const cv_extent *a, *b;
+    if (!ext)
+        return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for the tensor table", h->dir);
+    for (int32_t l = 0; l <= cfg->n_layers; l++)
+        for (int k = 0; k < MDI_T_COUNT; k++) {
+            if ((mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) != (l < cfg->n_layers))
+                continue; /* the extras once, in their row */
+            const hf_tensor *t = slot(h, (mdi_tensor_kind)k, l);
+            if (t->present)
+                ext[n++] = (cv_extent){t->off, t->bytes, t->file, k, l};
+        }
+    mdi_status s = MDI_OK;
+    if (cv_find_overlap(ext, n, &a, &b)) {
+        char na[128], nb[128];
+        const hf_file *f = &h->files[a->file];
+        s = mdi_errf(err, MDI_ERR_FORMAT,
+                     "%s: tensors '%s' (data_offsets [%llu, %llu]) and '%s' ([%llu, %llu]) "
+                     "overlap",
+                     f->path, tensor_name((mdi_tensor_kind)a->kind, a->layer, na, sizeof na),
+                     (unsigned long long)(a->off - f->data_off),
+                     (unsigned long long)(a->off - f->data_off + a->bytes),
+                     tensor_name((mdi_tensor_kind)b->kind, b->layer, nb, sizeof nb),
+                     (unsigned long long)(b->off - f->data_off),
+                     (unsigned long long)(b->off - f->data_off + b->bytes));
+    }
+    free(ext);
+    return s;
+}
+
 /* ---- tokenizer, reads, open ----------------------------------------------------- */
 
 /* The vocabulary: tok_path if given, else DIR/tokenizer.model; config bos/eos override. */
@@ -697,6 +731,8 @@ static mdi_status hf_open_all(hf_impl *h, cv_source *src, const char *tok_path, 
     cv_json_free(index);
     if (s == MDI_OK)
         s = check_complete(h, cfg, err);
+    if (s == MDI_OK)
+        s = check_overlap(h, cfg, err);
     /* only once the files have been found to hold every tensor the config
      * describes: a config claiming huge dimensions allocates nothing first */
     if (s == MDI_OK &&

@@ -87,6 +87,33 @@ const char *cv_layer_suffix(const char *name, const char *prefix, int32_t n_laye
     return p + 1;
 }
 
+static int cmp_extent(const void *pa, const void *pb)
+{
+    const cv_extent *a = pa, *b = pb;
+    if (a->file != b->file)
+        return a->file < b->file ? -1 : 1;
+    return a->off < b->off ? -1 : a->off > b->off;
+}
+
+int cv_find_overlap(cv_extent *ext, size_t n, const cv_extent **a, const cv_extent **b)
+{
+    qsort(ext, n, sizeof *ext, cmp_extent);
+    const cv_extent *last = NULL; /* of this file, the one that ends furthest */
+    for (size_t i = 0; i < n; i++) {
+        if (ext[i].bytes == 0)
+            continue;
+        if (last && last->file == ext[i].file && ext[i].off < last->off + last->bytes) {
+            *a = last;
+            *b = &ext[i];
+            return 1;
+        }
+        if (!last || last->file != ext[i].file ||
+            ext[i].off + ext[i].bytes > last->off + last->bytes)
+            last = &ext[i];
+    }
+    return 0;
+}
+
 void cv_model_id(uint64_t h, char id[17])
 {
     snprintf(id, 17, "%016llx", (unsigned long long)h);
