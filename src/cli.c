@@ -212,7 +212,8 @@ static mdi_status mdi_cli_str(const char *flag, const char *text, const char **o
     return MDI_OK;
 }
 
-static mdi_status mdi_cli_timeout(const char *flag, const char *text, double *out, mdi_err *err)
+static mdi_status mdi_cli_timeout(const char *flag, const char *text, double min, double *out,
+                                  mdi_err *err)
 {
     double v = 0.0;
     mdi_status st = mdi_cli_real(flag, text, INFINITY, &v, err);
@@ -220,6 +221,8 @@ static mdi_status mdi_cli_timeout(const char *flag, const char *text, double *ou
         return st;
     if (!(v > 0.0))
         return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be > 0", flag, text);
+    if (v < min)
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be >= %g", flag, text, min);
     if (v > MDI_CLI_MAX_TIMEOUT_S)
         return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be <= %.0f", flag, text,
                         MDI_CLI_MAX_TIMEOUT_S);
@@ -284,14 +287,11 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
     case MDI_OPT_SEED:
         return mdi_cli_u64(flag, text, &out->seed, err);
     case MDI_OPT_TIMEOUT:
-        return mdi_cli_timeout(flag, text, &out->timeout_s, err);
+        /* below 1 s, a slow step or a busy host reads as a stuck rank */
+        return mdi_cli_timeout(flag, text, MDI_CLI_MIN_TIMEOUT_S, &out->timeout_s, err);
     case MDI_OPT_SETUP_TIMEOUT: /* below 1 s, even a small model's start-up fails */
-        if ((st = mdi_cli_timeout(flag, text, &out->setup_timeout_s, err)))
-            return st;
-        if (out->setup_timeout_s < MDI_CLI_MIN_SETUP_TIMEOUT_S)
-            return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' must be >= %g", flag, text,
-                            MDI_CLI_MIN_SETUP_TIMEOUT_S);
-        return MDI_OK;
+        return mdi_cli_timeout(flag, text, MDI_CLI_MIN_SETUP_TIMEOUT_S, &out->setup_timeout_s,
+                               err);
     case MDI_OPT_QUIET:
         out->quiet = 1;
         return MDI_OK;
@@ -486,7 +486,7 @@ void mdi_cli_usage(FILE *f, const char *prog)
             "                      most %zu rows, prompt rows use the engine's kernel, else BLIS\n"
             "  --timeout SECONDS   rank 0 ends the run, naming the rank that stopped answering,\n"
             "                      when no message has come back for this long; the others\n"
-            "                      wait twice as long (> 0 and <= %.0f, one year; default %g)\n"
+            "                      wait twice as long (1-%.0f, one year; default %g)\n"
             "  --setup-timeout S   a rank ends the job if its start-up work (reading prompts and\n"
             "                      weights) or a wait for others passes S (1-%.0f, default %g)\n"
             "\n"

@@ -140,7 +140,8 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: cannot be opened", path);
+        return mdi_errf(err, MDI_ERR_IO, "--prompt-file %s: cannot be opened: %s", path,
+                        strerror(errno));
     char *b = malloc(MAX_PROMPT_FILE + 1);
     errno = 0;
     size_t n = b ? fread(b, 1, MAX_PROMPT_FILE + 1, f) : 0;
@@ -163,7 +164,7 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
     /* Blank lines at the end (an editor's final newlines, or lines of only
      * spaces and tabs) are not prompts; the last prompt keeps its own spaces. */
     size_t keep = n;
-    while (n > 0 && strchr("\n\r \t", t[n - 1])) {
+    while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t')) {
         if (t[n - 1] == '\n')
             keep = n - 1;
         n--;
@@ -195,6 +196,13 @@ static mdi_status read_prompt_file(const char *path, char **buf, const char ***l
         *end = '\0';
         if (end > p && end[-1] == '\r')
             end[-1] = '\0';
+        if (*p && !p[strspn(p, " \t")]) { /* blank, as the final lines that are dropped */
+            free(ls);
+            free(b);
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "line %d of --prompt-file %s is blank (only spaces and tabs)", k + 1,
+                            path);
+        }
         ls[k++] = p;
         p = end + 1;
     }

@@ -33,8 +33,10 @@ typedef struct out_ctx {
 
 static void out_flush_line(out_ctx *o, int32_t i)
 {
-    fprintf(o->f, "[%d]%s %.*s\n", i, o->cont[i] ? "+" : "", (int)o->len[i],
-            o->lines + (size_t)i * LINE_CAP);
+    /* written as bytes: the text may hold U+0000, where %s would stop */
+    fprintf(o->f, "[%d]%s ", i, o->cont[i] ? "+" : "");
+    fwrite(o->lines + (size_t)i * LINE_CAP, 1, o->len[i], o->f);
+    fputc('\n', o->f);
     o->len[i] = 0;
     o->cont[i] = 0;
 }
@@ -369,6 +371,13 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
     text.err = o.err;
     if (!close_out(&text, 1)) /* the text is complete: a failed write fails the run */
         code = 1;
+    errno = 0;
+    if (rank == 0 && !text.path && (fflush(stdout) != 0 || ferror(stdout) || o.err)) {
+        int en = o.err ? o.err : errno ? errno : EIO;
+        fprintf(stderr, "mdi-llm: writing to standard output failed: %s\n", strerror(en));
+        clearerr(stdout); /* said once, here; and the statistics are not written */
+        code = 1;
+    }
     if (stats.path && open_out(&stats, &err))
         code = fail(rank, &err, 1);
     if (mdi_engine_write_stats(&e, stats.f, &err)) /* collective, written or not */

@@ -185,7 +185,7 @@ one_message "a 3 MB prompt: refused before encoding" "line 1 of --prompt-file $T
   "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/huge"
 one_message "group larger than samples" "--group-size 4 is larger than the 2 samples" "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 --group-size 4
 
-for bad in "--balance fast" "--speeds 0,1" "--speeds 1,0.0005" "--top-p 1e-50" "--speeds 1,-2" "--speeds 0x1,1" "--speeds fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--setup-timeout 0.5" "--seed x" "--bogus"; do
+for bad in "--balance fast" "--speeds 0,1" "--speeds 1,0.0005" "--top-p 1e-50" "--speeds 1,-2" "--speeds 0x1,1" "--speeds fast" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -1" "--samples 0" "--max-tokens -1" "--threads 0" "--timeout 0" "--timeout 0.5" "--setup-timeout 0.5" "--seed x" "--bogus"; do
   read -r -a args <<<"$bad"
   one_message "flag $bad" "${args[0]}" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt hi "${args[@]}"
 done
@@ -197,14 +197,33 @@ seq 1 65537 >"$TMP/many"
 one_message "prompt file beyond the limit" "has more than 65536 prompts" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/many" --max-tokens 1
 printf 'Once upon\nup\0on\n' >"$TMP/nul"
 one_message "NUL byte in a prompt line" "line 2 of --prompt-file $TMP/nul has a NUL byte" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/nul" --max-tokens 4
+printf 'Once upon\n\0\n' >"$TMP/nul2"
+one_message "a final line of a NUL byte" "line 2 of --prompt-file $TMP/nul2 has a NUL byte" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/nul2" --max-tokens 4
+printf 'Once upon\n \t \nA dog\n' >"$TMP/white"
+one_message "a blank line amid the prompts" "line 2 of --prompt-file $TMP/white is blank \\(only spaces and tabs\\)" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/white" --max-tokens 4
+one_message "prompt file missing: the reason" "--prompt-file $TMP/none: cannot be opened: No such file or directory" "$MDI_LLM" --model "$TMP/s.h5" --prompt-file "$TMP/none" --max-tokens 8
+# Generated text may hold U+0000 (stories260K samples a NUL byte here): a
+# sample's "[i]" records still rebuild its text exactly as one sample streams it.
+G=(--model "$TMP/s.h5" --prompt Once --max-tokens 500 --temperature 100 --top-p 1 --seed 2 --quiet)
+"$MDI_LLM" "${G[@]}" --samples 1 >"$TMP/one" 2>/dev/null
+"$MDI_LLM" "${G[@]}" --samples 2 >"$TMP/two" 2>/dev/null
+if tr -d '\n' <"$TMP/one" | grep -qaP '\x00'; then
+  rebuilt=$(awk 'BEGIN { RS = "\n"; ORS = "" } /^\[0\] \(end:/ { exit } /^\[0\]\+ / { printf "%s", substr($0, 6); next } /^\[0\] / { if (n++) printf "\n"; printf "%s", substr($0, 5) }' "$TMP/two" | od -An -tx1 | tr -d ' \n')
+  whole=$(head -c -1 "$TMP/one" | od -An -tx1 | tr -d ' \n')
+  expect_eq "a NUL in generated text: the [0] records hold every byte" "$whole" "$rebuilt"
+else fail "a NUL in generated text: the one-sample text holds no NUL any more; pick another seed"; fi
 if [ -w /dev/full ]; then
   rc=0
   "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 8 --quiet >/dev/full 2>"$TMP/err" || rc=$?
-  if [ "$rc" -eq 1 ] && grep -q "writing to standard output failed" "$TMP/err"; then
+  if [ "$rc" -eq 1 ] && grep -q "writing to standard output failed: No space left on device" "$TMP/err"; then
     pass "text to a full disk: exit 1, named"
   else
     fail "text to a full disk: exit $rc, stderr: $(head -2 "$TMP/err")"
   fi
+  echo '{"old": 2}' >"$TMP/kept.json"
+  rc=0
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 8 --quiet --stats-json "$TMP/kept.json" >/dev/full 2>"$TMP/err" || rc=$?
+  expect_eq "text to a full disk: the run failed, the old stats file is kept" '1|{"old": 2}' "$rc|$(cat "$TMP/kept.json")"
 fi
 
 # --max-tokens 0 is valid: the prompt is echoed, nothing is generated.

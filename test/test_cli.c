@@ -164,11 +164,11 @@ static void test_every_flag_both_forms(void **state)
     assert_string_equal(c.prompt, "-");
     assert_true(c.sampler.temperature == 0.0f);
     parse_ok(&c, "--model", "m", "--prompt", "x", "--max-tokens", "2147483647", "--seed", "0",
-             "--top-p", "1", "--temperature", "100", "--timeout", "1e-3", NULL);
+             "--top-p", "1", "--temperature", "100", "--timeout", "1", NULL);
     assert_int_equal(c.max_tokens, INT32_MAX);
     assert_true(c.seed == 0);
     assert_true(c.sampler.top_p == 1.0f);
-    assert_true(c.timeout_s == 1e-3);
+    assert_true(c.timeout_s == 1.0); /* the least --timeout */
 }
 
 static void test_help_and_version(void **state)
@@ -206,6 +206,8 @@ static void test_out_of_range(void **state)
               NULL);
     parse_err("--timeout: '-5' must be > 0", "--model", "m", "--prompt", "x", "--timeout=-5", NULL);
     parse_err("--timeout|must be <=", "--model", "m", "--prompt", "x", "--timeout", "1e300", NULL);
+    parse_err("--timeout: '1e-300' must be >= 1", "--model", "m", "--prompt", "x", "--timeout",
+              "1e-300", NULL);
     parse_err("--setup-timeout: '0' must be > 0", "--model", "m", "--prompt", "x",
               "--setup-timeout", "0", NULL);
     parse_err("--setup-timeout: '0.999' must be >= 1", "--model", "m", "--prompt", "x",

@@ -48,6 +48,7 @@ typedef struct mdi_cli {
 /* --setup-timeout when not given: room to read a few GB from a slow disk */
 #define MDI_CLI_DEFAULT_SETUP_TIMEOUT_S 600.0
 #define MDI_CLI_MIN_SETUP_TIMEOUT_S 1.0
+#define MDI_CLI_MIN_TIMEOUT_S 1.0
 /* --samples and prompt-file lines: each sample has its own KV cache, prompt
  * and sampler state on rank 0, allocated before the first token. */
 #define MDI_CLI_MAX_SAMPLES 65536
