@@ -86,6 +86,14 @@ printf '24ka\001\000\000\000' | cat - "$BIN" >"$WORK/ak42.bin" # export.py --ver
 expect_fail 1 'a llama2.c export in the newer "ak42" format' "$CONVERT" "$WORK/ak42.bin" -o "$WORK/x.h5"
 rm -f "$WORK/ak42.bin"
 expect_fail 1 "not an HDF5 file" "$CONVERT" --inspect "$BIN"
+# A FIFO where a file belongs is refused, not waited on.
+mkfifo "$WORK/fifo"
+expect_fail 1 "fifo: not a regular file" timeout 30 "$CONVERT" "$BIN" --tokenizer "$WORK/fifo" -o "$WORK/x.h5"
+mkdir "$WORK/hffifo"
+cp "$MODELS/stories260K-hf/config.json" "$MODELS/stories260K-hf/tokenizer.model" "$WORK/hffifo/"
+mkfifo "$WORK/hffifo/model.safetensors"
+expect_fail 1 "model.safetensors: not a regular file" timeout 30 "$CONVERT" "$WORK/hffifo" -o "$WORK/x.h5"
+rm -rf "$WORK/fifo" "$WORK/hffifo"
 expect_fail 1 "split covers" "$CONVERT" "$BIN" --tokenizer "$TOK" --split 2,4,4 -o "$WORK/x"
 grep -qF "but the model has 5" "$WORK/err" || fail "--split 2,4,4: $(cat "$WORK/err")"
 expect_fail 1 "split covers 2.5 layers but the model has 5" \

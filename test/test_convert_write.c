@@ -406,6 +406,20 @@ static void test_write_refusals(void **state)
     assert_non_null(strstr(err.msg, "--split has 9 entries but "));
     assert_int_equal(count_entries(dir, &tmp), 0);
 
+    /* a tokenizer that mdi-llm could not build (a piece twice) is refused
+     * before anything is written */
+    assert_int_equal(mdi_vocab_alloc(&src.vocab, 3, 3, &err), MDI_OK);
+    memcpy(src.vocab.bytes, "aba", 3);
+    for (int32_t i = 0; i < 3; i++) {
+        src.vocab.offsets[i + 1] = (uint64_t)i + 1;
+        src.vocab.types[i] = MDI_PIECE_NORMAL;
+    }
+    snprintf(out, sizeof out, "%s/dup.h5", dir);
+    assert_int_not_equal(write_opts(&src, out, CV_DTYPE_F32, 1, NULL, &err), MDI_OK);
+    assert_non_null(strstr(err.msg, "piece 2 duplicates piece 0"));
+    assert_int_equal(count_entries(dir, &tmp), 0);
+    mdi_vocab_free(&src.vocab);
+
     snprintf(out, sizeof out, "%s/exists", dir); /* an existing file or directory is kept */
     spit(out, "keep", 4);
     for (int32_t n = 1; n <= 2; n++) {

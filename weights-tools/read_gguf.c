@@ -420,7 +420,7 @@ mdi_status cv_open_gguf(const char *path, cv_source *src, mdi_err *err)
     src->kind = "gguf";
     mdi_status s = MDI_OK;
     struct stat st;
-    g->fd = open(path, O_RDONLY);
+    g->fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is not waited on */
     if (g->fd < 0)
         s = mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     else if (fstat(g->fd, &st) != 0 || !S_ISREG(st.st_mode))

@@ -83,11 +83,13 @@ static mdi_status prefix_err(mdi_err *err, mdi_status s, const char *what)
 static mdi_status hash_path(const char *path, uint64_t *h, mdi_err *err)
 {
     struct stat sb;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is not waited on */
     if (fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    mdi_status s = fstat(fd, &sb) == 0 ? cv_hash_fd(fd, (uint64_t)sb.st_size, path, h, err)
-                                       : mdi_errf(err, MDI_ERR_IO, "%s: cannot stat", path);
+    mdi_status s = fstat(fd, &sb) != 0 ? mdi_errf(err, MDI_ERR_IO, "%s: cannot stat", path)
+                   : !S_ISREG(sb.st_mode)
+                       ? mdi_errf(err, MDI_ERR_IO, "%s: not a regular file", path)
+                       : cv_hash_fd(fd, (uint64_t)sb.st_size, path, h, err);
     close(fd);
     return s;
 }
@@ -410,7 +412,7 @@ static mdi_status st_open(hf_impl *h, size_t fi, const mdi_config *cfg, mdi_err 
     hf_file *f = &h->files[fi];
     struct stat st;
     uint64_t n = 0;
-    f->fd = open(f->path, O_RDONLY);
+    f->fd = open(f->path, O_RDONLY | O_NONBLOCK); /* a FIFO is not waited on */
     if (f->fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
     if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))

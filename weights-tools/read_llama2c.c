@@ -174,7 +174,7 @@ static mdi_status open_checkpoint(const char *path, cv_source *src, l2c_impl *im
     unsigned char hdr[L2C_HEADER_BYTES];
     struct stat st;
     mdi_status s;
-    im->fd = open(path, O_RDONLY);
+    im->fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is not waited on */
     if (im->fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(im->fd, &st) != 0)

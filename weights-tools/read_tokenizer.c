@@ -32,6 +32,8 @@ static mdi_status read_file(const char *path, rt_file *f, mdi_err *err)
     f->path = path;
     if (!path)
         return mdi_errf(err, MDI_ERR_ARG, "tokenizer path is NULL");
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* before a FIFO's open could wait */
+        return mdi_errf(err, MDI_ERR_IO, "%s: not a regular file", path);
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

@@ -170,7 +170,7 @@ cv_input_kind cv_detect(const char *path)
         return has_config_json(path) ? CV_INPUT_HF_DIR : CV_INPUT_UNKNOWN;
     if (!S_ISREG(st.st_mode))
         return CV_INPUT_UNKNOWN;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is not waited on */
     if (fd < 0)
         return CV_INPUT_UNKNOWN;
     ssize_t got;

@@ -6,6 +6,7 @@
  * temporary name ("OUT.tmp-PID", a file or a directory) that is renamed to OUT
  * only when everything is written; on failure the temporary output is removed. */
 #include "convert.h"
+#include "mdi/tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -415,8 +416,11 @@ static mdi_status check_inputs(const cv_source *src, const char *out, const cv_w
         return mdi_errf(err, MDI_ERR_INTERNAL, "model id '%s' is not 16 lower-case hex digits",
                         src->model_id);
     if (src->vocab.n > 0) {
-        if ((s = mdi_vocab_validate(&src->vocab, err)))
+        mdi_tokenizer *tok = NULL; /* what every mdi-llm run will build from it */
+        if ((s = mdi_vocab_validate(&src->vocab, err)) ||
+            (s = mdi_tokenizer_create(&src->vocab, &tok, err)))
             return s;
+        mdi_tokenizer_free(tok);
         if (src->vocab.n > src->cfg.vocab_size)
             return mdi_errf(err, MDI_ERR_MISMATCH, "tokenizer has %d pieces but vocab_size is %d",
                             (int)src->vocab.n, (int)src->cfg.vocab_size);
