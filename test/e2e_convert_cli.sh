@@ -183,6 +183,44 @@ balance model-00-of-03.L000-000a.h5 model-01-of-03.L000m-001.h5 model-02-of-03.L
     --shards 3 --balance memory
 "$CONVERT" --synthetic tiny --shards 1 --balance memory -q -o "$WORK/bal-one.h5" # one file: no plan
 [[ -f $WORK/bal-one.h5 ]] || fail "--shards 1 --balance memory did not write one file"
+
+# A signal that ends a conversion mid-write leaves no temporary output: one
+# file (SIGTERM, SIGHUP) and a directory of shards (SIGINT; job control on, so
+# the background job does not start with SIGINT ignored). A signal ignored
+# when the tool starts (nohup's SIGHUP) stays ignored.
+interrupt() {
+    local sig=$1 want=$2 out=$3 pid rc i
+    shift 3
+    set -m
+    "$CONVERT" --synthetic tinyllama-1.1b -q -o "$WORK/$out" "$@" &
+    pid=$!
+    set +m
+    for ((i = 0; i < 300; i++)); do
+        compgen -G "$WORK/$out.tmp-$pid*" >/dev/null && break
+        sleep 0.1
+    done
+    compgen -G "$WORK/$out.tmp-$pid*" >/dev/null || fail "SIG$sig: no $out.tmp-$pid appeared"
+    if [[ $sig == HUP-then-TERM ]]; then
+        kill -s HUP "$pid"
+        sleep 0.3
+        sig=TERM
+    fi
+    kill -s "$sig" "$pid"
+    set +e
+    wait "$pid"
+    rc=$?
+    set -e
+    [[ $rc == "$want" ]] || fail "SIG$sig: mdi-convert exited $rc, expected $want"
+    [[ -z $(compgen -G "$WORK/$out*") ]] || fail "SIG$sig left $(compgen -G "$WORK/$out*" | tr "\n" " ")"
+}
+interrupt TERM 143 sig-term.h5
+interrupt HUP 129 sig-hup.h5
+interrupt INT 130 sig-int --shards 3
+# SIGHUP ignored (as under nohup): the tool lives on to take the SIGTERM.
+(
+    trap '' HUP
+    interrupt HUP-then-TERM 143 sig-nohup.h5
+)
 ls -a "$WORK" | grep -q 'tmp-' && fail "temporary output left behind: $(ls -a "$WORK")"
 
 echo "PASS: e2e_convert_cli"

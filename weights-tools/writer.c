@@ -4,13 +4,16 @@
  * Tensors stream one at a time through a single buffer sized for the largest
  * tensor, so memory stays far below the model size. Output goes to a
  * temporary name ("OUT.tmp-PID", a file or a directory) that is renamed to OUT
- * only when everything is written; on failure the temporary output is removed. */
+ * only when everything is written; on failure, or when a signal such as SIGINT
+ * or SIGTERM ends the process, the temporary output is removed. */
 #include "convert.h"
 #include "mdi/tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,78 @@ typedef struct wr_ctx {
     const char *path; /* file being written, for messages */
     wr_progress prog;
 } wr_ctx;
+
+/* What this run has created, for removal when a signal ends the process mid-
+ * write. The handler calls only unlink, rmdir and raise (async-signal-safe);
+ * a path is copied into its buffer before the count that publishes it grows,
+ * and buffers are allocated before any handler is installed. Signals that were
+ * ignored or handled when the write began are left alone. */
+static const int wr_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGXFSZ};
+#define WR_N_SIGNALS ((int)(sizeof wr_signals / sizeof wr_signals[0]))
+static struct {
+    char (*files)[WR_PATH_MAX]; /* created files, [cap] */
+    int32_t cap;
+    volatile sig_atomic_t n_files;
+    char dir[WR_PATH_MAX]; /* the created directory, once has_dir */
+    volatile sig_atomic_t has_dir;
+    struct sigaction old[WR_N_SIGNALS];
+    int hooked[WR_N_SIGNALS];
+} wr_made;
+
+static void wr_on_signal(int sig)
+{
+    int saved = errno;
+    for (sig_atomic_t i = wr_made.n_files; i > 0; i--)
+        unlink(wr_made.files[i - 1]);
+    if (wr_made.has_dir)
+        rmdir(wr_made.dir);
+    errno = saved;
+    raise(sig); /* SA_RESETHAND: delivered with the default action on return */
+}
+
+/* Room for n created files, then the handlers (only over default actions). */
+static mdi_status wr_made_arm(int32_t n, mdi_err *err)
+{
+    if (!(wr_made.files = malloc((size_t)n * sizeof *wr_made.files)))
+        return mdi_errf(err, MDI_ERR_NOMEM, "out of memory for %d output paths", (int)n);
+    wr_made.cap = n;
+    wr_made.n_files = 0;
+    wr_made.has_dir = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wr_on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < WR_N_SIGNALS; i++) {
+        wr_made.hooked[i] = 0;
+        if (sigaction(wr_signals[i], NULL, &wr_made.old[i]) == 0 &&
+            !(wr_made.old[i].sa_flags & SA_SIGINFO) && wr_made.old[i].sa_handler == SIG_DFL)
+            wr_made.hooked[i] = sigaction(wr_signals[i], &sa, NULL) == 0;
+    }
+    return MDI_OK;
+}
+
+static void wr_made_disarm(void)
+{
+    for (int i = 0; i < WR_N_SIGNALS; i++)
+        if (wr_made.hooked[i])
+            sigaction(wr_signals[i], &wr_made.old[i], NULL);
+    wr_made.n_files = 0;
+    wr_made.has_dir = 0;
+    free(wr_made.files);
+    wr_made.files = NULL;
+    wr_made.cap = 0;
+}
+
+/* Record path (just created by this run). */
+static void wr_made_file(const char *path)
+{
+    if (wr_made.n_files < wr_made.cap) {
+        snprintf(wr_made.files[wr_made.n_files], WR_PATH_MAX, "%s", path);
+        atomic_signal_fence(memory_order_seq_cst); /* the path, then the count */
+        wr_made.n_files = wr_made.n_files + 1;
+    }
+}
 
 static void progress_step(wr_progress *p)
 {
@@ -355,6 +430,7 @@ static mdi_status write_shard(wr_ctx *w, const char *path, int32_t index, int32_
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    wr_made_file(path);
     close(fd);
     if ((f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
         unlink(path);
@@ -496,6 +572,9 @@ static mdi_status write_sharded(wr_ctx *w, const char *tmp, const char *out, con
     int32_t i = 0;
     if (mkdir(tmp, 0755) != 0)
         return mdi_errf(err, MDI_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
+    snprintf(wr_made.dir, sizeof wr_made.dir, "%s", tmp);
+    atomic_signal_fence(memory_order_seq_cst);
+    wr_made.has_dir = 1;
     for (i = 0; i < n && !s; i++) {
         if (!(s = shard_path(path, sizeof path, tmp, i, n, bounds, err)))
             s = write_shard(w, path, i, n, bounds[i], bounds[i + 1], err);
@@ -545,6 +624,8 @@ mdi_status cv_write(cv_source *src, const char *out_arg, const cv_write_opts *op
         goto fail_type;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
+    if ((s = wr_made_arm(n, err)))
+        goto fail_buf;
     if (n == 1) {
         if (!(s = write_shard(&w, tmp, 0, 1, 0, 2 * src->cfg.n_layers, err)) &&
             (s = publish(tmp, out, 0, err)))
@@ -552,8 +633,10 @@ mdi_status cv_write(cv_source *src, const char *out_arg, const cv_write_opts *op
     } else {
         s = write_sharded(&w, tmp, out, bounds, n, err);
     }
+    wr_made_disarm();
     if (s && w.prog.drawn)
         fputc('\n', stderr);
+fail_buf:
     free(w.buf);
 fail_type:
     if (w.mat_type >= 0)
