@@ -1,6 +1,7 @@
 /* HDF5 -> this rank's weights, attributes and tokenizer. */
 #include "mdi/shard_loader.h"
 
+#include <errno.h>
 #include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
@@ -23,12 +24,12 @@ static mdi_status h5_open(const char *path, hid_t *out, mdi_err *err)
     struct stat sb;
     h5_quiet();
     if (stat(path, &sb) != 0)
-        return mdi_errf(err, MDI_ERR_IO, "%s: no such file or directory", path);
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", path, strerror(errno));
     if (!S_ISREG(sb.st_mode))
         return mdi_errf(err, MDI_ERR_IO, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return mdi_errf(err, MDI_ERR_IO, "%s: cannot be read", path);
+        return mdi_errf(err, MDI_ERR_IO, "%s: cannot be read: %s", path, strerror(errno));
     fclose(f);
     if (H5Fis_hdf5(path) <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT,
@@ -197,17 +198,14 @@ static int cmp_names(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
-static void free_names(char **names, size_t n)
+void mdi_shard_names_free(char **names, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
 }
 
-/* The *.h5 names in directory dir, sorted, so that every host reads its
- * files in the same order whatever readdir gives. Caller frees them with
- * free_names. */
-static mdi_status list_h5(const char *dir, char ***names, size_t *n, mdi_err *err)
+mdi_status mdi_shard_list(const char *dir, char ***names, size_t *n, mdi_err *err)
 {
     DIR *d = opendir(dir);
     size_t cap = 0;
@@ -215,7 +213,7 @@ static mdi_status list_h5(const char *dir, char ***names, size_t *n, mdi_err *er
     *names = NULL;
     *n = 0;
     if (!d)
-        return mdi_errf(err, MDI_ERR_IO, "%s: cannot open directory", dir);
+        return mdi_errf(err, MDI_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
     for (struct dirent *e; !nomem && (e = readdir(d)) != NULL;) {
         size_t len = strlen(e->d_name);
         if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0)
@@ -237,7 +235,7 @@ static mdi_status list_h5(const char *dir, char ***names, size_t *n, mdi_err *er
     }
     closedir(d);
     if (nomem) {
-        free_names(*names, *n);
+        mdi_shard_names_free(*names, *n);
         *names = NULL;
         *n = 0;
         return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory listing the directory", dir);
@@ -252,14 +250,14 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
 {
     struct stat sb;
     if (stat(model_path, &sb) != 0)
-        return mdi_errf(err, MDI_ERR_IO, "%s: no such file or directory", model_path);
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", model_path, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) {
         snprintf(out, cap, "%s", model_path);
         return mdi_shard_probe(model_path, info, err);
     }
     char **names;
     size_t n;
-    mdi_status s = list_h5(model_path, &names, &n, err);
+    mdi_status s = mdi_shard_list(model_path, &names, &n, err);
     if (s)
         return s;
     /* Every *.h5 file is probed: the attributes, not the name, say which
@@ -307,7 +305,7 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
     else
         s = mdi_errf(err, MDI_ERR_IO, "%s: no shard with index %d (*.h5) on this host", model_path,
                      rank);
-    free_names(names, n);
+    mdi_shard_names_free(names, n);
     return s;
 }
 

@@ -48,7 +48,7 @@ one_message "speeds with wrong entry count" "--speeds has 3 entries but 2 ranks"
 one_message "speeds with one entry for 2 ranks" "--speeds has 1 entry but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --speeds 1 "${P[@]}"
 one_message "split with wrong entry count" "--split has 3 entries but 2 ranks" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 1,2,2 "${P[@]}"
 one_message "split with wrong sum" "split covers 6 layers but the model has 5" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --split 3,3 "${P[@]}"
-one_message "missing model (3 ranks)" "no such file or directory" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/nope.h5" "${P[@]}"
+one_message "missing model (3 ranks)" "No such file or directory" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/nope.h5" "${P[@]}"
 one_message "one shard file, not the directory" "expected 0 of 3|2-way split" "${MPI[@]}" -np 3 "$MDI_LLM" --model "$TMP/a23/model-00-of-02.L000-001.h5" "${P[@]}"
 
 # BLIS_ARCH_TYPE values that BLIS would abort on or misread: refused before

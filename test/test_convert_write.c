@@ -5,6 +5,8 @@
 
 #include "inspect.h"
 #include "mdi/plan.h"
+#include "mdi/shard_loader.h"
+#include "mdi/stage.h"
 
 /* What a value of the source looks like after storage as dtype. */
 static float stored(float x, cv_dtype dt)
@@ -701,6 +703,194 @@ static void test_inspect(void **state)
     mdi_test_rm_tree(dir);
 }
 
+/* --inspect text of path (must pass); caller frees. */
+static char *inspect_text(const char *path)
+{
+    mdi_err err;
+    FILE *tf = tmpfile();
+    assert_non_null(tf);
+    if (cv_inspect(path, tf, &err) != MDI_OK)
+        fail_msg("--inspect %s: %s", path, err.msg);
+    long len = ftell(tf);
+    assert_true(len >= 0);
+    char *text = malloc((size_t)len + 1);
+    assert_non_null(text);
+    rewind(tf);
+    assert_int_equal(fread(text, 1, (size_t)len, tf), (size_t)len);
+    text[len] = '\0';
+    fclose(tf);
+    return text;
+}
+
+/* A directory's shards are told apart by their attributes, as the engine
+ * does, not by their names: renamed shards pass and are listed in shard
+ * order; two files with one index, a missing shard (in the middle or at the
+ * end) and shards of two splits are each reported. */
+static void test_inspect_names(void **state)
+{
+    (void)state;
+    char dir[256], out[512], sub[640], path[1024], m[3][640], two[2][640];
+    cv_source src;
+    fake_impl impl = {.bad_kind = MDI_T_COUNT};
+    make_fake(&src, &impl, 0);
+    make_tmpdir(dir, sizeof dir);
+    const int32_t split3[] = {2, 2, 4}, split2[] = {4, 4};
+    write_split(&src, dir, "m", split3, 3, m);
+    write_split(&src, dir, "two", split2, 2, two);
+    snprintf(sub, sizeof sub, "%s/renamed", dir); /* name order is the reverse of shard order */
+    copy_file(m[0], sub, "c.h5", path, sizeof path);
+    copy_file(m[1], sub, "b.h5", path, sizeof path);
+    copy_file(m[2], sub, "a.h5", path, sizeof path);
+    copy_file(m[2], sub, "notes.txt", path, sizeof path); /* not *.h5: not looked at */
+    char *text = inspect_text(sub);
+    const char *c = strstr(text, "/c.h5\n"), *b = strstr(text, "/b.h5\n"),
+               *a = strstr(text, "/a.h5\n");
+    if (!a || !b || !c || !(c < b && b < a) || !strstr(text, "3 shards, layers [0, 4)"))
+        fail_msg("renamed shards: --inspect should list c, b, a and pass:\n%s", text);
+    free(text);
+    snprintf(sub, sizeof sub, "%s/twin", dir);
+    copy_file(m[0], sub, "x.h5", path, sizeof path);
+    copy_file(m[0], sub, "y.h5", path, sizeof path);
+    copy_file(m[1], sub, "z1.h5", path, sizeof path);
+    copy_file(m[2], sub, "z2.h5", path, sizeof path);
+    expect_inspect(sub, "x.h5 and y.h5 both claim shard index 0; keep one conversion's shards");
+    snprintf(sub, sizeof sub, "%s/hole", dir);
+    copy_file(m[0], sub, "p.h5", path, sizeof path);
+    copy_file(m[2], sub, "q.h5", path, sizeof path);
+    expect_inspect(sub, "no file is shard 1 of 3 (q.h5 is shard 2)");
+    snprintf(sub, sizeof sub, "%s/tail", dir);
+    copy_file(m[0], sub, "p.h5", path, sizeof path);
+    copy_file(m[1], sub, "q.h5", path, sizeof path);
+    expect_inspect(sub, "no file is shard 2 of 3 (the last found is q.h5)");
+    snprintf(sub, sizeof sub, "%s/mixed", dir);
+    copy_file(m[0], sub, "p.h5", path, sizeof path);
+    copy_file(two[1], sub, "q.h5", path, sizeof path);
+    expect_inspect(sub, "p.h5 is shard 0 of 3 but q.h5 is shard 1 of 2 (shards of two "
+                        "conversions?)");
+    snprintf(sub, sizeof sub, "%s/empty", dir);
+    copy_file(m[0], sub, "model.bin", path, sizeof path);
+    expect_inspect(sub, "holds no *.h5 shard files");
+    snprintf(out, sizeof out, "%s/m", dir);
+    free(inspect_text(out));
+    cv_source_close(&src);
+    mdi_test_rm_tree(dir);
+}
+
+/* Rewrite every dataset under group g of f chunked and deflated (as h5repack
+ * -f GZIP would), with the same type and values. */
+static void rechunk_group(hid_t f, const char *g, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s/%s", g, names[i]);
+        hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+        assert_true(d >= 0);
+        hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+        hsize_t dims[2] = {1, 1};
+        int rank = H5Sget_simple_extent_ndims(sp);
+        assert_true(rank >= 1 && rank <= 2 && H5Sget_simple_extent_dims(sp, dims, NULL) >= 0);
+        size_t count = (size_t)dims[0] * (rank == 2 ? dims[1] : 1);
+        float *v = malloc(count * sizeof *v);
+        assert_non_null(v);
+        assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+        H5Dclose(d);
+        assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+        hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+        hsize_t chunk[2] = {dims[0] > 3 ? dims[0] / 3 : 1, rank == 2 ? dims[1] : 1};
+        assert_true(H5Pset_chunk(pl, rank, chunk) >= 0 && H5Pset_deflate(pl, 6) >= 0);
+        d = H5Dcreate2(f, name, t, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        assert_true(d >= 0);
+        assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+        H5Dclose(d);
+        H5Pclose(pl);
+        H5Tclose(t);
+        H5Sclose(sp);
+        free(v);
+    }
+}
+
+/* Load path's whole model into st (freed by the caller). */
+static void load_whole(const mdi_config *cfg, const char *path, mdi_stage *st)
+{
+    mdi_stage_params p = {.half_first = 0,
+                          .half_last = 2 * cfg->n_layers,
+                          .has_extras = 1,
+                          .n_slots = 1,
+                          .max_pos = 4,
+                          .max_rows = 1,
+                          .max_logit_rows = 1,
+                          .n_threads = 1};
+    mdi_err err;
+    if (mdi_stage_init(st, cfg, &p, &err) != MDI_OK || mdi_shard_load(path, st, NULL, NULL, &err))
+        fail_msg("load %s: %s", path, err.msg);
+}
+
+/* A file whose datasets h5repack chunked and compressed is not what
+ * mdi-convert writes, but HDF5 reads it: --inspect passes and says so, and
+ * the engine's loader reads the same values (f32 and bf16 files). */
+static void test_inspect_chunked(void **state)
+{
+    (void)state;
+    static const char *const extras[] = {"token_embedding", "final_norm", "output"};
+    static const char *const layer[] = {"attn_norm", "wq", "wk", "wv", "wo",
+                                        "ffn_norm",  "w1", "w2", "w3"};
+    char dir[256], out[512], sub[640], path[1024];
+    cv_source src;
+    fake_impl impl = {.bad_kind = MDI_T_COUNT};
+    mdi_err err;
+    make_fake(&src, &impl, 0);
+    make_tmpdir(dir, sizeof dir);
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        snprintf(out, sizeof out, "%s/m%d.h5", dir, bf16);
+        assert_int_equal(write_opts(&src, out, bf16 ? CV_DTYPE_BF16 : CV_DTYPE_F32, 1, NULL, &err),
+                         MDI_OK);
+        snprintf(sub, sizeof sub, "%s/gz", dir);
+        hid_t f = copy_open(out, sub, bf16 ? "m1.h5" : "m0.h5");
+        rechunk_group(f, "", extras, 3);
+        for (int32_t l = 0; l < src.cfg.n_layers; l++) {
+            char g[32];
+            snprintf(g, sizeof g, "/layers/%03d", (int)l);
+            rechunk_group(f, g, layer, 9);
+        }
+        H5Fclose(f);
+        snprintf(path, sizeof path, "%s/gz/m%d.h5", dir, bf16);
+        char *want = inspect_text(out), *text = inspect_text(path);
+        char tensors[128]; /* the same line: bytes as stored uncompressed */
+        const char *t = strstr(want, "tensors");
+        assert_non_null(t);
+        snprintf(tensors, sizeof tensors, "%.*s", (int)strcspn(t, "\n"), t);
+        if (!strstr(text, "layout       39 datasets chunked or filtered (readable") ||
+            !strstr(text, tensors) || strstr(want, "layout"))
+            fail_msg("--inspect of the chunked copy:\n%s\nof the original:\n%s", text, want);
+        free(want);
+        free(text);
+        mdi_stage a, b;
+        load_whole(&src.cfg, out, &a);
+        load_whole(&src.cfg, path, &b);
+        assert_memory_equal(a.embedding, b.embedding,
+                            (size_t)src.cfg.vocab_size * src.cfg.dim * sizeof(float));
+        assert_memory_equal(a.output, b.output,
+                            (size_t)src.cfg.vocab_size * src.cfg.dim * sizeof(float));
+        assert_memory_equal(a.final_norm, b.final_norm, (size_t)src.cfg.dim * sizeof(float));
+        for (int32_t l = 0; l < src.cfg.n_layers; l++) {
+            const mdi_layer_weights *x = &a.layers[l], *y = &b.layers[l];
+            const float *xs[] = {x->attn_norm, x->wq, x->wk, x->wv, x->wo,
+                                 x->ffn_norm,  x->w1, x->w2, x->w3};
+            const float *ys[] = {y->attn_norm, y->wq, y->wk, y->wv, y->wo,
+                                 y->ffn_norm,  y->w1, y->w2, y->w3};
+            for (int k = 0; k < 9; k++) {
+                size_t rows, cols;
+                mdi_tensor_shape(&src.cfg, (mdi_tensor_kind)k, &rows, &cols);
+                assert_memory_equal(xs[k], ys[k], rows * cols * sizeof(float));
+            }
+        }
+        mdi_stage_free(&a);
+        mdi_stage_free(&b);
+    }
+    cv_source_close(&src);
+    mdi_test_rm_tree(dir);
+}
+
 int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -713,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_write_nonfinite_leaves_nothing),
         cmocka_unit_test(test_inspect),
         cmocka_unit_test(test_inspect_halves),
+        cmocka_unit_test(test_inspect_names),
+        cmocka_unit_test(test_inspect_chunked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -312,9 +312,18 @@ static void test_not_a_model(void **state)
     mdi_shard_info in;
     mdi_err err;
     snprintf(path, sizeof path, "%s/nope.h5", x->dir);
-    expect_probe(path, MDI_ERR_IO, "no such file or directory");
+    expect_probe(path, MDI_ERR_IO, "No such file or directory");
     assert_int_equal(mdi_shard_locate(path, 0, empty, sizeof empty, &in, &err), MDI_ERR_IO);
-    expect_msg(&err, path, "no such file or directory");
+    expect_msg(&err, path, "No such file or directory");
+    FILE *nd = fopen(path, "wb"); /* a file where a directory is expected: the cause is told */
+    assert_non_null(nd);
+    fclose(nd);
+    snprintf(path, sizeof path, "%s/nope.h5/x.h5", x->dir);
+    expect_probe(path, MDI_ERR_IO, "Not a directory");
+    assert_int_equal(mdi_shard_locate(path, 0, empty, sizeof empty, &in, &err), MDI_ERR_IO);
+    expect_msg(&err, path, "Not a directory");
+    snprintf(path, sizeof path, "%s/nope.h5", x->dir);
+    assert_int_equal(remove(path), 0);
 
     snprintf(path, sizeof path, "%s/junk.h5", x->dir);
     FILE *f = fopen(path, "wb");

@@ -2,7 +2,6 @@
  * HDF5 directly, validate them against docs/FORMAT.md, and print a summary. */
 #include "inspect.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 
 #include "mdi/model_config.h"
 #include "mdi/plan.h"
+#include "mdi/shard_loader.h"
 
 #define IN_FORMAT_VERSION 2
 #define IN_PATH_MAX 4096
@@ -25,8 +25,8 @@ typedef struct in_info {
     int32_t version, first, last, index, count;
     int32_t hfirst, hlast;           /* half-layers [hfirst, hlast) held */
     int32_t n_pieces, bos, eos, unk; /* n_pieces -1: no tokenizer group */
-    size_t n_datasets;
-    uint64_t bytes; /* storage bytes of every dataset */
+    size_t n_datasets, n_chunked;    /* n_chunked: not contiguous (h5repack may chunk or filter) */
+    uint64_t bytes;                  /* bytes of every dataset's data, as stored uncompressed */
 } in_info;
 
 /* Open attribute name of loc, checking it is a scalar of class cls. */
@@ -204,8 +204,9 @@ static mdi_status read_root(hid_t f, in_info *in, const char *path, mdi_err *err
     return MDI_OK;
 }
 
-/* Check dataset `name` under loc: shape, float type of 4 (or 2, for matrices)
- * bytes, contiguous layout; add its storage size to in. */
+/* Check dataset `name` under loc: shape and float type of 4 (or 2, for
+ * matrices) bytes; count its bytes, and whether it is chunked or filtered
+ * (mdi-convert writes contiguous datasets; HDF5 reads either). */
 static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
                                 int allow16, in_info *in, const char *path, mdi_err *err)
 {
@@ -232,11 +233,8 @@ static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsi
                      (int)H5Tget_class(t), size);
         goto done;
     }
-    if (H5Pget_layout(pl) != H5D_CONTIGUOUS) {
-        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset %s is not contiguous", path, name);
-        goto done;
-    }
-    in->bytes += H5Dget_storage_size(d);
+    in->n_chunked += H5Pget_layout(pl) != H5D_CONTIGUOUS;
+    in->bytes += (uint64_t)dims[0] * (rank == 2 ? dims[1] : 1) * size;
     in->n_datasets++;
 done:
     if (pl >= 0)
@@ -410,58 +408,34 @@ static void print_info(FILE *out, const char *path, const in_info *in)
         fprintf(out, "tokenizer    %s\n", in->hfirst == 0 ? "none" : "(in the layer-0 shard)");
     fprintf(out, "tensors      %zu datasets, %llu bytes\n", in->n_datasets,
             (unsigned long long)in->bytes);
+    if (in->n_chunked)
+        fprintf(out,
+                "layout       %zu datasets chunked or filtered (readable; mdi-convert writes "
+                "contiguous ones, which load faster)\n",
+                in->n_chunked);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+/* A file of a directory and what it says of itself. */
+typedef struct in_entry {
+    const char *name;
+    in_info info;
+} in_entry;
 
-/* Names of the model-*.h5 files in dir, sorted; caller frees each and the array. */
-static mdi_status list_shards(const char *dir, char ***names, size_t *n, mdi_err *err)
-{
-    DIR *d = opendir(dir);
-    size_t cap = 0;
-    *names = NULL;
-    *n = 0;
-    if (!d)
-        return mdi_errf(err, MDI_ERR_IO, "%s: %s", dir, strerror(errno));
-    for (struct dirent *e; (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, "model-", 6) != 0 || len < 9 || strcmp(e->d_name + len - 3, ".h5"))
-            continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **grown = realloc(*names, cap * sizeof *grown);
-            if (!grown)
-                goto nomem;
-            *names = grown;
-        }
-        if (!((*names)[*n] = strdup(e->d_name)))
-            goto nomem;
-        (*n)++;
-    }
-    closedir(d);
-    if (*n == 0)
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s holds no model-*.h5 shard files", dir);
-    qsort(*names, *n, sizeof **names, cmp_names);
-    return MDI_OK;
-nomem:
-    closedir(d);
-    return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory listing shards", dir);
-}
-
-/* Shard i (sorted by name) must continue shard i-1 of the same conversion,
- * half-layer for half-layer. */
-static mdi_status check_sequence(const char *dir, const in_info *prev, const in_info *cur, size_t i,
-                                 size_t n, mdi_err *err)
+/* Entry i (in shard_index order) must be shard i of the same count as
+ * entry 0, and continue entry i-1's conversion half-layer for half-layer. */
+static mdi_status check_sequence(const char *dir, const in_entry *e, size_t i, mdi_err *err)
 {
     char what[IN_DESCRIBE_MAX];
-    if (cur->index != (int32_t)i || cur->count != (int32_t)n)
+    const in_info *cur = &e[i].info, *prev = i ? &e[i - 1].info : NULL;
+    if (cur->count != e[0].info.count)
         return mdi_errf(err, MDI_ERR_FORMAT,
-                        "%s: shard %zu says it is %d of %d, expected %zu of "
-                        "%zu",
-                        dir, i, (int)cur->index, (int)cur->count, i, n);
+                        "%s: %s is shard %d of %d but %s is shard %d of %d (shards of two "
+                        "conversions?)",
+                        dir, e[0].name, (int)e[0].info.index, (int)e[0].info.count, e[i].name,
+                        (int)cur->index, (int)cur->count);
+    if (cur->index != (int32_t)i) /* indices are sorted and distinct: shard i is missing */
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: no file is shard %zu of %d (%s is shard %d)", dir,
+                        i, (int)cur->count, e[i].name, (int)cur->index);
     if (i == 0) {
         if (cur->hfirst == 0)
             return MDI_OK;
@@ -470,7 +444,9 @@ static mdi_status check_sequence(const char *dir, const in_info *prev, const in_
                         what);
     }
     if (strcmp(prev->model_id, cur->model_id) || !mdi_config_equal(&prev->cfg, &cur->cfg))
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s: shard %zu comes from a different model", dir, i);
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: %s (shard %zu) comes from a different model than %s", dir, e[i].name,
+                        i, e[i - 1].name);
     if (cur->hfirst > prev->hlast) {
         mdi_plan_describe(prev->hlast, cur->hfirst, what, sizeof what);
         return mdi_errf(err, MDI_ERR_FORMAT,
@@ -485,38 +461,63 @@ static mdi_status check_sequence(const char *dir, const in_info *prev, const in_
     return MDI_OK;
 }
 
-/* Every shard of a directory, in order, then the coverage check. */
+static int cmp_entries(const void *a, const void *b)
+{
+    const in_entry *x = a, *y = b;
+    if (x->info.index != y->info.index)
+        return x->info.index < y->info.index ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Every shard of a directory, in shard_index order, then the coverage check. */
 static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
 {
     char **names = NULL, path[IN_PATH_MAX];
     size_t n = 0;
-    in_info prev, cur;
+    in_entry *e = NULL;
     uint64_t total = 0;
-    memset(&prev, 0, sizeof prev);
-    mdi_status s = list_shards(dir, &names, &n, err);
+    mdi_status s = mdi_shard_list(dir, &names, &n, err); /* as the engine reads them */
+    if (!s && n == 0)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s holds no *.h5 shard files", dir);
+    if (!s && !(e = calloc(n, sizeof *e)))
+        s = mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for %zu shards", dir, n);
     for (size_t i = 0; i < n && !s; i++) {
+        e[i].name = names[i];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if ((s = inspect_file(path, &cur, err)) ||
-            (s = check_sequence(dir, &prev, &cur, i, n, err)))
+        s = inspect_file(path, &e[i].info, err);
+    }
+    if (!s)
+        qsort(e, n, sizeof *e, cmp_entries);
+    for (size_t i = 1; i < n && !s; i++)
+        if (e[i].info.index == e[i - 1].info.index)
+            s = mdi_errf(err, MDI_ERR_FORMAT,
+                         "%s: %s and %s both claim shard index %d; keep one conversion's shards "
+                         "in a directory",
+                         dir, e[i - 1].name, e[i].name, (int)e[i].info.index);
+    for (size_t i = 0; i < n && !s; i++) {
+        if ((s = check_sequence(dir, e, i, err)))
             break;
         if (i > 0)
             fputc('\n', out);
-        print_info(out, path, &cur);
-        total += cur.bytes;
-        prev = cur;
+        snprintf(path, sizeof path, "%s/%s", dir, e[i].name);
+        print_info(out, path, &e[i].info);
+        total += e[i].info.bytes;
     }
-    if (!s && prev.hlast != 2 * prev.cfg.n_layers) {
+    const in_info *last = !s ? &e[n - 1].info : NULL;
+    if (last && (size_t)last->count > n)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: no file is shard %zu of %d (the last found is %s)",
+                     dir, n, (int)last->count, e[n - 1].name);
+    else if (last && last->hlast != 2 * last->cfg.n_layers) {
         char what[IN_DESCRIBE_MAX];
-        mdi_plan_describe(prev.hlast, 2 * prev.cfg.n_layers, what, sizeof what);
+        mdi_plan_describe(last->hlast, 2 * last->cfg.n_layers, what, sizeof what);
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: no shard holds %s (the shards stop short)", dir,
                      what);
     }
     if (!s)
         fprintf(out, "\n%s: %zu shards, layers [0, %d), model_id %s, %llu tensor bytes: ok\n", dir,
-                n, (int)prev.cfg.n_layers, prev.model_id, (unsigned long long)total);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+                n, (int)last->cfg.n_layers, last->model_id, (unsigned long long)total);
+    free(e);
+    mdi_shard_names_free(names, n);
     return s;
 }
 

@@ -17,6 +17,12 @@
 /* Open path, read and validate its root attributes, close it. */
 mdi_status mdi_shard_probe(const char *path, mdi_shard_info *info, mdi_err *err);
 
+/* The *.h5 names in directory dir, sorted, so that every host reads its
+ * files in the same order whatever readdir gives (none: MDI_OK and *n 0).
+ * Free them with mdi_shard_names_free. */
+mdi_status mdi_shard_list(const char *dir, char ***names, size_t *n, mdi_err *err);
+void mdi_shard_names_free(char **names, size_t n);
+
 /* Find the file that serves `rank` under model_path: a file is used as is; a
  * directory's *.h5 files are all probed (in name order) for the one whose
  * shard_index == rank. Two such files are an error naming both; unreadable
