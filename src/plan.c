@@ -223,8 +223,10 @@ static mdi_status parse_list(const char *flag, const char *text, const char *exp
         if (*end == '\0')
             break;
         if (*end != ',')
-            return mdi_errf(err, MDI_ERR_ARG, "%s '%s': unexpected character '%c'", flag, text,
-                            *end);
+            return mdi_errf(err, MDI_ERR_ARG,
+                            "%s '%s': unexpected character '%c'; expected %s separated by "
+                            "commas",
+                            flag, text, *end, expect);
         p = end + 1;
     }
     *n = k;
@@ -306,7 +308,7 @@ mdi_status mdi_plan_from_counts(const mdi_config *c, const int32_t *counts, int3
 }
 
 /* A layer count in half-layers: a whole number or one and a half ("10",
- * "10.5", "10.0"), at least half a layer; no sign or space. */
+ * "10.5", "10.0", "10.50"), at least half a layer; no sign or space. */
 static double split_entry(const char *p, char **end)
 {
     long halves = -1;
@@ -314,12 +316,16 @@ static double split_entry(const char *p, char **end)
     if (*p >= '0' && *p <= '9') {
         long v = strtol(p, end, 10);
         halves = errno || v > MDI_MAX_LAYERS ? -1 : 2 * v;
-        if (halves >= 0 && (*end)[0] == '.') {
+        if (halves >= 0 && (*end)[0] == '.') { /* .0 or .5, then any zeros: 2.50 is 2.5 */
             if ((*end)[1] == '5' || (*end)[1] == '0')
                 halves += (*end)[1] == '5';
             else
                 halves = -1;
             *end += 2;
+            while (halves >= 0 && **end == '0')
+                (*end)++;
+            if (**end >= '0' && **end <= '9') /* 2.05, 2.501: not a half */
+                halves = -1;
         }
     }
     return halves < 1 || halves > MDI_MAX_HALVES ? -1.0 : (double)halves;

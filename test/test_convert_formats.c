@@ -468,6 +468,8 @@ static void test_hf_errors(void **state)
             "config.json: line", NULL);
     hf_case(x, &s, cfg, "c8", "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", NULL, NULL,
             "hidden_act 'gelu'", NULL);
+    hf_case(x, &s, cfg, "c8b", "\"hidden_act\": \"silu\"", "\"hidden_act\": null", NULL, NULL,
+            "hidden_act is not a string (\"silu\" expected)", NULL);
     hf_case(x, &s, cfg, "c9", "\"vocab_size\": 512", "\"vocab_size\": 600", NULL, NULL,
             "model.embed_tokens.weight' has shape [512, 64], expected [600, 64]", NULL);
     hf_case(x, &s, cfg, "c10", "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false",
@@ -480,8 +482,12 @@ static void test_hf_errors(void **state)
             "tensor 'model.embed_tokens.weight' has dtype I64", NULL);
     hf_case(x, &s, cfg, "s2", NULL, NULL, "[0,131072]", "[0,99999999]",
             "'model.embed_tokens.weight' data_offsets [0, 99999999] run past end of file", NULL);
+    hf_case(x, &s, cfg, "s2b", NULL, NULL, "[0,131072]", "[131072,0]",
+            "'model.embed_tokens.weight' data_offsets [131072, 0] are not a range", NULL);
     hf_case(x, &s, cfg, "s3", NULL, NULL, "[512,64]", "[64,512]",
             "has shape [64, 512], expected [512, 64]", NULL);
+    hf_case(x, &s, cfg, "s3b", NULL, NULL, "\"shape\":[64]", "\"shape\":[65]",
+            "has shape [65], expected [64] from config.json", NULL);
     hf_case(x, &s, cfg, "s4", NULL, NULL, "model.layers.2.mlp.up_proj.weight",
             "model.layers.2.self_attn.rotary_emb.inv_freq",
             "tensor 'model.layers.2.mlp.up_proj.weight' is missing", NULL);

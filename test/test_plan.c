@@ -460,6 +460,8 @@ static void expect_parse_error(const char *text, int32_t cap)
         fail_msg("--split '%s' (cap %d) parsed as %d entries", text ? text : "(null)", cap, n);
     assert_int_equal(err.status, s);
     assert_true(err.msg[0] != '\0');
+    if (text && strchr(text, '.') && !strstr(err.msg, "expected layer counts like"))
+        fail_msg("--split '%s': '%s' does not say what an entry looks like", text, err.msg);
 }
 
 static void test_parse_split(void **state)
@@ -486,6 +488,11 @@ static void test_parse_split(void **state)
     assert_int_equal(counts[0], 1);
     assert_int_equal(counts[1], 6);
     assert_int_equal(counts[2], 8192);
+    assert_int_equal(mdi_plan_parse_split("2.50,5.00,1.000", counts, 8, &n, &err), MDI_OK);
+    assert_int_equal(n, 3); /* trailing zeros, as any decimal number may have */
+    assert_int_equal(counts[0], 5);
+    assert_int_equal(counts[1], 10);
+    assert_int_equal(counts[2], 2);
 
     expect_parse_error("", 8);
     expect_parse_error(NULL, 8);
@@ -501,7 +508,8 @@ static void test_parse_split(void **state)
     expect_parse_error("2;4", 8);
     expect_parse_error("1,1,1,1", 3); /* too many entries */
     expect_parse_error("2.25", 8);
-    expect_parse_error("2.50", 8);
+    expect_parse_error("2.05", 8);
+    expect_parse_error("2.501", 8);
     expect_parse_error("2.", 8);
     expect_parse_error(".5", 8);
     expect_parse_error("2.5.5", 8);

@@ -228,9 +228,12 @@ static mdi_status cfg_check_llama(const cv_json *j, const char *path, mdi_err *e
                         path);
     const cv_json *actj = cv_json_get(j, "hidden_act");
     const char *act = cv_json_as_string(actj, NULL);
-    if (actj && (!act || strcmp(act, "silu") != 0))
+    if (actj && !act)
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: hidden_act is not a string (\"silu\" expected)",
+                        path);
+    if (actj && strcmp(act, "silu") != 0)
         return mdi_errf(err, MDI_ERR_UNSUPPORTED,
-                        "%s: hidden_act '%s' is not supported (only silu)", path, act ? act : "?");
+                        "%s: hidden_act '%s' is not supported (only silu)", path, act);
     static const char *const biases[2] = {"attention_bias", "mlp_bias"};
     for (int k = 0; k < 2; k++) {
         if ((s = cfg_bool(j, path, biases[k], &b, err)) != MDI_OK)
@@ -378,7 +381,12 @@ static mdi_status st_entry(hf_impl *h, size_t fi, const mdi_config *cfg, const c
                         "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
                         f->path, name, dt);
     uint64_t room = f->size - f->data_off;
-    if (b < 0 || e < b || (uint64_t)e > room)
+    if (b < 0 || e < b)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: tensor '%s' data_offsets [%lld, %lld] are not a range (begin must be "
+                        "at least 0 and at most end)",
+                        f->path, name, (long long)b, (long long)e);
+    if ((uint64_t)e > room)
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: tensor '%s' data_offsets [%lld, %lld] run past end of file (data "
                         "section of %llu bytes at offset %llu, file size %llu)",
@@ -387,10 +395,16 @@ static mdi_status st_entry(hf_impl *h, size_t fi, const mdi_config *cfg, const c
     size_t rows, cols;
     char sbuf[96];
     mdi_tensor_shape(cfg, kind, &rows, &cols);
-    if (!shape_matches(shape, mdi_tensor_is_matrix(kind), rows, cols))
+    if (!shape_matches(shape, mdi_tensor_is_matrix(kind), rows, cols)) {
+        char want[64];
+        if (mdi_tensor_is_matrix(kind))
+            snprintf(want, sizeof want, "[%zu, %zu]", rows, cols);
+        else
+            snprintf(want, sizeof want, "[%zu]", rows);
         return mdi_errf(err, MDI_ERR_MISMATCH,
-                        "%s: tensor '%s' has shape %s, expected [%zu, %zu] from config.json",
-                        f->path, name, shape_str(shape, sbuf, sizeof sbuf), rows, cols);
+                        "%s: tensor '%s' has shape %s, expected %s from config.json", f->path, name,
+                        shape_str(shape, sbuf, sizeof sbuf), want);
+    }
     uint64_t bytes = (uint64_t)rows * cols * (d == HF_F32 ? 4 : 2);
     if ((uint64_t)(e - b) != bytes)
         return mdi_errf(err, MDI_ERR_FORMAT,
