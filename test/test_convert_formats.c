@@ -477,6 +477,38 @@ static void test_hf_errors(void **state)
     hf_case(x, &s, cfg, "c11", "\"num_hidden_layers\": 5", "\"num_hidden_layers\": 4", NULL, NULL,
             "unexpected tensor 'model.layers.4.", NULL);
 
+    /* tokenizer_config.json: what transformers does with a prompt must be
+     * what mdi-llm does (BOS first, no EOS), or the model is refused */
+    static const struct {
+        const char *text, *n1, *n2;
+    } tc[] = {
+        {"{\"add_bos_token\": true, \"add_eos_token\": false}", NULL, NULL},
+        {"{\"add_bos_token\": null, \"legacy\": false}", NULL, NULL},
+        {"{\"add_bos_token\": false}", "tokenizer_config.json: add_bos_token is false",
+         "prompts without BOS are not supported"},
+        {"{\"add_eos_token\": true}", "tokenizer_config.json: add_eos_token is true",
+         "prompts ending in EOS are not supported"},
+        {"{\"add_bos_token\": \"yes\"}", "'add_bos_token' is a string, expected a bool", NULL},
+        {"[true]", "tokenizer_config.json: the top level is a", "expected an object"},
+        {"{\"add_bos_token\": tru}", "tokenizer_config.json: line", NULL},
+    };
+    for (size_t i = 0; i < sizeof tc / sizeof tc[0]; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "tc%zu", i);
+        hf_dir(x, name, cfg, 1, dir);
+        st_write(st_path(dir, p), &s, 0, s.n, NULL, NULL, NULL);
+        pjoin(p, dir, "tokenizer_config.json");
+        spit(p, tc[i].text, strlen(tc[i].text));
+        mdi_status got = cv_open_hf(dir, NULL, &h, &err);
+        if (!tc[i].n1) {
+            if (got != MDI_OK)
+                fail_msg("tokenizer_config.json %s: %s", tc[i].text, err.msg);
+            cv_source_close(&h);
+        } else {
+            expect_fail(got, &h, &err, tc[i].n1, tc[i].n2);
+        }
+    }
+
     /* safetensors header */
     hf_case(x, &s, cfg, "s1", NULL, NULL, "\"dtype\":\"F32\"", "\"dtype\":\"I64\"",
             "tensor 'model.embed_tokens.weight' has dtype I64", NULL);
