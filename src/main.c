@@ -97,6 +97,11 @@ static void out_text(void *ctx, int32_t i, const char *bytes, size_t n)
     out_flush(o);
 }
 
+static int out_failed(void *ctx)
+{
+    return ((const out_ctx *)ctx)->err != 0;
+}
+
 static void out_end(void *ctx, int32_t i, mdi_stop_reason why, int32_t n)
 {
     out_ctx *o = ctx;
@@ -358,7 +363,7 @@ static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)
             MPI_Abort(comm, 1);
         }
     }
-    mdi_sink sink = {&o, out_text, out_end};
+    mdi_sink sink = {&o, out_text, out_end, out_failed}; /* a failed write stops the run */
     if (mdi_engine_run(&e, &sink, &err)) {
         fprintf(stderr, "mdi-llm: rank %d: %s\n", rank, err.msg);
         for (int32_t i = 0; o.len && i < e.shape.n_samples; i++)

@@ -373,6 +373,22 @@ static void queue_sendable(mdi_pipeline *pl)
             enqueue(pl, g);
 }
 
+/* Rank 0, giving up (the text cannot be delivered): take back the n_out
+ * messages still round the ring, unread, so that the ring can be closed. */
+static mdi_status drain(mdi_pipeline *pl, int32_t n_out, mdi_err *err)
+{
+    for (; n_out > 0; n_out--) {
+        mdi_msg m;
+        mdi_status s = mdi_ring_recv(pl->ring, &m, err);
+        if (s)
+            return s;
+        if (m.kind != MDI_MSG_WORK)
+            return mdi_errf(err, MDI_ERR_COMM, "unexpected message (kind %d) at rank 0", m.kind);
+        mdi_ring_release(pl->ring, &m);
+    }
+    return MDI_OK;
+}
+
 /* Rank 0: echo prompts, keep every group moving until all samples end. */
 static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_start, mdi_err *err)
 {
@@ -394,6 +410,11 @@ static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_st
             active_groups++;
         }
     while (active_groups > 0) {
+        if (sink && sink->failed && sink->failed(sink->ctx)) {
+            if ((s = drain(pl, n_out, err)))
+                return s;
+            break;
+        }
         if (pl->ready_count > 0) {
             int32_t g = pl->ready[pl->ready_head];
             pl->ready_head = (pl->ready_head + 1) % pl->n_groups;

@@ -224,6 +224,14 @@ if [ -w /dev/full ]; then
   rc=0
   "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 8 --quiet --stats-json "$TMP/kept.json" >/dev/full 2>"$TMP/err" || rc=$?
   expect_eq "text to a full disk: the run failed, the old stats file is kept" '1|{"old": 2}' "$rc|$(cat "$TMP/kept.json")"
+  # A failed write stops the generation: the prompt's echo fails first, so no
+  # token is generated (without the stop: up to 400, or EOS).
+  rc=0
+  "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 400 >/dev/full 2>"$TMP/err" || rc=$?
+  expect_eq "text to a full disk: generation stops at once" "1|1" "$rc|$(grep -c '^mdi-llm: 0 tokens in' "$TMP/err")"
+  rc=0
+  timeout 60 "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 400 --samples 1 --output /dev/full >/dev/null 2>"$TMP/err" || rc=$?
+  expect_eq "--output to a full disk, 2 ranks: generation stops at once" "1|1" "$((rc != 0))|$(grep -c '^mdi-llm: 0 tokens in' "$TMP/err")"
 fi
 
 # --max-tokens 0 is valid: the prompt is echoed, nothing is generated.

@@ -35,6 +35,10 @@ typedef struct mdi_sink {
     void (*text)(void *ctx, int32_t sample, const char *bytes, size_t n);
     /* sample i has ended after n_generated tokens */
     void (*end)(void *ctx, int32_t sample, mdi_stop_reason why, int32_t n_generated);
+    /* may be NULL; nonzero once the text can no longer be delivered (a write
+     * failed): rank 0 then starts no more work, lets the messages in flight
+     * come back, and ends the run with the unfinished samples left unended */
+    int (*failed)(void *ctx);
 } mdi_sink;
 
 /* The shape of a run; identical on every rank (rank 0 broadcasts it). */
