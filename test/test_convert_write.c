@@ -748,28 +748,32 @@ static void test_inspect_names(void **state)
     if (!a || !b || !c || !(c < b && b < a) || !strstr(text, "3 shards, layers [0, 4)"))
         fail_msg("renamed shards: --inspect should list c, b, a and pass:\n%s", text);
     free(text);
-    snprintf(sub, sizeof sub, "%s/twin", dir);
-    copy_file(m[0], sub, "x.h5", path, sizeof path);
-    copy_file(m[0], sub, "y.h5", path, sizeof path);
-    copy_file(m[1], sub, "z1.h5", path, sizeof path);
-    copy_file(m[2], sub, "z2.h5", path, sizeof path);
-    expect_inspect(sub, "x.h5 and y.h5 both claim shard index 0; keep one conversion's shards");
-    snprintf(sub, sizeof sub, "%s/hole", dir);
-    copy_file(m[0], sub, "p.h5", path, sizeof path);
-    copy_file(m[2], sub, "q.h5", path, sizeof path);
-    expect_inspect(sub, "no file is shard 1 of 3 (q.h5 is shard 2)");
-    snprintf(sub, sizeof sub, "%s/tail", dir);
-    copy_file(m[0], sub, "p.h5", path, sizeof path);
-    copy_file(m[1], sub, "q.h5", path, sizeof path);
-    expect_inspect(sub, "no file is shard 2 of 3 (the last found is q.h5)");
-    snprintf(sub, sizeof sub, "%s/mixed", dir);
-    copy_file(m[0], sub, "p.h5", path, sizeof path);
-    copy_file(two[1], sub, "q.h5", path, sizeof path);
-    expect_inspect(sub, "p.h5 is shard 0 of 3 but q.h5 is shard 1 of 2 (shards of two "
-                        "conversions?)");
-    snprintf(sub, sizeof sub, "%s/empty", dir);
-    copy_file(m[0], sub, "model.bin", path, sizeof path);
-    expect_inspect(sub, "holds no *.h5 shard files");
+    /* directories of copies: {m[k] or two[k - 3], as name}, then the error */
+    static const struct {
+        const char *dir;
+        int from[4];
+        const char *names[4], *needle;
+    } bad[] = {
+        {"twin",
+         {0, 0, 1, 2},
+         {"x.h5", "y.h5", "z1.h5", "z2.h5"},
+         "x.h5 and y.h5 both claim shard index 0; keep one conversion's shards"},
+        {"hole", {0, 2}, {"p.h5", "q.h5"}, "no file is shard 1 of 3 (q.h5 is shard 2)"},
+        {"tail", {0, 1}, {"p.h5", "q.h5"}, "no file is shard 2 of 3 (the last found is q.h5)"},
+        {"mixed",
+         {0, 4},
+         {"p.h5", "q.h5"},
+         "p.h5 is shard 0 of 3 but q.h5 is shard 1 of 2 (shards of two conversions?)"},
+        {"empty", {0}, {"model.bin"}, "holds no *.h5 shard files"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(sub, sizeof sub, "%s/%s", dir, bad[i].dir);
+        for (int k = 0; k < 4 && bad[i].names[k]; k++) {
+            int f = bad[i].from[k];
+            copy_file(f < 3 ? m[f] : two[f - 3], sub, bad[i].names[k], path, sizeof path);
+        }
+        expect_inspect(sub, bad[i].needle);
+    }
     snprintf(out, sizeof out, "%s/m", dir);
     free(inspect_text(out));
     cv_source_close(&src);
