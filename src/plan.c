@@ -317,12 +317,11 @@ static double split_entry(const char *p, char **end)
         long v = strtol(p, end, 10);
         halves = errno || v > MDI_MAX_LAYERS ? -1 : 2 * v;
         if (halves >= 0 && (*end)[0] == '.') { /* .0 or .5, then any zeros: 2.50 is 2.5 */
-            if ((*end)[1] == '5' || (*end)[1] == '0')
-                halves += (*end)[1] == '5';
-            else
-                halves = -1;
+            if ((*end)[1] != '5' && (*end)[1] != '0')
+                return -1.0; /* "2.", "2.25" */
+            halves += (*end)[1] == '5';
             *end += 2;
-            while (halves >= 0 && **end == '0')
+            while (**end == '0')
                 (*end)++;
             if (**end >= '0' && **end <= '9') /* 2.05, 2.501: not a half */
                 halves = -1;

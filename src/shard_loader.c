@@ -309,6 +309,28 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
     return s;
 }
 
+/* Why dataset ds cannot be read, when the reason is a filter (a compressor
+ * such as blosc or zstd, through a plugin) that this HDF5 library lacks:
+ * into why (empty when all its filters are there). */
+static void missing_filter(hid_t ds, char *why, size_t cap)
+{
+    hid_t pl = H5Dget_create_plist(ds);
+    int nf = pl < 0 ? 0 : H5Pget_nfilters(pl);
+    why[0] = '\0';
+    for (int i = 0; i < nf && !why[0]; i++) {
+        unsigned flags, conf;
+        size_t nv = 0;
+        char name[64] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(pl, (unsigned)i, &flags, &nv, NULL, sizeof name, name, &conf);
+        if (id >= 0 && H5Zfilter_avail(id) <= 0)
+            snprintf(why, cap, " (it needs HDF5 filter %d '%s', which this HDF5 library lacks)",
+                     (int)id, name);
+    }
+    if (pl >= 0)
+        H5Pclose(pl);
+}
+
 /* Read dataset `name` (relative to loc) of shape (rows[, cols]) as float32 into dst. */
 static mdi_status read_tensor(hid_t loc, const char *path, const char *name, size_t rows,
                               size_t cols, int is_matrix, float *dst, mdi_err *err)
@@ -347,7 +369,9 @@ static mdi_status read_tensor(hid_t loc, const char *path, const char *name, siz
         goto done;
     }
     if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
-        s = mdi_errf(err, MDI_ERR_IO, "%s: reading dataset '%s' failed", path, name);
+        char why[160];
+        missing_filter(ds, why, sizeof why);
+        s = mdi_errf(err, MDI_ERR_IO, "%s: reading dataset '%s' failed%s", path, name, why);
         goto done;
     }
     size_t n = rows * cols;
@@ -476,8 +500,11 @@ static mdi_status read_vec(hid_t g, const char *path, const char *name, hid_t me
         goto done;
     }
     if (!(*out = malloc((size_t)(*n ? *n : 1) * elem)) ||
-        H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read '/tokenizer/%s'", path, name);
+        H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+        char why[160];
+        missing_filter(ds, why, sizeof why);
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read '/tokenizer/%s'%s", path, name, why);
+    }
 done:
     if (sp >= 0)
         H5Sclose(sp);

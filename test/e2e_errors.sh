@@ -233,6 +233,23 @@ if [ -w /dev/full ]; then
   timeout 60 "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 400 --samples 1 --output /dev/full >/dev/null 2>"$TMP/err" || rc=$?
   expect_eq "--output to a full disk, 2 ranks: generation stops at once" "1|1" "$((rc != 0))|$(grep -c '^mdi-llm: 0 tokens in' "$TMP/err")"
 fi
+# A reader that leaves mid-run, while messages of four groups are round the
+# ring: rank 0 takes them back and the run ends cleanly, early, with the cause.
+E=(--model "$TMP/s.h5" --prompt "Once upon a time" --samples 4 --group-size 1 --max-tokens 200 --temperature 0)
+timeout 120 "${MPI[@]}" -np 2 "$MDI_LLM" "${E[@]}" --output "$TMP/full.txt" 2>"$TMP/err" >/dev/null
+all=$(sed -n 's/^mdi-llm: \([0-9]*\) tokens in.*/\1/p' "$TMP/err")
+mkfifo "$TMP/early"
+head -c 300 "$TMP/early" >/dev/null &
+rc=0
+timeout 120 "${MPI[@]}" -np 2 "$MDI_LLM" "${E[@]}" --output "$TMP/early" >/dev/null 2>"$TMP/err" || rc=$?
+wait
+got=$(sed -n 's/^mdi-llm: \([0-9]*\) tokens in.*/\1/p' "$TMP/err")
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q -- "--output $TMP/early: write failed: Broken pipe" "$TMP/err" &&
+  [ -n "$got" ] && [ -n "$all" ] && [ "$got" -lt "$all" ]; then
+  pass "--output reader leaves mid-run, 2 ranks, 4 groups: stops after $got of $all tokens"
+else
+  fail "--output reader leaves mid-run: exit $rc, $got of $all tokens, stderr: $(head -3 "$TMP/err")"
+fi
 
 # --max-tokens 0 is valid: the prompt is echoed, nothing is generated.
 out=$("$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 0 2>/dev/null)

@@ -25,8 +25,9 @@ typedef struct in_info {
     int32_t version, first, last, index, count;
     int32_t hfirst, hlast;           /* half-layers [hfirst, hlast) held */
     int32_t n_pieces, bos, eos, unk; /* n_pieces -1: no tokenizer group */
-    size_t n_datasets, n_chunked;    /* n_chunked: not contiguous (h5repack may chunk or filter) */
+    size_t n_datasets, n_chunked;    /* n_chunked: not contiguous, or filtered (as h5repack may) */
     uint64_t bytes;                  /* bytes of every dataset's data, as stored uncompressed */
+    int foreign; /* with an error: not an mdi-llm file at all (not HDF5, another format) */
 } in_info;
 
 /* Open attribute name of loc, checking it is a scalar of class cls. */
@@ -113,6 +114,7 @@ done:
 static mdi_status read_format(hid_t f, in_info *in, const char *path, mdi_err *err)
 {
     char fmt[64];
+    in->foreign = 1; /* until the format says mdi-llm */
     if (H5Aexists(f, "format") <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s is an HDF5 file but not an mdi-llm model (no 'format' attribute)",
@@ -121,6 +123,7 @@ static mdi_status read_format(hid_t f, in_info *in, const char *path, mdi_err *e
         return MDI_ERR_FORMAT;
     if (strcmp(fmt, "mdi-llm") != 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: format is '%s', expected 'mdi-llm'", path, fmt);
+    in->foreign = 0;
     if (read_int(f, "format_version", &in->version, path, err))
         return MDI_ERR_FORMAT;
     if (in->version < 1 || in->version > IN_FORMAT_VERSION)
@@ -233,7 +236,22 @@ static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsi
                      (int)H5Tget_class(t), size);
         goto done;
     }
-    in->n_chunked += H5Pget_layout(pl) != H5D_CONTIGUOUS;
+    int nf = H5Pget_nfilters(pl);
+    for (int i = 0; i < nf; i++) { /* a required filter plugin that is not here: unreadable */
+        unsigned flags, conf;
+        size_t nv = 0;
+        char fname[64] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(pl, (unsigned)i, &flags, &nv, NULL, sizeof fname, fname, &conf);
+        if (id < 0 || (!(flags & H5Z_FLAG_OPTIONAL) && H5Zfilter_avail(id) <= 0)) {
+            s = mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                         "%s: dataset %s needs HDF5 filter %d '%s', which this HDF5 library "
+                         "lacks (mdi-llm could not read it)",
+                         path, name, (int)id, fname);
+            goto done;
+        }
+    }
+    in->n_chunked += H5Pget_layout(pl) != H5D_CONTIGUOUS || nf > 0;
     in->bytes += (uint64_t)dims[0] * (rank == 2 ? dims[1] : 1) * size;
     in->n_datasets++;
 done:
@@ -359,12 +377,14 @@ static mdi_status inspect_file(const char *path, in_info *in, mdi_err *err)
 {
     struct stat st;
     memset(in, 0, sizeof *in);
+    in->foreign = 1;
     if (stat(path, &st) != 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return mdi_errf(err, MDI_ERR_FORMAT, "%s is not a regular file", path);
     if (H5Fis_hdf5(path) <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s is not an HDF5 file (not an mdi-llm model)", path);
+    in->foreign = 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: HDF5 cannot open the file", path);
@@ -410,15 +430,16 @@ static void print_info(FILE *out, const char *path, const in_info *in)
             (unsigned long long)in->bytes);
     if (in->n_chunked)
         fprintf(out,
-                "layout       %zu datasets chunked or filtered (readable; mdi-convert writes "
-                "contiguous ones, which load faster)\n",
-                in->n_chunked);
+                "layout       %zu dataset%s not contiguous (chunked, compressed or compact: "
+                "readable; mdi-convert writes contiguous ones, which load faster)\n",
+                in->n_chunked, in->n_chunked == 1 ? "" : "s");
 }
 
 /* A file of a directory and what it says of itself. */
 typedef struct in_entry {
     const char *name;
     in_info info;
+    char why[MDI_ERR_MSG_MAX]; /* info.foreign: why it is passed over */
 } in_entry;
 
 /* Entry i (in shard_index order) must be shard i of the same count as
@@ -473,7 +494,7 @@ static int cmp_entries(const void *a, const void *b)
 static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
 {
     char **names = NULL, path[IN_PATH_MAX];
-    size_t n = 0;
+    size_t n = 0, m = 0, n_skip = 0; /* m mdi-llm files from e[0]; the skipped from e[n - 1] down */
     in_entry *e = NULL;
     uint64_t total = 0;
     mdi_status s = mdi_shard_list(dir, &names, &n, err); /* as the engine reads them */
@@ -481,20 +502,34 @@ static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s holds no *.h5 shard files", dir);
     if (!s && !(e = calloc(n, sizeof *e)))
         s = mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for %zu shards", dir, n);
+    /* Other *.h5 files (not HDF5, another format) are passed over and listed,
+     * as the engine passes them over; an mdi-llm file with a fault fails. */
     for (size_t i = 0; i < n && !s; i++) {
-        e[i].name = names[i];
+        in_entry *x = &e[m];
+        mdi_err fe;
+        x->name = names[i];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        s = inspect_file(path, &e[i].info, err);
+        if ((s = inspect_file(path, &x->info, &fe)) == MDI_OK) {
+            m++;
+        } else if (x->info.foreign) {
+            snprintf(e[n - 1 - n_skip].why, sizeof x->why, "%s", fe.msg);
+            n_skip++;
+            s = MDI_OK;
+        } else {
+            *err = fe;
+        }
     }
+    if (!s && m == 0)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s holds no mdi-llm shard files; %s", dir, e[n - 1].why);
     if (!s)
-        qsort(e, n, sizeof *e, cmp_entries);
-    for (size_t i = 1; i < n && !s; i++)
+        qsort(e, m, sizeof *e, cmp_entries);
+    for (size_t i = 1; i < m && !s; i++)
         if (e[i].info.index == e[i - 1].info.index)
             s = mdi_errf(err, MDI_ERR_FORMAT,
                          "%s: %s and %s both claim shard index %d; keep one conversion's shards "
                          "in a directory",
                          dir, e[i - 1].name, e[i].name, (int)e[i].info.index);
-    for (size_t i = 0; i < n && !s; i++) {
+    for (size_t i = 0; i < m && !s; i++) {
         if ((s = check_sequence(dir, e, i, err)))
             break;
         if (i > 0)
@@ -503,19 +538,26 @@ static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
         print_info(out, path, &e[i].info);
         total += e[i].info.bytes;
     }
-    const in_info *last = !s ? &e[n - 1].info : NULL;
-    if (last && (size_t)last->count > n)
+    const in_info *last = !s ? &e[m - 1].info : NULL;
+    if (last && (size_t)last->count > m)
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: no file is shard %zu of %d (the last found is %s)",
-                     dir, n, (int)last->count, e[n - 1].name);
+                     dir, m, (int)last->count, e[m - 1].name);
     else if (last && last->hlast != 2 * last->cfg.n_layers) {
         char what[IN_DESCRIBE_MAX];
         mdi_plan_describe(last->hlast, 2 * last->cfg.n_layers, what, sizeof what);
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: no shard holds %s (the shards stop short)", dir,
                      what);
     }
+    if (s && m > 0 && n_skip) { /* the shard that is missing may be a damaged file */
+        char msg[MDI_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        mdi_errf(err, s, "%s; passed over: %s", msg, e[n - 1].why);
+    }
+    for (size_t k = 0; !s && k < n_skip; k++)
+        fprintf(out, "%sskipped      %s\n", k ? "" : "\n", e[n - 1 - k].why);
     if (!s)
         fprintf(out, "\n%s: %zu shards, layers [0, %d), model_id %s, %llu tensor bytes: ok\n", dir,
-                n, (int)last->cfg.n_layers, last->model_id, (unsigned long long)total);
+                m, (int)last->cfg.n_layers, last->model_id, (unsigned long long)total);
     free(e);
     mdi_shard_names_free(names, n);
     return s;

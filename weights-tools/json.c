@@ -494,7 +494,7 @@ mdi_status cv_json_parse(const char *text, size_t len, const char *what, cv_json
 mdi_status cv_json_parse_file(const char *path, size_t max_bytes, cv_json **out, mdi_err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO is refused below, not waited on */
     if (fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

@@ -53,7 +53,7 @@ static void print_help(FILE *out)
           "                        attention). OUTPUT must not exist (the tool never\n"
           "                        overwrites; remove it first).\n"
           "                        Written under OUTPUT.tmp-PID, renamed at the end;\n"
-          "                        removed after an error or SIGINT/SIGTERM/SIGHUP.\n"
+          "                        removed after an error or a signal (not SIGKILL).\n"
           "  --tokenizer FILE      tokenizer.bin (llama2.c) or tokenizer.model\n"
           "                        (SentencePiece). Required for llama2.c input; optional\n"
           "                        for Hugging Face and --synthetic; not used with GGUF.\n"

@@ -622,8 +622,14 @@ static mdi_status hf_tokenizer_config(const char *dir, mdi_err *err)
     struct stat st;
     cv_json *j = NULL;
     mdi_status s = join(dir, "tokenizer_config.json", path, err);
-    if (s != MDI_OK || (stat(path, &st) != 0 && errno == ENOENT))
+    if (s != MDI_OK)
         return s;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && lstat(path, &st) != 0)
+            return MDI_OK; /* none: the defaults */
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", path,
+                        errno == ENOENT ? "a symbolic link to nothing" : strerror(errno));
+    }
     if ((s = cv_json_parse_file(path, HF_MAX_CONFIG, &j, err)) != MDI_OK)
         return s;
     if (cv_json_type_of(j) != CV_JSON_OBJECT)

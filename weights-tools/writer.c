@@ -49,9 +49,11 @@ typedef struct wr_ctx {
 /* What this run has created, for removal when a signal ends the process mid-
  * write. The handler calls only unlink, rmdir and raise (async-signal-safe);
  * a path is copied into its buffer before the count that publishes it grows,
- * and buffers are allocated before any handler is installed. Signals that were
- * ignored or handled when the write began are left alone. */
-static const int wr_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGXFSZ};
+ * and buffers are allocated before any handler is installed. The hooked
+ * signals are held from each create until its path is recorded. Signals that
+ * were ignored or handled when the write began are left alone. */
+static const int wr_signals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGPIPE, SIGTERM,
+                                 SIGXFSZ, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM};
 #define WR_N_SIGNALS ((int)(sizeof wr_signals / sizeof wr_signals[0]))
 static struct {
     char (*files)[WR_PATH_MAX]; /* created files, [cap] */
@@ -106,6 +108,25 @@ static void wr_made_disarm(void)
     free(wr_made.files);
     wr_made.files = NULL;
     wr_made.cap = 0;
+}
+
+/* Hold the hooked signals (into *old) while something is created and
+ * recorded, so that none lands between the two: delivered on release. */
+static void wr_made_hold(sigset_t *old)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < WR_N_SIGNALS; i++)
+        if (wr_made.hooked[i])
+            sigaddset(&set, wr_signals[i]);
+    sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static void wr_made_release(const sigset_t *old)
+{
+    int saved = errno;
+    sigprocmask(SIG_SETMASK, old, NULL);
+    errno = saved;
 }
 
 /* Record path (just created by this run). */
@@ -427,10 +448,14 @@ static mdi_status write_shard(wr_ctx *w, const char *path, int32_t index, int32_
     hid_t f = -1, layers = -1;
     w->path = path;
     /* Create the file ourselves first: errno gives a better message than HDF5. */
+    sigset_t held;
+    wr_made_hold(&held);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd >= 0)
+        wr_made_file(path);
+    wr_made_release(&held);
     if (fd < 0)
         return mdi_errf(err, MDI_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-    wr_made_file(path);
     close(fd);
     if ((f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
         unlink(path);
@@ -570,11 +595,17 @@ static mdi_status write_sharded(wr_ctx *w, const char *tmp, const char *out, con
     char path[WR_PATH_MAX];
     mdi_status s = MDI_OK;
     int32_t i = 0;
-    if (mkdir(tmp, 0755) != 0)
+    sigset_t held;
+    wr_made_hold(&held);
+    int made = mkdir(tmp, 0755) == 0;
+    if (made) {
+        snprintf(wr_made.dir, sizeof wr_made.dir, "%s", tmp);
+        atomic_signal_fence(memory_order_seq_cst);
+        wr_made.has_dir = 1;
+    }
+    wr_made_release(&held);
+    if (!made)
         return mdi_errf(err, MDI_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
-    snprintf(wr_made.dir, sizeof wr_made.dir, "%s", tmp);
-    atomic_signal_fence(memory_order_seq_cst);
-    wr_made.has_dir = 1;
     for (i = 0; i < n && !s; i++) {
         if (!(s = shard_path(path, sizeof path, tmp, i, n, bounds, err)))
             s = write_shard(w, path, i, n, bounds[i], bounds[i + 1], err);
