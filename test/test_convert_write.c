@@ -846,8 +846,8 @@ static void rechunk_group(hid_t f, const char *g, const char *const *names, size
     }
 }
 
-/* Load path's whole model into st (freed by the caller). */
-static void load_whole(const mdi_config *cfg, const char *path, mdi_stage *st)
+/* Load path's whole model into st (freed by the caller, whatever the status). */
+static mdi_status load_whole(const mdi_config *cfg, const char *path, mdi_stage *st, mdi_err *err)
 {
     mdi_stage_params p = {.half_first = 0,
                           .half_last = 2 * cfg->n_layers,
@@ -857,9 +857,9 @@ static void load_whole(const mdi_config *cfg, const char *path, mdi_stage *st)
                           .max_rows = 1,
                           .max_logit_rows = 1,
                           .n_threads = 1};
-    mdi_err err;
-    if (mdi_stage_init(st, cfg, &p, &err) != MDI_OK || mdi_shard_load(path, st, NULL, NULL, &err))
-        fail_msg("load %s: %s", path, err.msg);
+    if (mdi_stage_init(st, cfg, &p, err) != MDI_OK)
+        fail_msg("mdi_stage_init: %s", err->msg);
+    return mdi_shard_load(path, st, NULL, NULL, err);
 }
 
 /* A file whose datasets h5repack chunked and compressed is not what
@@ -904,8 +904,8 @@ static void test_inspect_chunked(void **state)
         free(want);
         free(text);
         mdi_stage a, b;
-        load_whole(&src.cfg, out, &a);
-        load_whole(&src.cfg, path, &b);
+        if (load_whole(&src.cfg, out, &a, &err) || load_whole(&src.cfg, path, &b, &err))
+            fail_msg("load: %s", err.msg);
         assert_memory_equal(a.embedding, b.embedding,
                             (size_t)src.cfg.vocab_size * src.cfg.dim * sizeof(float));
         assert_memory_equal(a.output, b.output,
@@ -941,16 +941,7 @@ static void test_inspect_chunked(void **state)
     expect_inspect(path, "dataset /layers/001/wq needs HDF5 filter 32123 'mdi-test', which this "
                          "HDF5 library lacks");
     mdi_stage st;
-    mdi_stage_params p = {.half_first = 0,
-                          .half_last = 2 * src.cfg.n_layers,
-                          .has_extras = 1,
-                          .n_slots = 1,
-                          .max_pos = 4,
-                          .max_rows = 1,
-                          .max_logit_rows = 1,
-                          .n_threads = 1};
-    assert_int_equal(mdi_stage_init(&st, &src.cfg, &p, &err), MDI_OK);
-    assert_int_equal(mdi_shard_load(path, &st, NULL, NULL, &err), MDI_ERR_IO);
+    assert_int_equal(load_whole(&src.cfg, path, &st, &err), MDI_ERR_IO);
     if (!strstr(err.msg, "reading dataset '/layers/001/wq' failed (it needs HDF5 filter 32123 "
                          "'mdi-test', which this HDF5 library lacks)"))
         fail_msg("loader: %s", err.msg);

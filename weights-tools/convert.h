@@ -65,6 +65,10 @@ mdi_status cv_read_llama2c_tokenizer(const char *path, int32_t vocab_size, mdi_v
 int cv_is_byte_piece(const uint8_t *p, size_t len);
 mdi_status cv_read_spm_model(const char *path, mdi_vocab *out, mdi_err *err);
 /* Any tokenizer file, by content: SentencePiece protobuf or llama2.c tokenizer.bin. */
+/* An HF directory's tokenizer_config.json at path (absent: fine): refused
+ * when add_bos_token is false or add_eos_token true, which mdi-llm does not do. */
+mdi_status cv_check_tokenizer_config(const char *path, mdi_err *err);
+
 mdi_status cv_read_tokenizer_file(const char *path, int32_t vocab_size, mdi_vocab *out,
                                   mdi_err *err);
 

@@ -606,51 +606,6 @@ static mdi_status check_overlap(const hf_impl *h, const mdi_config *cfg, mdi_err
 
 /* ---- tokenizer, reads, open ----------------------------------------------------- */
 
-/* tokenizer_config.json, when the directory has one: transformers adds BOS
- * and no EOS to a Llama prompt unless add_bos_token / add_eos_token say
- * otherwise, and mdi-llm does exactly that, so a model that asks for
- * anything else is refused rather than fed prompts it was not trained on. */
-static mdi_status hf_tokenizer_config(const char *dir, mdi_err *err)
-{
-    static const struct {
-        const char *key;
-        int refused; /* the value that is not supported */
-        const char *why;
-    } flags[2] = {{"add_bos_token", 0, "prompts without BOS are not supported"},
-                  {"add_eos_token", 1, "prompts ending in EOS are not supported"}};
-    char path[HF_PATH_MAX];
-    struct stat st;
-    cv_json *j = NULL;
-    mdi_status s = join(dir, "tokenizer_config.json", path, err);
-    if (s != MDI_OK)
-        return s;
-    if (stat(path, &st) != 0) {
-        if (errno == ENOENT && lstat(path, &st) != 0)
-            return MDI_OK; /* none: the defaults */
-        return mdi_errf(err, MDI_ERR_IO, "%s: %s", path,
-                        errno == ENOENT ? "a symbolic link to nothing" : strerror(errno));
-    }
-    if ((s = cv_json_parse_file(path, HF_MAX_CONFIG, &j, err)) != MDI_OK)
-        return s;
-    if (cv_json_type_of(j) != CV_JSON_OBJECT)
-        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: the top level is a %s, expected an object", path,
-                     cv_json_type_name(cv_json_type_of(j)));
-    for (int k = 0; k < 2 && s == MDI_OK; k++) {
-        const cv_json *v = cv_json_get(j, flags[k].key);
-        int b;
-        if (!v || cv_json_is_null(v))
-            continue; /* transformers' default */
-        if (!cv_json_as_bool(v, &b))
-            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: '%s' is a %s, expected a bool", path,
-                         flags[k].key, cv_json_type_name(cv_json_type_of(v)));
-        else if (b == flags[k].refused)
-            s = mdi_errf(err, MDI_ERR_UNSUPPORTED, "%s: %s is %s: %s", path, flags[k].key,
-                         b ? "true" : "false", flags[k].why);
-    }
-    cv_json_free(j);
-    return s;
-}
-
 /* The vocabulary: tok_path if given, else DIR/tokenizer.model; config bos/eos override. */
 static mdi_status hf_tokenizer(const char *dir, const char *tok_path, const mdi_config *cfg,
                                int32_t bos, int32_t eos, mdi_vocab *v, mdi_err *err)
@@ -800,7 +755,9 @@ static mdi_status hf_open_all(hf_impl *h, cv_source *src, const char *tok_path, 
         !(h->scratch = malloc((size_t)cfg->head_dim * (size_t)cfg->dim * sizeof(float))))
         s = mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for un-permuting q and k", h->dir);
     if (s == MDI_OK)
-        s = hf_tokenizer_config(h->dir, err);
+        s = join(h->dir, "tokenizer_config.json", path, err);
+    if (s == MDI_OK)
+        s = cv_check_tokenizer_config(path, err);
     if (s == MDI_OK)
         s = hf_tokenizer(h->dir, tok_path, cfg, bos, eos, &src->vocab, err);
     if (s == MDI_OK)

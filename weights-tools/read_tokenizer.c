@@ -5,6 +5,7 @@
  * its size in a first pass, and only then allocate the vocab and fill it in a
  * second pass, so a corrupt header can never cause a huge allocation. */
 #include "convert.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -602,5 +603,50 @@ mdi_status cv_read_tokenizer_file(const char *path, int32_t vocab_size, mdi_voca
                      "%s: neither a SentencePiece model nor a llama2.c tokenizer.bin", path);
     }
     free(f.data);
+    return s;
+}
+
+#define TC_MAX_BYTES ((size_t)16 << 20)
+
+/* An HF directory's tokenizer_config.json (path), when it has one:
+ * transformers adds BOS and no EOS to a Llama prompt unless add_bos_token /
+ * add_eos_token say otherwise, and mdi-llm does exactly that, so a model that
+ * asks for anything else is refused rather than fed prompts it was not
+ * trained on. */
+mdi_status cv_check_tokenizer_config(const char *path, mdi_err *err)
+{
+    static const struct {
+        const char *key;
+        int refused; /* the value that is not supported */
+        const char *why;
+    } flags[2] = {{"add_bos_token", 0, "prompts without BOS are not supported"},
+                  {"add_eos_token", 1, "prompts ending in EOS are not supported"}};
+    struct stat st;
+    cv_json *j = NULL;
+    mdi_status s;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && lstat(path, &st) != 0)
+            return MDI_OK; /* none: the defaults */
+        return mdi_errf(err, MDI_ERR_IO, "%s: %s", path,
+                        errno == ENOENT ? "a symbolic link to nothing" : strerror(errno));
+    }
+    if ((s = cv_json_parse_file(path, TC_MAX_BYTES, &j, err)) != MDI_OK)
+        return s;
+    if (cv_json_type_of(j) != CV_JSON_OBJECT)
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: the top level is a %s, expected an object", path,
+                     cv_json_type_name(cv_json_type_of(j)));
+    for (int k = 0; k < 2 && s == MDI_OK; k++) {
+        const cv_json *v = cv_json_get(j, flags[k].key);
+        int b;
+        if (!v || cv_json_is_null(v))
+            continue; /* transformers' default */
+        if (!cv_json_as_bool(v, &b))
+            s = mdi_errf(err, MDI_ERR_FORMAT, "%s: '%s' is a %s, expected a bool", path,
+                         flags[k].key, cv_json_type_name(cv_json_type_of(v)));
+        else if (b == flags[k].refused)
+            s = mdi_errf(err, MDI_ERR_UNSUPPORTED, "%s: %s is %s: %s", path, flags[k].key,
+                         b ? "true" : "false", flags[k].why);
+    }
+    cv_json_free(j);
     return s;
 }
