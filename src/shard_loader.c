@@ -1,8 +1,8 @@
 /* HDF5 -> this rank's weights, attributes and tokenizer. */
 #include "mdi/shard_loader.h"
 
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
