@@ -251,7 +251,7 @@ static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsi
             goto done;
         }
     }
-    in->n_chunked += H5Pget_layout(pl) != H5D_CONTIGUOUS || nf > 0;
+    in->n_chunked += H5Pget_layout(pl) != H5D_CONTIGUOUS; /* filters need chunks */
     in->bytes += (uint64_t)dims[0] * (rank == 2 ? dims[1] : 1) * size;
     in->n_datasets++;
 done:
