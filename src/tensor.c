@@ -425,11 +425,12 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
  * stays in L1 while the block streams past in memory order; each row's 16
  * lane sums are carried from panel to panel, in the same order as
  * stream_block's. Every one-row product that meets one weight row at a time
- * comes here: a row costs its FMAs and little else, where going through
- * stream_block (its prefetch targets and write-back, per row) read the
- * decode step's 2048-float rows 5-25% slower (mdi-bench decode, 1 thread,
- * mean of 20 passes, five interleaved rounds: 24.7-27.7 GB/s against
- * 19.3-25.0). */
+ * comes here: a row costs its FMAs and little else. Going through
+ * stream_block (its prefetch targets and write-back, per row), the decode
+ * step's matrices (all but its down projection, which was paneled already)
+ * made the whole step 6-28% slower per round (mdi-bench decode, 1 thread,
+ * mean of 20 passes, five interleaved rounds: 19.3-25.0 GB/s against
+ * 24.7-27.7). */
 static void stream_panels(float *y, const float *x, const float *w, size_t n, size_t d, float beta,
                           size_t P, size_t j0, size_t j1)
 {

@@ -202,12 +202,13 @@ static float stream_order_ref(const float *w, const float *x, size_t n)
  * bit for bit, whatever the vector unit, the register block it falls in
  * (row counts 1..9 cover every block shape and remainder; lengths from
  * 4096 (16 KiB) the long-row blocks, 4095 the last short one; weight-row
- * counts around multiples of 8 and 24 every range cut) and the thread count. */
+ * counts around multiples of 8 and 24 every range cut, and past 96 the
+ * one-row walker's block ends) and the thread count. */
 static void test_matmul_stream_order(void **state)
 {
     (void)state;
     const size_t ns[] = {1, 15, 16, 17, 70, 172, 257, 4095, 4096, 4100};
-    const size_t ds[] = {1, 7, 8, 9, 23, 24, 25, 50};
+    const size_t ds[] = {1, 7, 8, 9, 23, 24, 25, 50, 97, 200};
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
         for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
             for (size_t rows = 1; rows <= 9; rows++) {
