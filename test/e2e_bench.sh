@@ -78,7 +78,7 @@ else fail "ab.sh --help lacks its usage line"; fi
 if [ -f "$MDI_MODELS_DIR/stories260K/stories260K.bin" ]; then
   "$MDI_CONVERT" "$MDI_MODELS_DIR/stories260K/stories260K.bin" --tokenizer "$MDI_MODELS_DIR/stories260K/tok512.bin" \
     -o "$TMP/s.h5" --quiet
-  # ab_run NAME ARGS... : jobs/ab.sh on stories260K with small probes; exit status in $rc
+  # ab_run ARGS... : jobs/ab.sh on stories260K with small probes; exit status in $rc
   ab_run() {
     rc=0
     timeout $((150 * E2E_SCALE)) bash "$JOBS/ab.sh" --model "$TMP/s.h5" --probe-mb 32 "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
