@@ -115,6 +115,15 @@ typedef struct cv_extent {
  * a header that points two tensors at one place would load the same weights
  * twice without a word), else 0. */
 int cv_find_overlap(cv_extent *ext, size_t n, const cv_extent **a, const cv_extent **b);
+/* What a reader knows of tensor (kind, layer): 1 with e->off, e->bytes and
+ * e->file set if the file has it, else 0. */
+typedef int (*cv_extent_fn)(const void *ctx, mdi_tensor_kind kind, int32_t layer, cv_extent *e);
+/* Collect the extent of every tensor `get` reports (the per-layer kinds for
+ * each of cfg's layers, the others once) and check them with
+ * cv_find_overlap. Returns 0 if no two overlap, 1 with copies of the first
+ * overlapping pair in *a and *b, or -1 if out of memory. */
+int cv_check_overlap(const mdi_config *cfg, cv_extent_fn get, const void *ctx, cv_extent *a,
+                     cv_extent *b);
 /* A model id: h as 16 lower-case hex digits. */
 void cv_model_id(uint64_t h, char id[17]);
 

@@ -67,7 +67,7 @@ static int map_name(const char *name, int32_t n_layers, mdi_tensor_kind *kind, i
 }
 
 /* The slot of (kind, layer) in g->t. */
-static gtensor *slot(gguf_impl *g, mdi_tensor_kind kind, int32_t layer)
+static gtensor *slot(const gguf_impl *g, mdi_tensor_kind kind, int32_t layer)
 {
     int32_t row = mdi_tensor_scope_of(kind) == MDI_SCOPE_LAYER ? layer : g->n_layers;
     return &g->t[(size_t)row * MDI_T_COUNT + (size_t)kind];
@@ -140,34 +140,31 @@ static mdi_status read_tensor_info(gcur *c, gguf_impl *g, const mdi_config *cfg,
     return MDI_OK;
 }
 
-/* No two tensors share bytes of the data section (cv_find_overlap). */
-static mdi_status check_overlap(const gcur *c, gguf_impl *g, const mdi_config *cfg)
+/* cv_extent_fn over a gguf_impl: offsets are from the start of the data section. */
+static int gguf_extent(const void *ctx, mdi_tensor_kind kind, int32_t layer, cv_extent *e)
 {
-    size_t cap = ((size_t)cfg->n_layers + 1) * MDI_T_COUNT, n = 0;
-    cv_extent *ext = malloc(cap * sizeof *ext);
-    const cv_extent *a, *b;
-    if (!ext)
+    const gtensor *t = slot(ctx, kind, layer);
+    e->off = t->off;
+    e->bytes = t->bytes;
+    return t->present;
+}
+
+/* No two tensors share bytes of the data section. */
+static mdi_status check_overlap(const gcur *c, const gguf_impl *g, const mdi_config *cfg)
+{
+    cv_extent a, b;
+    char na[GGUF_MAX_NAME], nb[GGUF_MAX_NAME];
+    int r = cv_check_overlap(cfg, gguf_extent, g, &a, &b);
+    if (r < 0)
         return cv_gguf_err(c, MDI_ERR_NOMEM, "out of memory for the tensor table");
-    for (int32_t l = 0; l <= cfg->n_layers; l++)
-        for (int k = 0; k < MDI_T_COUNT; k++) {
-            if ((mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) != (l < cfg->n_layers))
-                continue; /* the extras once, in their row */
-            const gtensor *t = slot(g, (mdi_tensor_kind)k, l);
-            if (t->present)
-                ext[n++] = (cv_extent){t->off, t->bytes, 0, k, l};
-        }
-    mdi_status s = MDI_OK;
-    if (cv_find_overlap(ext, n, &a, &b)) {
-        char na[GGUF_MAX_NAME], nb[GGUF_MAX_NAME];
-        s = cv_gguf_err(c, MDI_ERR_FORMAT,
-                        "tensors '%s' (data bytes [%llu, %llu)) and '%s' ([%llu, %llu)) overlap",
-                        tensor_name((mdi_tensor_kind)a->kind, a->layer, na, sizeof na),
-                        (unsigned long long)a->off, (unsigned long long)(a->off + a->bytes),
-                        tensor_name((mdi_tensor_kind)b->kind, b->layer, nb, sizeof nb),
-                        (unsigned long long)b->off, (unsigned long long)(b->off + b->bytes));
-    }
-    free(ext);
-    return s;
+    if (r == 0)
+        return MDI_OK;
+    return cv_gguf_err(c, MDI_ERR_FORMAT,
+                       "tensors '%s' (data bytes [%llu, %llu)) and '%s' ([%llu, %llu)) overlap",
+                       tensor_name((mdi_tensor_kind)a.kind, a.layer, na, sizeof na),
+                       (unsigned long long)a.off, (unsigned long long)(a.off + a.bytes),
+                       tensor_name((mdi_tensor_kind)b.kind, b.layer, nb, sizeof nb),
+                       (unsigned long long)b.off, (unsigned long long)(b.off + b.bytes));
 }
 
 /* Read all tensor infos, find the data section, and check every tensor is there and in the file. */

@@ -570,38 +570,35 @@ static mdi_status check_complete(const hf_impl *h, const mdi_config *cfg, mdi_er
     return MDI_OK;
 }
 
-/* No two tensors share bytes of a file (cv_find_overlap). */
+/* cv_extent_fn over an hf_impl: absolute offsets in file t->file. */
+static int hf_extent(const void *ctx, mdi_tensor_kind kind, int32_t layer, cv_extent *e)
+{
+    const hf_tensor *t = slot(ctx, kind, layer);
+    e->off = t->off;
+    e->bytes = t->bytes;
+    e->file = t->file;
+    return t->present;
+}
+
+/* No two tensors share bytes of a file. */
 static mdi_status check_overlap(const hf_impl *h, const mdi_config *cfg, mdi_err *err)
 {
-    size_t cap = ((size_t)cfg->n_layers + 1) * MDI_T_COUNT, n = 0;
-    cv_extent *ext = malloc(cap * sizeof *ext);
-    const cv_extent *a, *b;
-    if (!ext)
+    cv_extent a, b;
+    char na[128], nb[128];
+    int r = cv_check_overlap(cfg, hf_extent, h, &a, &b);
+    if (r < 0)
         return mdi_errf(err, MDI_ERR_NOMEM, "%s: out of memory for the tensor table", h->dir);
-    for (int32_t l = 0; l <= cfg->n_layers; l++)
-        for (int k = 0; k < MDI_T_COUNT; k++) {
-            if ((mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) != (l < cfg->n_layers))
-                continue; /* the extras once, in their row */
-            const hf_tensor *t = slot(h, (mdi_tensor_kind)k, l);
-            if (t->present)
-                ext[n++] = (cv_extent){t->off, t->bytes, t->file, k, l};
-        }
-    mdi_status s = MDI_OK;
-    if (cv_find_overlap(ext, n, &a, &b)) {
-        char na[128], nb[128];
-        const hf_file *f = &h->files[a->file];
-        s = mdi_errf(err, MDI_ERR_FORMAT,
-                     "%s: tensors '%s' (data_offsets [%llu, %llu]) and '%s' ([%llu, %llu]) "
-                     "overlap",
-                     f->path, tensor_name((mdi_tensor_kind)a->kind, a->layer, na, sizeof na),
-                     (unsigned long long)(a->off - f->data_off),
-                     (unsigned long long)(a->off - f->data_off + a->bytes),
-                     tensor_name((mdi_tensor_kind)b->kind, b->layer, nb, sizeof nb),
-                     (unsigned long long)(b->off - f->data_off),
-                     (unsigned long long)(b->off - f->data_off + b->bytes));
-    }
-    free(ext);
-    return s;
+    if (r == 0)
+        return MDI_OK;
+    const hf_file *f = &h->files[a.file];
+    return mdi_errf(err, MDI_ERR_FORMAT,
+                    "%s: tensors '%s' (data_offsets [%llu, %llu]) and '%s' ([%llu, %llu]) overlap",
+                    f->path, tensor_name((mdi_tensor_kind)a.kind, a.layer, na, sizeof na),
+                    (unsigned long long)(a.off - f->data_off),
+                    (unsigned long long)(a.off - f->data_off + a.bytes),
+                    tensor_name((mdi_tensor_kind)b.kind, b.layer, nb, sizeof nb),
+                    (unsigned long long)(b.off - f->data_off),
+                    (unsigned long long)(b.off - f->data_off + b.bytes));
 }
 
 /* ---- tokenizer, reads, open ----------------------------------------------------- */

@@ -114,6 +114,31 @@ int cv_find_overlap(cv_extent *ext, size_t n, const cv_extent **a, const cv_exte
     return 0;
 }
 
+int cv_check_overlap(const mdi_config *cfg, cv_extent_fn get, const void *ctx, cv_extent *a,
+                     cv_extent *b)
+{
+    size_t cap = ((size_t)cfg->n_layers + 1) * MDI_T_COUNT, n = 0;
+    cv_extent *ext = malloc(cap * sizeof *ext);
+    const cv_extent *pa, *pb;
+    if (!ext)
+        return -1;
+    for (int32_t l = 0; l <= cfg->n_layers; l++)
+        for (int k = 0; k < MDI_T_COUNT; k++) {
+            if ((mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) != (l < cfg->n_layers))
+                continue; /* the extras once, in their row */
+            cv_extent e = {0, 0, 0, k, l};
+            if (get(ctx, (mdi_tensor_kind)k, l, &e))
+                ext[n++] = (cv_extent){e.off, e.bytes, e.file, k, l};
+        }
+    int found = cv_find_overlap(ext, n, &pa, &pb);
+    if (found) {
+        *a = *pa;
+        *b = *pb;
+    }
+    free(ext);
+    return found;
+}
+
 void cv_model_id(uint64_t h, char id[17])
 {
     snprintf(id, 17, "%016llx", (unsigned long long)h);
