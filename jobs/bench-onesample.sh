@@ -2,7 +2,8 @@
 # Where one sample's decode rate goes, in interleaved rounds:
 #   read    mdi-bench read: the machine's read bandwidth on all the threads the
 #           engine uses (best of 5 passes), probed before and after the
-#           round's runs, the larger of the two
+#           round's runs, the larger of the two; r_mean, that probe's mean
+#           pass (a rate over time, like the engine's)
 #   kernel  mdi-bench decode: the decode step's matrix products alone, with the
 #           engine's kernel, shapes and order; as many passes as the engine makes
 #           decode steps, so both span about the same seconds (mean of the
@@ -14,8 +15,8 @@
 #           weight is still read once per token
 # and the ratios engine/kernel (the engine's own overhead; with R ranks also
 # the ring's idle time), kernel/read (the kernel on this pattern against the
-# machine) and engine/read (the issue's efficiency, with the probe taken in
-# the same minute).
+# machine), engine/read (the issue's efficiency, with the probe taken in the
+# same minute) and engine/r_mean (the engine against the probe's mean pass).
 #   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N] [--ranks R]
 # --threads is per rank. --dir holds the synthetic TinyLlama model (created
 # once, 4.4 GB; default /tmp/mdi-bench, as jobs/bench.sh). Prints one line per
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift 2 ;; --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
     --ranks) ranks=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench-onesample.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -53,21 +54,25 @@ kernels() {
   awk '{ best += $2; mean += $5 } END { print best, mean }' "$out"/k*
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
-printf '%5s %8s %8s %8s %8s %8s %13s %13s %12s\n' round read kernel k_best engine tok/s engine/kernel kernel/read engine/read
+printf '%5s %8s %8s %8s %8s %8s %8s %13s %13s %12s %14s\n' round read r_mean kernel k_best engine tok/s \
+  engine/kernel kernel/read engine/read engine/r_mean
+# "best mean" of one read probe
+probe() { "$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2, $5 }'; }
 for round in $(seq 1 "$rounds"); do
-  read_bw=$("$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2 }')
+  read -r read_bw read_mean < <(probe)
   read -r k_best k_mean < <(kernels)
   "${launch[@]}" --model "$model" --prompt "Once upon a time" --samples "$ranks" --group-size 1 \
     --max-tokens "$tokens" --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
-  after=$("$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2 }')
-  read_bw=$(awk -v a="$read_bw" -v b="$after" 'BEGIN { print (a > b) ? a : b }')
+  read -r after after_mean < <(probe)
+  read -r read_bw read_mean < <(awk -v a="$read_bw" -v am="$read_mean" -v b="$after" -v bm="$after_mean" \
+    'BEGIN { if (a > b) print a, am; else print b, bm }')
   rate=$(jq '.decode_tokens_per_s' "$out/e.json")
   step=$(jq '[.per_rank[].step_weight_bytes] | add' "$out/e.json")
-  awk -v r="$round" -v rd="$read_bw" -v kb="$k_best" -v km="$k_mean" -v t="$rate" -v s="$step" \
+  awk -v r="$round" -v rd="$read_bw" -v rm="$read_mean" -v kb="$k_best" -v km="$k_mean" -v t="$rate" -v s="$step" \
     'BEGIN { e = t * s / 1e9
-             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %13.3f %12.3f\n", r, rd, km, kb, e, t, e / km, km / rd, e / rd }'
+             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %13.3f %12.3f %14.3f\n", r, rd, rm, km, kb, e, t, e / km, km / rd, e / rd, e / rm }'
 done | tee "$out/rows"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-printf '# medians: engine/kernel %.3f, kernel/read %.3f, engine/read %.3f\n' \
-  "$(awk '{ print $7 }' "$out/rows" | median)" "$(awk '{ print $8 }' "$out/rows" | median)" \
-  "$(awk '{ print $9 }' "$out/rows" | median)"
+printf '# medians: engine/kernel %.3f, kernel/read %.3f, engine/read %.3f, engine/r_mean %.3f\n' \
+  "$(awk '{ print $8 }' "$out/rows" | median)" "$(awk '{ print $9 }' "$out/rows" | median)" \
+  "$(awk '{ print $10 }' "$out/rows" | median)" "$(awk '{ print $11 }' "$out/rows" | median)"

@@ -18,7 +18,14 @@ mode_line() {
   else pass "$name: $(cat "$TMP/out")"; fi
 }
 pos='[0-9]*[1-9][0-9]*\.[0-9]+|0*\.[0-9]*[1-9][0-9]*' # a positive decimal
-mode_line "read" "^read_bandwidth ($pos) GB/s threads=1$" read --mb 16 --reps 1
+mode_line "read" "^read_bandwidth ($pos) GB/s mean ($pos) GB/s threads=1$" read --mb 16 --reps 1
+# the read probe's mean pass is never above its best
+if timeout 120 "$BENCH" read --mb 16 --reps 4 >"$TMP/out" 2>"$TMP/err" &&
+  awk '$1 == "read_bandwidth" && $5 + 0 > 0 && $5 + 0 <= $2 + 0 { ok = 1 } END { exit !ok }' "$TMP/out"; then
+  pass "read: mean <= best: $(cat "$TMP/out")"
+else
+  fail "read: mean not in (0, best]: '$(cat "$TMP/out" "$TMP/err")'"
+fi
 mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
 mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 3
 mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=0$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
@@ -55,10 +62,12 @@ usage "bench-onesample.sh more ranks than layers" "--ranks must be at most 22" b
 usage "bench-onesample.sh one token" "--tokens must be at least 2" bash "$JOBS/bench-onesample.sh" --tokens 1
 usage "bench-onesample.sh unknown option" "unknown option '--fast'" bash "$JOBS/bench-onesample.sh" --fast
 usage "bench-hetero.sh quota out of range" "--quota takes a percentage 5-100, got '3'" bash "$JOBS/bench-hetero.sh" --quota 3
-if bash "$JOBS/bench-onesample.sh" --help | grep -q "jobs/bench-onesample.sh \[--dir DIR\].*\[--ranks R\]"; then
+help=$(bash "$JOBS/bench-onesample.sh" --help)
+if grep -q "jobs/bench-onesample.sh \[--dir DIR\].*\[--ranks R\]" <<<"$help" &&
+  [ "$(tail -1 <<<"$help")" = "# round and the medians." ]; then
   pass "bench-onesample.sh --help"
 else
-  fail "bench-onesample.sh --help lacks its usage line"
+  fail "bench-onesample.sh --help lacks its usage line or its last line"
 fi
 
 # jobs/ab.sh: option errors before any work, then real rounds on stories260K
