@@ -146,10 +146,10 @@ static double bench_read(const opts *o, double *mean)
 #pragma omp parallel for num_threads(o->threads) reduction(+ : total) schedule(static)
         for (size_t i = 0; i < n; i += chunk)
             total += sum_chunk(a + i, n - i < chunk ? n - i : chunk);
-        double t = now_s() - t0;
+        double rate = n * 4.0 / (now_s() - t0);
         sink += total;
-        best = n * 4.0 / t > best ? n * 4.0 / t : best;
-        sum += n * 4.0 / t;
+        best = rate > best ? rate : best;
+        sum += rate;
     }
     (void)sink;
     *mean = sum / o->reps / 1e9;

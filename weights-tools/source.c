@@ -126,9 +126,8 @@ int cv_check_overlap(const mdi_config *cfg, cv_extent_fn get, const void *ctx, c
         for (int k = 0; k < MDI_T_COUNT; k++) {
             if ((mdi_tensor_scope_of((mdi_tensor_kind)k) == MDI_SCOPE_LAYER) != (l < cfg->n_layers))
                 continue; /* the extras once, in their row */
-            cv_extent e = {0, 0, 0, k, l};
-            if (get(ctx, (mdi_tensor_kind)k, l, &e))
-                ext[n++] = (cv_extent){e.off, e.bytes, e.file, k, l};
+            ext[n] = (cv_extent){0, 0, 0, k, l};
+            n += get(ctx, (mdi_tensor_kind)k, l, &ext[n]) != 0;
         }
     int found = cv_find_overlap(ext, n, &pa, &pb);
     if (found) {
