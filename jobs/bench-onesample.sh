@@ -4,18 +4,21 @@
 #           engine uses (best of 5 passes), probed before and after the
 #           round's runs, the larger of the two; r_mean, that probe's mean
 #           pass (a rate over time, like the engine's)
-#   kernel  mdi-bench decode: the decode step's matrix products alone, with the
-#           engine's kernel, shapes and order; as many passes as the engine makes
-#           decode steps, so both span about the same seconds (mean of the
-#           passes' rates; and the best pass). With --ranks R, R such processes
-#           at once, each with 22/R layers (and the head), their rates summed
+#   kernel  mdi-bench decode-read: the decode step's matrix products alone, with
+#           the engine's kernel, shapes and order; as many passes as the engine
+#           makes decode steps (mean of the passes' rates; and the best pass).
+#           Between them, as many plain read passes over the same weights
+#           (kernel, read, read, kernel): k/r_same is the kernel's rate over
+#           theirs, the median over the groups of four, which meet the machine
+#           in the same seconds. With --ranks R, R such processes at once, each
+#           with 22/R layers (and the head), their rates summed, k/r_same averaged
 #   engine  mdi-llm: decode tok/s x weight bytes per token. With --ranks R, R
 #           ranks in a ring with R samples in groups of one, so that each rank
 #           works on one sample while the next works on another and every
 #           weight is still read once per token
 # and the ratios engine/kernel (the engine's own overhead; with R ranks also
 # the ring's idle time), kernel/read (the kernel on this pattern against the
-# machine), engine/read (the issue's efficiency, with the probe taken in the
+# probe), engine/read (the issue's efficiency, with the probe taken in the
 # same minute) and engine/r_mean (the engine against the probe's mean pass).
 #   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N] [--ranks R]
 # --threads is per rank. --dir holds the synthetic TinyLlama model (created
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift 2 ;; --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
     --ranks) ranks=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench-onesample.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -48,19 +51,21 @@ launch=("$B/mdi-llm")
 # rank makes steps: prints the sum of their best passes and of their means.
 kernels() {
   for k in $(seq 1 "$ranks"); do
-    "$B/mdi-bench" decode --layers "$layers" --threads "$threads" --reps $((tokens * ranks)) >"$out/k$k" &
+    "$B/mdi-bench" decode-read --layers "$layers" --threads "$threads" \
+      --reps $(((tokens * ranks + 1) / 2 * 2)) >"$out/k$k" &
   done
   wait
-  awk '{ best += $2; mean += $5 } END { print best, mean }' "$out"/k*
+  awk '$1 == "decode_kernel" { best += $2; mean += $5 } $1 == "decode_vs_read" { same += $3; n++ }
+       END { print best, mean, same / n }' "$out"/k*
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
-printf '%5s %8s %8s %8s %8s %8s %8s %13s %13s %12s %14s\n' round read r_mean kernel k_best engine tok/s \
-  engine/kernel kernel/read engine/read engine/r_mean
+printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s\n' round read r_mean kernel k_best engine \
+  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean
 # "best mean" of one read probe
 probe() { "$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2, $5 }'; }
 for round in $(seq 1 "$rounds"); do
   read -r read_bw read_mean < <(probe)
-  read -r k_best k_mean < <(kernels)
+  read -r k_best k_mean k_same < <(kernels)
   "${launch[@]}" --model "$model" --prompt "Once upon a time" --samples "$ranks" --group-size 1 \
     --max-tokens "$tokens" --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
   read -r after after_mean < <(probe)
@@ -68,11 +73,13 @@ for round in $(seq 1 "$rounds"); do
     'BEGIN { if (a > b) print a, am; else print b, bm }')
   rate=$(jq '.decode_tokens_per_s' "$out/e.json")
   step=$(jq '[.per_rank[].step_weight_bytes] | add' "$out/e.json")
-  awk -v r="$round" -v rd="$read_bw" -v rm="$read_mean" -v kb="$k_best" -v km="$k_mean" -v t="$rate" -v s="$step" \
+  awk -v r="$round" -v rd="$read_bw" -v rm="$read_mean" -v kb="$k_best" -v km="$k_mean" -v ks="$k_same" \
+    -v t="$rate" -v s="$step" \
     'BEGIN { e = t * s / 1e9
-             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %13.3f %12.3f %14.3f\n", r, rd, rm, km, kb, e, t, e / km, km / rd, e / rd, e / rm }'
+             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm }'
 done | tee "$out/rows"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-printf '# medians: engine/kernel %.3f, kernel/read %.3f, engine/read %.3f, engine/r_mean %.3f\n' \
+printf '# medians: engine/kernel %.3f, kernel/read %.3f, k/r_same %.3f, engine/read %.3f, engine/r_mean %.3f\n' \
   "$(awk '{ print $8 }' "$out/rows" | median)" "$(awk '{ print $9 }' "$out/rows" | median)" \
-  "$(awk '{ print $10 }' "$out/rows" | median)" "$(awk '{ print $11 }' "$out/rows" | median)"
+  "$(awk '{ print $10 }' "$out/rows" | median)" "$(awk '{ print $11 }' "$out/rows" | median)" \
+  "$(awk '{ print $12 }' "$out/rows" | median)"

@@ -10,6 +10,11 @@
  *                    TinyLlama-1.1B geometry (L layers and the head) through mdi_matmul_stream,
  *                    in the engine's order: GB/s of weights, best pass and mean of the passes'
  *                    rates
+ *   mdi-bench decode-read [--layers L] [--threads T] [--reps N]  the same N decode passes,
+ *                    with N plain read passes over the same weights between them (kernel,
+ *                    read, read, kernel): a second line gives the kernel's rate over the read
+ *                    passes' (median over the groups of four), which both meet the machine
+ *                    in the same seconds; N even
  * --panel P lays the weights out in column panels of P floats (a multiple of
  * 16; 0: row-major); by default they are laid out as the engine lays them
  * (mdi_weight_panel). Prints one line "name value unit". Arrays default to
@@ -131,21 +136,29 @@ static float sum_chunk(const float *a, size_t n)
     return s;
 }
 
+/* The sum of a[0, n) on `threads` threads, in chunks: one plain read of a. */
+static float read_sum(const float *a, size_t n, int threads)
+{
+    const size_t chunk = 1 << 16;
+    float total = 0;
+#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
+    for (size_t i = 0; i < n; i += chunk)
+        total += sum_chunk(a + i, n - i < chunk ? n - i : chunk);
+    return total;
+}
+
 /* Best of reps: the machine is shared, the fastest pass is the least
  * disturbed. *mean: the mean of the passes' rates, comparable with a rate
  * taken over a longer run (an engine's tok/s). */
 static double bench_read(const opts *o, double *mean)
 {
-    size_t n = o->mb * (1u << 20) / sizeof(float), chunk = 1 << 16;
+    size_t n = o->mb * (1u << 20) / sizeof(float);
     float *a = filled(n, 1.0f);
     double best = 0, sum = 0;
     volatile float sink = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
-        float total = 0;
-#pragma omp parallel for num_threads(o->threads) reduction(+ : total) schedule(static)
-        for (size_t i = 0; i < n; i += chunk)
-            total += sum_chunk(a + i, n - i < chunk ? n - i : chunk);
+        float total = read_sum(a, n, o->threads);
         double rate = n * 4.0 / (now_s() - t0);
         sink += total;
         best = rate > best ? rate : best;
@@ -214,12 +227,28 @@ static double bench_stream(const opts *o)
     return best / 1e9;
 }
 
+/* The kernel against plain reads of the same weights (decode-read). */
+typedef struct vs_read {
+    double median, min, max; /* kernel rate / read rate, per group of four passes */
+    double read_mean;        /* the read passes' mean rate, GB/s */
+    int groups;
+} vs_read;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* One sample's decode step, matrices only: per layer wq, wk, wv, wo, w1, w3,
  * w2 (as the stage runs them, each layer's weights in one allocation in
  * MDI_TENSOR_LIST order, as the stage packs them), then the output head.
  * What the engine's one-sample decode rate can reach with this kernel: the
- * mean of the passes' rates, and the best pass. */
-static double bench_decode(const opts *o, double *mean, double *tok_s)
+ * mean of the passes' rates, and the best pass. With vr, every two kernel
+ * passes frame two plain read passes over the same weights (kernel, read,
+ * read, kernel), so a group's kernel and read passes meet the machine in
+ * the same phase, whatever it is; o->reps is even. */
+static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *vr)
 {
     const mdi_config c = {.dim = 2048,
                           .hidden_dim = 5632,
@@ -255,8 +284,24 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
         }
     }
     lay_out(o, head, vocab, dim);
-    for (int r = 0; r < o->reps; r++) {
+    int passes = vr ? 2 * o->reps : o->reps, nk = 0, nr = 0;
+    double *krate = malloc((size_t)o->reps * sizeof *krate),
+           *rrate = malloc((size_t)o->reps * sizeof *rrate);
+    if (!krate || !rrate) {
+        fprintf(stderr, "mdi-bench: out of memory\n");
+        exit(1);
+    }
+    volatile float sink = 0;
+    for (int p = 0; p < passes; p++) {
         double t0 = now_s();
+        if (vr && (p % 4 == 1 || p % 4 == 2)) {
+            float total = 0;
+            for (size_t l = 0; l < o->layers; l++)
+                total += read_sum(layer[l], per, o->threads);
+            sink += total + read_sum(head, vocab * dim, o->threads);
+            rrate[nr++] = bytes / (now_s() - t0);
+            continue;
+        }
         for (size_t l = 0; l < o->layers; l++)
             for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
                 mdi_tensor_shape(&c, order[i], &rows, &cols);
@@ -268,7 +313,25 @@ static double bench_decode(const opts *o, double *mean, double *tok_s)
         double t = now_s() - t0;
         best = bytes / t > best ? bytes / t : best;
         sum += bytes / t;
+        krate[nk++] = bytes / t;
     }
+    (void)sink;
+    if (vr) {
+        /* group g: kernel passes 2g, 2g + 1 and read passes 2g, 2g + 1 */
+        double rsum = 0;
+        vr->groups = o->reps / 2;
+        for (int g = 0; g < vr->groups; g++) {
+            rsum += rrate[2 * g] + rrate[2 * g + 1];
+            krate[g] = (krate[2 * g] + krate[2 * g + 1]) / (rrate[2 * g] + rrate[2 * g + 1]);
+        }
+        qsort(krate, (size_t)vr->groups, sizeof *krate, cmp_double);
+        int h = vr->groups / 2;
+        vr->median = vr->groups % 2 ? krate[h] : (krate[h - 1] + krate[h]) / 2;
+        vr->min = krate[0];
+        vr->max = krate[vr->groups - 1];
+        vr->read_mean = rsum / o->reps / 1e9;
+    }
+    free(krate), free(rrate);
     for (size_t l = 0; l < o->layers; l++)
         mdi_free_floats(layer[l]);
     free(layer);
@@ -310,15 +373,25 @@ int main(int argc, char **argv)
     else if (!strcmp(what, "stream"))
         printf("stream_kernel %.2f GB/s rows=%zu threads=%d panel=%zu\n", bench_stream(&o), o.rows,
                o.threads, panel_of(&o, o.k));
-    else if (!strcmp(what, "decode")) {
-        double best = bench_decode(&o, &mean, &tok_s);
+    else if (!strcmp(what, "decode") || !strcmp(what, "decode-read")) {
+        vs_read vr, *pv = strcmp(what, "decode") ? &vr : NULL;
+        if (pv && o.reps % 2) {
+            fprintf(stderr,
+                    "mdi-bench: decode-read --reps %d must be even (passes go kernel, "
+                    "read, read, kernel)\n",
+                    o.reps);
+            return 2;
+        }
+        double best = bench_decode(&o, &mean, &tok_s, pv);
         printf("decode_kernel %.2f GB/s mean %.2f GB/s tok_s %.3f layers=%zu threads=%d\n", best,
                mean, tok_s, o.layers, o.threads);
+        if (pv)
+            printf("decode_vs_read median %.4f min %.4f max %.4f read_mean %.2f GB/s groups %d\n",
+                   vr.median, vr.min, vr.max, vr.read_mean, vr.groups);
     } else {
-        fprintf(
-            stderr,
-            "usage: mdi-bench read|triad|sgemm|stream|decode [--mb N] [--threads T] [--panel P] "
-            "[--m M --n N --k K] [--rows R] [--layers L] [--reps N]\n");
+        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode|decode-read [--mb N] "
+                        "[--threads T] [--panel P]\n"
+                        "       [--m M --n N --k K] [--rows R] [--layers L] [--reps N]\n");
         return 2;
     }
     return 0;

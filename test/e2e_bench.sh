@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The benchmark tools on tiny sizes: every mdi-bench mode prints its one line
-# with a positive value, bad arguments exit 2 with a message, and the job
-# scripts refuse bad options before any work. (The numbers themselves belong
-# to jobs/*.sh runs, not to a test: this machine is shared.)
+# The benchmark tools on tiny sizes: every mdi-bench mode prints its line
+# (decode-read two) with positive values, bad arguments exit 2 with a
+# message, and the job scripts refuse bad options before any work. (The
+# numbers themselves belong to jobs/*.sh runs, not to a test: this machine
+# is shared.)
 source "$(dirname "$0")/lib_e2e.sh"
 BENCH=$MDI_BUILD_DIR/mdi-bench
 JOBS=$MDI_SOURCE_DIR/jobs
@@ -34,6 +35,17 @@ mode_line "stream long rows" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=
 mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2
 # the best pass is at least the mean
 if awk '{ exit !($2 >= $5) }' "$TMP/out"; then pass "decode: best >= mean"; else fail "decode: best < mean: $(cat "$TMP/out")"; fi
+# decode-read: the decode line, then the kernel against reads of the same
+# weights over 4 / 2 = 2 groups, min <= median <= max
+rc=0; timeout 120 "$BENCH" decode-read --layers 1 --reps 4 >"$TMP/out" 2>"$TMP/err" || rc=$?
+if [ "$rc" -eq 0 ] && [ "$(wc -l <"$TMP/out")" -eq 2 ] &&
+  grep -qE "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" <(head -1 "$TMP/out") &&
+  grep -qE "^decode_vs_read median ($pos) min ($pos) max ($pos) read_mean ($pos) GB/s groups 2$" <(tail -1 "$TMP/out") &&
+  awk 'NR == 2 { ok = $5 <= $3 && $3 <= $7 } END { exit !ok }' "$TMP/out"; then
+  pass "decode-read: $(tr '\n' ' ' <"$TMP/out")"
+else
+  fail "decode-read: exit $rc: '$(cat "$TMP/out" "$TMP/err")'"
+fi
 
 # usage NAME PATTERN CMD... : exit 2, stderr matches PATTERN
 usage() {
@@ -44,9 +56,10 @@ usage() {
   elif ! grep -qE -- "$pat" "$TMP/err"; then fail "$name: stderr lacks '$pat': $(cat "$TMP/err")"
   else pass "$name"; fi
 }
-usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode" "$BENCH"
+usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode\|decode-read " "$BENCH"
 usage "mdi-bench unknown mode" "usage: mdi-bench" "$BENCH" sum
 usage "mdi-bench zero reps" "--reps '0' must be a positive integer" "$BENCH" decode --reps 0
+usage "mdi-bench decode-read odd reps" "decode-read --reps 3 must be even" "$BENCH" decode-read --layers 1 --reps 3
 usage "mdi-bench trailing garbage" "--layers '2x' must be a positive integer" "$BENCH" decode --layers 2x
 usage "mdi-bench unknown option" "unknown option '--bogus'" "$BENCH" read --bogus 1
 usage "mdi-bench option without value" "--mb needs a value" "$BENCH" read --mb
