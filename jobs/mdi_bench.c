@@ -17,8 +17,8 @@
  *                    in the same seconds; N even
  * --panel P lays the weights out in column panels of P floats (a multiple of
  * 16; 0: row-major); by default they are laid out as the engine lays them
- * (mdi_weight_panel). Prints one line "name value unit". Arrays default to
- * 1 GiB (far beyond any L3). */
+ * (mdi_weight_panel). Prints one line "name value unit" (decode-read: two).
+ * Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
