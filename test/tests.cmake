@@ -5,7 +5,8 @@
 #  test/e2e_<name>.sh   end-to-end scripts run with bash, label "e2e"
 # Every test sees MDI_MODELS_DIR, MDI_BUILD_DIR, MDI_SOURCE_DIR, MDI_LLM,
 # MDI_CONVERT and MDI_MPIEXEC (mpiexec plus the flags this machine needs);
-# MDI_ALLOC_COUNT_LIB outside sanitizer builds.
+# MDI_FIFO_READER (test/fifo_reader.c); MDI_ALLOC_COUNT_LIB outside sanitizer
+# builds.
 set(MDI_MODEL_TESTS tokenizer_llama2 tokenizer_model_file convert_formats stage_ref)
 
 set(MDI_MPIEXEC_FLAGS --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader,tcp)
@@ -24,6 +25,9 @@ set(MDI_TEST_ENV
   "MDI_MPIEXEC=${MDI_MPIEXEC_STR}"
   "BLIS_ARCH_TYPE=6"
   "OMP_NUM_THREADS=1")
+
+add_executable(fifo_reader ${CMAKE_SOURCE_DIR}/test/fifo_reader.c)
+list(APPEND MDI_TEST_ENV "MDI_FIFO_READER=$<TARGET_FILE:fifo_reader>")
 
 # The allocation counter of e2e_alloc.sh wraps malloc; a sanitizer's runtime
 # must own malloc itself, so sanitizer builds run that test as a skip.
