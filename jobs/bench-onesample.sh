@@ -48,27 +48,39 @@ layers=$(((22 + ranks / 2) / ranks))
 launch=("$B/mdi-llm")
 [ "$ranks" -eq 1 ] || launch=(mpirun -np "$ranks" "${MDI_MPIRUN_FLAGS[@]}" --bind-to none "$B/mdi-llm")
 # R decode kernels at once, each for as many passes over its 22/R layers as a
-# rank makes steps: prints the sum of their best passes and of their means.
+# rank makes steps: prints the sum of their best passes and of their means,
+# and the mean of their k/r_same. Fails if any of them fails.
 kernels() {
+  local pids=() k
   for k in $(seq 1 "$ranks"); do
     "$B/mdi-bench" decode-read --layers "$layers" --threads "$threads" \
       --reps $(((tokens * ranks + 1) / 2 * 2)) >"$out/k$k" &
+    pids+=($!)
   done
-  wait
-  awk '$1 == "decode_kernel" { best += $2; mean += $5 } $1 == "decode_vs_read" { same += $3; n++ }
-       END { print best, mean, same / n }' "$out"/k*
+  for k in "${pids[@]}"; do
+    wait "$k" || { echo "bench-onesample.sh: mdi-bench decode-read failed" >&2; return 1; }
+  done
+  awk '$1 == "decode_kernel" { best += $2; mean += $5; nk++ } $1 == "decode_vs_read" { same += $3; n++ }
+       END { if (nk != '"$ranks"' || n != '"$ranks"') exit 1; print best, mean, same / n }' "$out"/k* ||
+    { echo "bench-onesample.sh: mdi-bench decode-read printed no result" >&2; return 1; }
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
 printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s\n' round read r_mean kernel k_best engine \
   tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean
-# "best mean" of one read probe
-probe() { "$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2, $5 }'; }
+# "best mean" of one read probe, into the file $1
+probe() {
+  "$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2, $5 }' >"$1" && [ -s "$1" ] ||
+    { echo "bench-onesample.sh: mdi-bench read failed" >&2; return 1; }
+}
 for round in $(seq 1 "$rounds"); do
-  read -r read_bw read_mean < <(probe)
-  read -r k_best k_mean k_same < <(kernels)
+  probe "$out/p1" || exit 1
+  read -r read_bw read_mean <"$out/p1"
+  kernels >"$out/kr" || exit 1
+  read -r k_best k_mean k_same <"$out/kr"
   "${launch[@]}" --model "$model" --prompt "Once upon a time" --samples "$ranks" --group-size 1 \
     --max-tokens "$tokens" --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
-  read -r after after_mean < <(probe)
+  probe "$out/p2" || exit 1
+  read -r after after_mean <"$out/p2"
   read -r read_bw read_mean < <(awk -v a="$read_bw" -v am="$read_mean" -v b="$after" -v bm="$after_mean" \
     'BEGIN { if (a > b) print a, am; else print b, bm }')
   rate=$(jq '.decode_tokens_per_s' "$out/e.json")

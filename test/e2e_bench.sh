@@ -82,6 +82,42 @@ if grep -q "jobs/bench-onesample.sh \[--dir DIR\].*\[--ranks R\]" <<<"$help" &&
 else
   fail "bench-onesample.sh --help lacks its usage line or its last line"
 fi
+# bench-onesample.sh stops at a failed probe or kernel run, naming it, with
+# no row: a copy of the scripts with a fake build (its mdi-bench fails in the
+# mode $FAKE_FAIL; with FAKE_FAIL=silent, decode-read prints nothing) and a placeholder
+# model, so no 4.4 GB model is made.
+mkdir -p "$TMP/co/jobs" "$TMP/co/build" "$TMP/co/bin" "$TMP/co/dir"
+cp "$JOBS/bench-onesample.sh" "$JOBS/lib_bench.sh" "$JOBS/env.sh" "$TMP/co/jobs/"
+printf '#!/bin/sh\nexit 0\n' >"$TMP/co/build/mdi-llm"
+printf '#!/bin/sh\nexit 0\n' >"$TMP/co/bin/jq"
+cat >"$TMP/co/build/mdi-bench" <<'FAKE'
+#!/bin/sh
+[ "$FAKE_FAIL" = "$1" ] && { echo "mdi-bench: fake failure" >&2; exit 3; }
+[ "$FAKE_FAIL" = silent ] && [ "$1" = decode-read ] && exit 0
+case $1 in
+  read) echo "read_bandwidth 30.0 GB/s mean 28.0 GB/s threads=1" ;;
+  decode-read) echo "decode_kernel 29.0 GB/s mean 27.0 GB/s tok_s 6.5 layers=22 threads=1"
+    echo "decode_vs_read median 0.98 min 0.95 max 1.01 read_mean 27.5 GB/s groups 2" ;;
+esac
+FAKE
+chmod +x "$TMP/co/build/"* "$TMP/co/bin/jq"
+touch "$TMP/co/dir/tinyllama-1.1b.h5"
+for mode in read decode-read silent; do
+  rc=0
+  FAKE_FAIL=$mode PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
+    --rounds 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
+  want="mdi-bench $mode failed"
+  [ "$mode" = silent ] && want="mdi-bench decode-read printed no result"
+  if [ "$rc" -eq 1 ] && grep -q "^bench-onesample.sh: $want$" "$TMP/err" && ! grep -q '^ *1 ' "$TMP/out"; then
+    pass "bench-onesample.sh stops: $want"
+  else
+    fail "bench-onesample.sh with mdi-bench $mode failing: exit $rc, stdout $(tail -2 "$TMP/out"), stderr $(head -3 "$TMP/err")"
+  fi
+done
+rc=0
+FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
+  --rounds 1 >"$TMP/out" 2>"$TMP/err" || rc=$?
+expect_eq "bench-onesample.sh with a fake build that works: a row" "0|1" "$rc|$(grep -c '^ *1 ' "$TMP/out")"
 
 # jobs/ab.sh: option errors before any work, then real rounds on stories260K
 usage "ab.sh without --old" "--old BUILD is required" bash "$JOBS/ab.sh"
