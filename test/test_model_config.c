@@ -20,18 +20,7 @@ static const mdi_config stories260k = {.dim = 64,
                                        .norm_eps = 1e-5f,
                                        .tied_head = 1};
 
-/* TinyLlama-1.1B: untied head, GQA 32/4, head_dim 64. */
-static const mdi_config tiny_llama = {.dim = 2048,
-                                      .hidden_dim = 5632,
-                                      .n_layers = 22,
-                                      .n_heads = 32,
-                                      .n_kv_heads = 4,
-                                      .head_dim = 64,
-                                      .vocab_size = 32000,
-                                      .max_seq_len = 2048,
-                                      .rope_theta = 10000.0f,
-                                      .norm_eps = 1e-5f,
-                                      .tied_head = 0};
+static const mdi_config tiny_llama = MDI_TEST_TINYLLAMA;
 
 static void test_validate_accepts(void **state)
 {

@@ -9,18 +9,7 @@
 
 #define MAX_RANKS 8
 
-/* TinyLlama-1.1B: 22 layers, untied head. */
-static const mdi_config tiny_llama = {.dim = 2048,
-                                      .hidden_dim = 5632,
-                                      .n_layers = 22,
-                                      .n_heads = 32,
-                                      .n_kv_heads = 4,
-                                      .head_dim = 64,
-                                      .vocab_size = 32000,
-                                      .max_seq_len = 2048,
-                                      .rope_theta = 10000.0f,
-                                      .norm_eps = 1e-5f,
-                                      .tied_head = 0};
+static const mdi_config tiny_llama = MDI_TEST_TINYLLAMA;
 
 /* Worked out by hand for TinyLlama: norms 2*2048, wq and wo 2048*2048 each,
  * wk and wv 256*2048 each, w1 w2 w3 5632*2048 each; extras are the embedding

@@ -1,6 +1,7 @@
 /* Tokenizer unit tests on hand-built vocabularies, and the SentencePiece
  * reader on hand-made protobufs (no model files). */
 #include "test_util.h"
+#include "pb_writer.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -580,53 +581,6 @@ static void test_long_text(void **state)
 }
 
 /* ---- the SentencePiece reader on hand-made protobufs ------------------------- */
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t i = 0;
-    do {
-        p[i] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (p[i++] & 0x80);
-    return i;
-}
-
-/* A protobuf writer for hand-made SentencePiece models. */
-typedef struct {
-    uint8_t b[2048];
-    size_t n;
-} pbw;
-
-static void w_raw(pbw *w, const void *p, size_t len)
-{
-    assert_true(w->n + len <= sizeof w->b);
-    memcpy(w->b + w->n, p, len);
-    w->n += len;
-}
-
-static void w_varint(pbw *w, uint64_t v)
-{
-    uint8_t b[10];
-    w_raw(w, b, put_varint(b, v));
-}
-
-static void w_tag(pbw *w, uint32_t field, uint32_t wire)
-{
-    w_varint(w, (uint64_t)field << 3 | wire);
-}
-
-static void w_bytes(pbw *w, uint32_t field, const void *p, size_t len)
-{
-    w_tag(w, field, 2);
-    w_varint(w, len);
-    w_raw(w, p, len);
-}
-
-static void w_uint(pbw *w, uint32_t field, uint64_t v)
-{
-    w_tag(w, field, 0);
-    w_varint(w, v);
-}
 
 /* A SentencePiece message (score written little-endian, as on our hosts). */
 static void w_piece(pbw *w, const char *piece, float score, int type, const pbw *extra)

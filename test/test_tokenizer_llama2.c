@@ -2,6 +2,7 @@
  * every reference encoding from sentencepiece, the llama2.c prompts, and the
  * readers' behaviour on truncated and corrupted copies of the real files. */
 #include "test_util.h"
+#include "pb_writer.h"
 #include "json_test_util.h"
 
 #include <time.h>
@@ -362,16 +363,6 @@ static size_t get_varint(const uint8_t *p, uint64_t *v)
     return i;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t i = 0;
-    do {
-        p[i] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (p[i++] & 0x80);
-    return i;
-}
-
 static void test_huge_lengths(void **state)
 {
     (void)state;
@@ -413,31 +404,6 @@ static void test_huge_lengths(void **state)
 }
 
 /* ---- single damaged fields appended to a real model ------------------------------ */
-
-typedef struct {
-    uint8_t b[256];
-    size_t n;
-} pbw;
-
-static void w_raw(pbw *w, const void *p, size_t len)
-{
-    assert_true(w->n + len <= sizeof w->b);
-    memcpy(w->b + w->n, p, len);
-    w->n += len;
-}
-
-static void w_varint(pbw *w, uint64_t v)
-{
-    uint8_t b[10];
-    w_raw(w, b, put_varint(b, v));
-}
-
-static void w_bytes(pbw *w, uint64_t field, const void *p, size_t len)
-{
-    w_varint(w, field << 3 | 2);
-    w_varint(w, len);
-    w_raw(w, p, len);
-}
 
 /* The stories260K tokenizer.model with x appended: inside a new piece "zq" (where
  * 0), merged into trainer_spec (1) or normalizer_spec (2), or as model fields (3). */

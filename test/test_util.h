@@ -64,4 +64,13 @@ static inline void mdi_test_rm_tree(const char *path)
     remove(path);
 }
 
+/* TinyLlama-1.1B's geometry as an mdi_config initializer: untied head, GQA
+ * 32/4, head_dim 64, 22 layers. */
+#define MDI_TEST_TINYLLAMA                                                                \
+    {                                                                                     \
+        .dim = 2048, .hidden_dim = 5632, .n_layers = 22, .n_heads = 32, .n_kv_heads = 4,  \
+        .head_dim = 64, .vocab_size = 32000, .max_seq_len = 2048, .rope_theta = 10000.0f, \
+        .norm_eps = 1e-5f, .tied_head = 0                                                 \
+    }
+
 #endif /* MDI_TEST_UTIL_H */
