@@ -58,26 +58,27 @@ static hid_t open_attr(hid_t loc, const char *name, H5T_class_t cls, const char 
     return a;
 }
 
-static mdi_status read_int(hid_t loc, const char *name, int32_t *v, const char *path, mdi_err *err)
+/* A one-element attribute of class cls, read as the memory type mem into v. */
+static mdi_status read_scalar(hid_t loc, const char *name, H5T_class_t cls, hid_t mem, void *v,
+                              const char *path, mdi_err *err)
 {
-    hid_t a = open_attr(loc, name, H5T_INTEGER, path, err);
+    hid_t a = open_attr(loc, name, cls, path, err);
     if (a < 0)
         return MDI_ERR_FORMAT;
-    herr_t r = H5Aread(a, H5T_NATIVE_INT32, v);
+    herr_t r = H5Aread(a, mem, v);
     H5Aclose(a);
     return r < 0 ? mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read attribute %s", path, name)
                  : MDI_OK;
 }
 
+static mdi_status read_int(hid_t loc, const char *name, int32_t *v, const char *path, mdi_err *err)
+{
+    return read_scalar(loc, name, H5T_INTEGER, H5T_NATIVE_INT32, v, path, err);
+}
+
 static mdi_status read_float(hid_t loc, const char *name, float *v, const char *path, mdi_err *err)
 {
-    hid_t a = open_attr(loc, name, H5T_FLOAT, path, err);
-    if (a < 0)
-        return MDI_ERR_FORMAT;
-    herr_t r = H5Aread(a, H5T_NATIVE_FLOAT, v);
-    H5Aclose(a);
-    return r < 0 ? mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read attribute %s", path, name)
-                 : MDI_OK;
+    return read_scalar(loc, name, H5T_FLOAT, H5T_NATIVE_FLOAT, v, path, err);
 }
 
 /* Fixed-length string attribute into buf (cap bytes, always terminated). */
