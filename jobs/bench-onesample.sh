@@ -57,11 +57,11 @@ kernels() {
       --reps $(((tokens * ranks + 1) / 2 * 2)) >"$out/k$k" &
     pids+=($!)
   done
-  for k in "${pids[@]}"; do
-    wait "$k" || { echo "bench-onesample.sh: mdi-bench decode-read failed" >&2; return 1; }
-  done
+  local bad=0
+  for k in "${pids[@]}"; do wait "$k" || bad=1; done
+  [ "$bad" -eq 0 ] || { echo "bench-onesample.sh: mdi-bench decode-read failed" >&2; return 1; }
   awk '$1 == "decode_kernel" { best += $2; mean += $5; nk++ } $1 == "decode_vs_read" { same += $3; n++ }
-       END { if (nk != '"$ranks"' || n != '"$ranks"') exit 1; print best, mean, same / n }' "$out"/k* ||
+       END { if (nk != '"$ranks"' || n != '"$ranks"') exit 1; print best, mean, same / n }' "$out"/k[0-9]* ||
     { echo "bench-onesample.sh: mdi-bench decode-read printed no result" >&2; return 1; }
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"

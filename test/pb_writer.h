@@ -1,11 +1,15 @@
 /* A protobuf writer for the tests' hand-made SentencePiece models
- * (header-only, static; include after test_util.h). */
+ * (header-only, static). */
 #ifndef MDI_PB_WRITER_H
 #define MDI_PB_WRITER_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 /* v as a protobuf varint at p; returns its length (1-10 bytes). */
 static inline size_t put_varint(uint8_t *p, uint64_t v)

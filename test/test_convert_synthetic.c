@@ -86,7 +86,7 @@ static void test_synthetic_presets(void **state)
     cv_source t, s;
     mdi_err err = {0};
     open_syn("tinyllama-1.1b", 1, NULL, &t);
-    const mdi_config want = {2048, 5632, 22, 32, 4, 64, 32000, 2048, 10000.0f, 1e-5f, 0};
+    const mdi_config want = MDI_TEST_TINYLLAMA;
     assert_true(mdi_config_equal(&t.cfg, &want));
     assert_int_equal(t.vocab.n, 32000);
     expect_plausible(&t, MDI_T_WK, 21);

@@ -417,7 +417,7 @@ static uint8_t *spm_with(int where, const pbw *x, size_t *len)
     if (where == 0)
         w_bytes(&wrap, 1, piece.b, piece.n);
     else if (where < 3)
-        w_bytes(&wrap, (uint64_t)where + 1, x->b, x->n);
+        w_bytes(&wrap, (uint32_t)where + 1, x->b, x->n);
     else
         w_raw(&wrap, x->b, x->n);
     data = realloc(data, size + wrap.n);
