@@ -3,12 +3,14 @@
  *
  *     fifo_reader FIFO BYTES READY
  *
- * Opens FIFO read-write (defined on Linux, not by POSIX), so the open does not
- * wait for a writer and the pipe exists before the writer comes; shrinks the pipe's buffer to one
- * page; creates the file READY; reads BYTES bytes; exits, closing both its ends. A writer with more
- * than one page + BYTES bytes to write cannot finish before its only reader is gone, so one of its
- * writes fails with EPIPE. Without the shrink, a reader that gets the CPU late finds a few KB
- * already in the 64 KiB default buffer and the writer never sees a broken pipe. */
+ * Opens FIFO read-write (defined on Linux, not by POSIX), so the open does
+ * not wait for a writer and the pipe exists before the writer comes; shrinks
+ * the pipe's buffer to one page; creates the file READY; reads BYTES bytes;
+ * exits, closing both its ends. A writer with more than one page + BYTES
+ * bytes to write cannot finish before its only reader is gone, so one of its
+ * writes fails with EPIPE. Without the shrink, a reader that gets the CPU
+ * late finds a few KB already in the 64 KiB default buffer and the writer
+ * never sees a broken pipe. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
