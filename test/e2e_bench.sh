@@ -84,8 +84,8 @@ else
 fi
 # bench-onesample.sh stops at a failed probe or kernel run, naming it, with
 # no row: a copy of the scripts with a fake build (its mdi-bench fails in the
-# mode $FAKE_FAIL; with FAKE_FAIL=silent, decode-read prints nothing) and a placeholder
-# model, so no 4.4 GB model is made.
+# mode $FAKE_FAIL; with FAKE_FAIL=silent, decode-read prints nothing) and a
+# placeholder model, so no 4.4 GB model is made.
 mkdir -p "$TMP/co/jobs" "$TMP/co/build" "$TMP/co/bin" "$TMP/co/dir"
 cp "$JOBS/bench-onesample.sh" "$JOBS/lib_bench.sh" "$JOBS/env.sh" "$TMP/co/jobs/"
 printf '#!/bin/sh\nexit 0\n' >"$TMP/co/build/mdi-llm"
