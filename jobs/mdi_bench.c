@@ -284,9 +284,9 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
     }
     lay_out(o, head, vocab, dim);
     int passes = vr ? 2 * o->reps : o->reps, nk = 0, nr = 0;
-    double *krate = malloc((size_t)o->reps * sizeof *krate),
-           *rrate = malloc((size_t)o->reps * sizeof *rrate);
-    if (!krate || !rrate) {
+    double *krate = NULL, *rrate = NULL; /* decode-read's per-pass rates */
+    if (vr && (!(krate = malloc((size_t)o->reps * sizeof *krate)) ||
+               !(rrate = malloc((size_t)o->reps * sizeof *rrate)))) {
         fprintf(stderr, "mdi-bench: out of memory\n");
         exit(1);
     }

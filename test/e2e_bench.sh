@@ -89,7 +89,8 @@ fi
 mkdir -p "$TMP/co/jobs" "$TMP/co/build" "$TMP/co/bin" "$TMP/co/dir"
 cp "$JOBS/bench-onesample.sh" "$JOBS/lib_bench.sh" "$JOBS/env.sh" "$TMP/co/jobs/"
 printf '#!/bin/sh\nexit 0\n' >"$TMP/co/build/mdi-llm"
-printf '#!/bin/sh\nexit 0\n' >"$TMP/co/bin/jq"
+# jq answers the engine's decode rate (7 tok/s) and its weight bytes per token
+printf '#!/bin/sh\ncase "$1" in .decode_tokens_per_s) echo 7.0 ;; *) echo 4140000000 ;; esac\n' >"$TMP/co/bin/jq"
 cat >"$TMP/co/build/mdi-bench" <<'FAKE'
 #!/bin/sh
 [ "$FAKE_FAIL" = "$1" ] && { echo "mdi-bench: fake failure" >&2; exit 3; }
@@ -117,7 +118,10 @@ done
 rc=0
 FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
   --rounds 1 >"$TMP/out" 2>"$TMP/err" || rc=$?
-expect_eq "bench-onesample.sh with a fake build that works: a row" "0|1" "$rc|$(grep -c '^ *1 ' "$TMP/out")"
+# engine 7 x 4.14 = 28.98 GB/s against probes of 30 (mean 28) and a kernel of 27 (best 29)
+expect_eq "bench-onesample.sh with a fake build that works: the row's figures" \
+  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035" \
+  "$rc|$(grep '^ *1 ' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
 
 # jobs/ab.sh: option errors before any work, then real rounds on stories260K
 usage "ab.sh without --old" "--old BUILD is required" bash "$JOBS/ab.sh"
