@@ -16,6 +16,12 @@
 #           ranks in a ring with R samples in groups of one, so that each rank
 #           works on one sample while the next works on another and every
 #           weight is still read once per token
+#   e_step  mdi-bench engine-read (one rank only; '-' with --ranks R > 1): the
+#           engine's own decode step (stage.h: attention, norms, head and
+#           greedy pick included) on the same model, as many steps as the
+#           engine makes, mean of the steps' rates; framed like the kernel by
+#           plain reads of the weights a step reads: e/r_same, the median over
+#           the groups of four of the steps' rate over the reads'
 # and the ratios engine/kernel (the engine's own overhead; with R ranks also
 # the ring's idle time), kernel/read (the kernel on this pattern against the
 # probe), engine/read (the issue's efficiency, with the probe taken in the
@@ -32,7 +38,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift 2 ;; --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;; --tokens) tokens=$2; shift 2 ;;
     --ranks) ranks=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "bench-onesample.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -65,8 +71,18 @@ kernels() {
     { echo "bench-onesample.sh: mdi-bench decode-read printed no result" >&2; return 1; }
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
-printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s\n' round read r_mean kernel k_best engine \
-  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean
+printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s %8s %8s\n' round read r_mean kernel k_best engine \
+  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean e_step e/r_same
+# "mean e/r_same" of the engine's own step against reads of the same weights
+# (one rank), into the file $1; "- -" with several ranks
+steps() {
+  if [ "$ranks" -gt 1 ]; then echo "- -" >"$1"; return 0; fi
+  "$B/mdi-bench" engine-read --model "$model" --threads "$threads" --reps $(((tokens + 1) / 2 * 2)) >"$out/s" ||
+    { echo "bench-onesample.sh: mdi-bench engine-read failed" >&2; return 1; }
+  awk '$1 == "engine_step" { m = $5; n++ } $1 == "engine_vs_read" { r = $3; n++ }
+       END { if (n != 2) exit 1; print m, r }' "$out/s" >"$1" ||
+    { echo "bench-onesample.sh: mdi-bench engine-read printed no result" >&2; return 1; }
+}
 # "best mean" of one read probe, into the file $1
 probe() {
   "$B/mdi-bench" read --threads $((ranks * threads)) | awk '{ print $2, $5 }' >"$1" && [ -s "$1" ] ||
@@ -77,6 +93,8 @@ for round in $(seq 1 "$rounds"); do
   read -r read_bw read_mean <"$out/p1"
   kernels >"$out/kr" || exit 1
   read -r k_best k_mean k_same <"$out/kr"
+  steps "$out/st" || exit 1
+  read -r s_mean s_same <"$out/st"
   "${launch[@]}" --model "$model" --prompt "Once upon a time" --samples "$ranks" --group-size 1 \
     --max-tokens "$tokens" --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
   probe "$out/p2" || exit 1
@@ -86,12 +104,15 @@ for round in $(seq 1 "$rounds"); do
   rate=$(jq '.decode_tokens_per_s' "$out/e.json")
   step=$(jq '[.per_rank[].step_weight_bytes] | add' "$out/e.json")
   awk -v r="$round" -v rd="$read_bw" -v rm="$read_mean" -v kb="$k_best" -v km="$k_mean" -v ks="$k_same" \
-    -v t="$rate" -v s="$step" \
+    -v t="$rate" -v s="$step" -v sm="$s_mean" -v ss="$s_same" \
     'BEGIN { e = t * s / 1e9
-             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm }'
+             if (sm != "-") { sm = sprintf("%.2f", sm); ss = sprintf("%.3f", ss) }
+             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f %8s %8s\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm, sm, ss }'
 done | tee "$out/rows"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-printf '# medians: engine/kernel %.3f, kernel/read %.3f, k/r_same %.3f, engine/read %.3f, engine/r_mean %.3f\n' \
+printf '# medians: engine/kernel %.3f, kernel/read %.3f, k/r_same %.3f, engine/read %.3f, engine/r_mean %.3f' \
   "$(awk '{ print $8 }' "$out/rows" | median)" "$(awk '{ print $9 }' "$out/rows" | median)" \
   "$(awk '{ print $10 }' "$out/rows" | median)" "$(awk '{ print $11 }' "$out/rows" | median)" \
   "$(awk '{ print $12 }' "$out/rows" | median)"
+if [ "$ranks" -eq 1 ]; then printf ', e/r_same %.3f' "$(awk '{ print $14 }' "$out/rows" | median)"; fi
+echo

@@ -15,9 +15,15 @@
  *                    read, read, kernel): a second line gives the kernel's rate over the read
  *                    passes' (median over the groups of four), which both meet the machine
  *                    in the same seconds; N even
+ *   mdi-bench engine-read --model F [--threads T] [--reps N]  the engine's own decode step
+ *                    (stage.h: embedding row, every layer with attention, final norm, head,
+ *                    greedy pick) for one sample on one rank holding the whole model of F,
+ *                    N steps, framed like decode-read by plain read passes over the weights
+ *                    a step reads; N even, at most the model's context
  * --panel P lays the weights out in column panels of P floats (a multiple of
  * 16; 0: row-major); by default they are laid out as the engine lays them
- * (mdi_weight_panel). Prints one line "name value unit" (decode-read: two).
+ * (mdi_weight_panel). Prints one line "name value unit" (decode-read and
+ * engine-read: two).
  * Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +31,8 @@
 #include <time.h>
 
 #include "mdi/model_config.h"
+#include "mdi/shard_loader.h"
+#include "mdi/stage.h"
 #include "mdi/tensor.h"
 
 static double now_s(void)
@@ -37,7 +45,8 @@ static double now_s(void)
 typedef struct opts {
     size_t mb, m, n, k, rows, layers;
     int threads, reps;
-    long panel; /* -1: as the engine lays the weights out */
+    long panel;        /* -1: as the engine lays the weights out */
+    const char *model; /* engine-read's model file */
 } opts;
 
 /* The layout of a matrix with rows of n floats, as --panel says. */
@@ -52,6 +61,10 @@ static int parse(int argc, char **argv, opts *o)
         if (i + 1 >= argc) {
             fprintf(stderr, "mdi-bench: %s needs a value\n", argv[i]);
             return -1;
+        }
+        if (!strcmp(argv[i], "--model")) {
+            o->model = argv[++i];
+            continue;
         }
         char *end;
         long v = strtol(argv[i + 1], &end, 10);
@@ -239,6 +252,25 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Passes 4g, 4g + 3 of a kernel and 4g + 1, 4g + 2 of plain reads (rates
+ * krate[2g], krate[2g + 1] and rrate[2g], rrate[2g + 1], of reps each): the
+ * kernel's rate over the reads', per group g, into vr. Reorders krate. */
+static void pair_groups(double *krate, const double *rrate, int reps, vs_read *vr)
+{
+    double rsum = 0;
+    vr->groups = reps / 2;
+    for (int g = 0; g < vr->groups; g++) {
+        rsum += rrate[2 * g] + rrate[2 * g + 1];
+        krate[g] = (krate[2 * g] + krate[2 * g + 1]) / (rrate[2 * g] + rrate[2 * g + 1]);
+    }
+    qsort(krate, (size_t)vr->groups, sizeof *krate, cmp_double);
+    int h = vr->groups / 2;
+    vr->median = vr->groups % 2 ? krate[h] : (krate[h - 1] + krate[h]) / 2;
+    vr->min = krate[0];
+    vr->max = krate[vr->groups - 1];
+    vr->read_mean = rsum / reps / 1e9;
+}
+
 /* One sample's decode step, matrices only: per layer wq, wk, wv, wo, w1, w3,
  * w2 (as the stage runs them, each layer's weights in one allocation in
  * MDI_TENSOR_LIST order, as the stage packs them), then the output head.
@@ -315,21 +347,8 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
         if (vr)
             krate[nk++] = bytes / t;
     }
-    if (vr) {
-        /* group g: kernel passes 2g, 2g + 1 and read passes 2g, 2g + 1 */
-        double rsum = 0;
-        vr->groups = o->reps / 2;
-        for (int g = 0; g < vr->groups; g++) {
-            rsum += rrate[2 * g] + rrate[2 * g + 1];
-            krate[g] = (krate[2 * g] + krate[2 * g + 1]) / (rrate[2 * g] + rrate[2 * g + 1]);
-        }
-        qsort(krate, (size_t)vr->groups, sizeof *krate, cmp_double);
-        int h = vr->groups / 2;
-        vr->median = vr->groups % 2 ? krate[h] : (krate[h - 1] + krate[h]) / 2;
-        vr->min = krate[0];
-        vr->max = krate[vr->groups - 1];
-        vr->read_mean = rsum / o->reps / 1e9;
-    }
+    if (vr)
+        pair_groups(krate, rrate, o->reps, vr);
     free(krate), free(rrate);
     for (size_t l = 0; l < o->layers; l++)
         mdi_free_floats(layer[l]);
@@ -337,6 +356,98 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
     mdi_free_floats(head), mdi_free_floats(x), mdi_free_floats(y);
     *mean = sum / o->reps / 1e9;
     *tok_s = sum / o->reps / bytes;
+    return best / 1e9;
+}
+
+/* The engine's decode step for one sample on one rank holding the whole model
+ * of o->model (mdi_stage_*, as the pipeline calls them for a group of one:
+ * embed, forward with the row streaming, logits, then the greedy pick),
+ * o->reps steps from token 1 at position 0, each framed as in decode-read by
+ * plain read passes over the weights a step reads (the layers, the final
+ * norm and the head), so that vr compares the two in the same seconds.
+ * Returns the best step's rate (GB/s of weights); with a message, -2 for
+ * --reps beyond the model's context and -1 for any other failure. */
+static double bench_engine(const opts *o, double *mean, double *tok_s, vs_read *vr, int *n_layers)
+{
+    mdi_shard_info info;
+    mdi_err err;
+    mdi_stage st = {0};
+    if (mdi_shard_probe(o->model, &info, &err)) {
+        fprintf(stderr, "mdi-bench: %s\n", err.msg);
+        return -1;
+    }
+    if (!info.has_extras || info.half_first != 0 || info.half_last != 2 * info.cfg.n_layers) {
+        fprintf(stderr,
+                "mdi-bench: %s holds half-layers [%d, %d) of %d: engine-read needs a "
+                "whole model in one file\n",
+                o->model, info.half_first, info.half_last, 2 * info.cfg.n_layers);
+        return -1;
+    }
+    if (o->reps > info.cfg.max_seq_len) {
+        fprintf(stderr,
+                "mdi-bench: engine-read --reps %d: the model's context holds %d positions\n",
+                o->reps, info.cfg.max_seq_len);
+        return -2;
+    }
+    const mdi_stage_params sp = {.half_first = 0,
+                                 .half_last = 2 * info.cfg.n_layers,
+                                 .has_extras = 1,
+                                 .n_slots = 1,
+                                 .max_pos = (size_t)o->reps,
+                                 .max_rows = 1,
+                                 .max_logit_rows = 1,
+                                 .n_threads = o->threads};
+    float *x = NULL, *logits = NULL;
+    double *krate = malloc((size_t)o->reps * sizeof *krate);
+    double *rrate = malloc((size_t)o->reps * sizeof *rrate);
+    const char *msg = NULL;
+    if (!krate || !rrate)
+        msg = "out of memory";
+    else if (mdi_stage_init(&st, &info.cfg, &sp, &err) ||
+             mdi_shard_load(o->model, &st, NULL, NULL, &err) || mdi_stage_pack(&st, &err))
+        msg = err.msg;
+    else if (!(x = mdi_alloc_floats((size_t)info.cfg.dim)) ||
+             !(logits = mdi_alloc_floats((size_t)info.cfg.vocab_size)))
+        msg = "out of memory";
+    if (msg) {
+        fprintf(stderr, "mdi-bench: %s\n", msg);
+        mdi_free_floats(x), free(krate), free(rrate), mdi_stage_free(&st);
+        return -1;
+    }
+    const size_t vocab = (size_t)info.cfg.vocab_size, step = mdi_stage_step_bytes(&st);
+    const size_t head = mdi_config_head_params(&info.cfg), layer = step / sizeof(float) - head;
+    const double bytes = (double)step;
+    int32_t token = vocab > 1;
+    double best = 0, sum = 0;
+    volatile float sink = 0;
+    for (int p = 0, nk = 0, nr = 0; p < 2 * o->reps; p++) {
+        double t0 = now_s();
+        if (p % 4 == 1 || p % 4 == 2) {
+            sink += read_sum(st.layer_data, layer, o->threads) +
+                    read_sum(st.final_norm, (size_t)info.cfg.dim, o->threads) +
+                    read_sum(st.output, vocab * (size_t)info.cfg.dim, o->threads);
+            rrate[nr++] = bytes / (now_s() - t0);
+            continue;
+        }
+        const mdi_row row = {.slot = 0, .pos = nk};
+        mdi_stage_embed(&st, &token, 1, x);
+        mdi_stage_forward_mixed(&st, x, &row, 1, 1);
+        mdi_stage_logits(&st, x, 1, logits);
+        size_t arg = 0;
+        for (size_t v = 1; v < vocab; v++)
+            arg = logits[v] > logits[arg] ? v : arg;
+        token = (int32_t)arg;
+        double t = now_s() - t0;
+        best = bytes / t > best ? bytes / t : best;
+        sum += bytes / t;
+        krate[nk++] = bytes / t;
+    }
+    pair_groups(krate, rrate, o->reps, vr);
+    *n_layers = info.cfg.n_layers;
+    *mean = sum / o->reps / 1e9;
+    *tok_s = sum / o->reps / bytes;
+    mdi_free_floats(x), mdi_free_floats(logits), free(krate), free(rrate);
+    mdi_stage_free(&st);
     return best / 1e9;
 }
 
@@ -349,12 +460,14 @@ int main(int argc, char **argv)
               .rows = 1,
               .layers = 22,
               .threads = 1,
-              .reps = 5,
+              .reps = 0, /* 5; 6 for decode-read and engine-read (even) */
               .panel = -1};
     double mean, tok_s;
     const char *what = argc > 1 ? argv[1] : "";
     if (parse(argc, argv, &o))
         return 2;
+    if (!o.reps)
+        o.reps = strcmp(what, "decode-read") && strcmp(what, "engine-read") ? 5 : 6;
     mdi_tensor_info info;
     mdi_err err;
     if (mdi_tensor_choose_arch(NULL, &err) || mdi_tensor_init(o.threads, &info, &err)) {
@@ -387,10 +500,31 @@ int main(int argc, char **argv)
         if (pv)
             printf("decode_vs_read median %.4f min %.4f max %.4f read_mean %.2f GB/s groups %d\n",
                    vr.median, vr.min, vr.max, vr.read_mean, vr.groups);
+    } else if (!strcmp(what, "engine-read")) {
+        vs_read vr;
+        int layers;
+        if (o.reps % 2) {
+            fprintf(stderr,
+                    "mdi-bench: engine-read --reps %d must be even (passes go step, read, "
+                    "read, step)\n",
+                    o.reps);
+            return 2;
+        }
+        if (!o.model) {
+            fprintf(stderr, "mdi-bench: engine-read needs --model FILE (a whole model)\n");
+            return 2;
+        }
+        double best = bench_engine(&o, &mean, &tok_s, &vr, &layers);
+        if (best < 0)
+            return best < -1 ? 2 : 1;
+        printf("engine_step %.2f GB/s mean %.2f GB/s tok_s %.3f layers=%d threads=%d\n", best, mean,
+               tok_s, layers, o.threads);
+        printf("engine_vs_read median %.4f min %.4f max %.4f read_mean %.2f GB/s groups %d\n",
+               vr.median, vr.min, vr.max, vr.read_mean, vr.groups);
     } else {
-        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode|decode-read [--mb N] "
-                        "[--threads T] [--panel P]\n"
-                        "       [--m M --n N --k K] [--rows R] [--layers L] [--reps N]\n");
+        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode|decode-read|engine-read\n"
+                        "       [--mb N] [--threads T] [--panel P] [--m M --n N --k K] [--rows R]\n"
+                        "       [--layers L] [--reps N] [--model F]\n");
         return 2;
     }
     return 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark tools on tiny sizes: every mdi-bench mode prints its line
-# (decode-read two) with positive values, bad arguments exit 2 with a
-# message, and the job scripts refuse bad options before any work. (The
+# (decode-read and engine-read two) with positive values, bad arguments exit
+# 2 with a message, and the job scripts refuse bad options before any work. (The
 # numbers themselves belong to jobs/*.sh runs, not to a test: this machine
 # is shared.)
 source "$(dirname "$0")/lib_e2e.sh"
@@ -56,7 +56,7 @@ usage() {
   elif ! grep -qE -- "$pat" "$TMP/err"; then fail "$name: stderr lacks '$pat': $(cat "$TMP/err")"
   else pass "$name"; fi
 }
-usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode\|decode-read " "$BENCH"
+usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode\|decode-read\|engine-read$" "$BENCH"
 usage "mdi-bench unknown mode" "usage: mdi-bench" "$BENCH" sum
 usage "mdi-bench zero reps" "--reps '0' must be a positive integer" "$BENCH" decode --reps 0
 usage "mdi-bench decode-read odd reps" "decode-read --reps 3 must be even" "$BENCH" decode-read --layers 1 --reps 3
@@ -99,11 +99,13 @@ case $1 in
   read) echo "read_bandwidth 30.0 GB/s mean 28.0 GB/s threads=1" ;;
   decode-read) echo "decode_kernel 29.0 GB/s mean 27.0 GB/s tok_s 6.5 layers=22 threads=1"
     echo "decode_vs_read median 0.98 min 0.95 max 1.01 read_mean 27.5 GB/s groups 2" ;;
+  engine-read) echo "engine_step 30.0 GB/s mean 28.5 GB/s tok_s 6.9 layers=22 threads=1"
+    echo "engine_vs_read median 0.99 min 0.97 max 1.02 read_mean 28.8 GB/s groups 24" ;;
 esac
 FAKE
 chmod +x "$TMP/co/build/"* "$TMP/co/bin/jq"
 touch "$TMP/co/dir/tinyllama-1.1b.h5"
-for mode in read decode-read silent; do
+for mode in read decode-read engine-read silent; do
   rc=0
   FAKE_FAIL=$mode PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
     --rounds 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
@@ -118,10 +120,24 @@ done
 rc=0
 FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
   --rounds 1 >"$TMP/out" 2>"$TMP/err" || rc=$?
-# engine 7 x 4.14 = 28.98 GB/s against probes of 30 (mean 28) and a kernel of 27 (best 29)
-expect_eq "bench-onesample.sh with a fake build that works: the row's figures" \
-  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035" \
-  "$rc|$(grep '^ *1 ' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
+# engine 7 x 4.14 = 28.98 GB/s against probes of 30 (mean 28) and a kernel of
+# 27 (best 29); the engine's own step 28.5 GB/s, 0.99 of reads beside it
+expect_eq "bench-onesample.sh with a fake build that works: the row's figures and the medians" \
+  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035 28.50 0.990
+# medians: engine/kernel 1.073, kernel/read 0.900, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, e/r_same 0.990" \
+  "$rc|$(grep -E '^ *1 |^# medians' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
+
+# with 2 ranks (a fake mpirun): two kernels summed (27 + 27, best 29 + 29),
+# no engine-read (its column '-') and no e/r_same median
+printf '#!/bin/sh\nexit 0\n' >"$TMP/co/bin/mpirun"
+chmod +x "$TMP/co/bin/mpirun"
+rc=0
+FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
+  --rounds 1 --ranks 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
+expect_eq "bench-onesample.sh --ranks 2 with a fake build: the row and the medians" \
+  "0|1 30.00 28.00 54.00 58.00 28.98 7.00 0.537 1.800 0.980 0.966 1.035 - -
+# medians: engine/kernel 0.537, kernel/read 1.800, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035" \
+  "$rc|$(grep -E '^ *1 |^# medians' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
 
 # jobs/ab.sh: option errors before any work, then real rounds on stories260K
 usage "ab.sh without --old" "--old BUILD is required" bash "$JOBS/ab.sh"
@@ -140,6 +156,26 @@ else fail "ab.sh --help lacks its usage line"; fi
 if [ -f "$MDI_MODELS_DIR/stories260K/stories260K.bin" ]; then
   "$MDI_CONVERT" "$MDI_MODELS_DIR/stories260K/stories260K.bin" --tokenizer "$MDI_MODELS_DIR/stories260K/tok512.bin" \
     -o "$TMP/s.h5" --quiet
+  # engine-read: the engine's decode step on stories260K (5 layers), 6 steps
+  # in 3 groups framed by reads of the same weights; min <= median <= max
+  rc=0; timeout $((120 * E2E_SCALE)) "$BENCH" engine-read --model "$TMP/s.h5" --threads 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
+  if [ "$rc" -eq 0 ] && [ "$(wc -l <"$TMP/out")" -eq 2 ] &&
+    grep -qE "^engine_step ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=5 threads=2$" <(head -1 "$TMP/out") &&
+    grep -qE "^engine_vs_read median ($pos) min ($pos) max ($pos) read_mean ($pos) GB/s groups 3$" <(tail -1 "$TMP/out") &&
+    awk 'NR == 1 { ok = $2 >= $5 } NR == 2 { ok = ok && $5 <= $3 && $3 <= $7 } END { exit !ok }' "$TMP/out"; then
+    pass "engine-read: $(tr '\n' ' ' <"$TMP/out")"
+  else
+    fail "engine-read: exit $rc: '$(cat "$TMP/out" "$TMP/err")'"
+  fi
+  usage "mdi-bench engine-read without a model" "engine-read needs --model FILE" "$BENCH" engine-read
+  usage "mdi-bench engine-read odd reps" "engine-read --reps 5 must be even" "$BENCH" engine-read --model "$TMP/s.h5" --reps 5
+  usage "mdi-bench engine-read beyond the context" "engine-read --reps 514: the model's context holds 512 positions" \
+    "$BENCH" engine-read --model "$TMP/s.h5" --reps 514
+  expect_fail "mdi-bench engine-read of a missing file" "^mdi-bench: $TMP/none.h5: " "$BENCH" engine-read --model "$TMP/none.h5"
+  "$MDI_CONVERT" "$MDI_MODELS_DIR/stories260K/stories260K.bin" --tokenizer "$MDI_MODELS_DIR/stories260K/tok512.bin" \
+    -o "$TMP/sh" --shards 2 --quiet
+  expect_fail "mdi-bench engine-read of one shard" "holds half-layers \[0, [0-9]+\) of 10: engine-read needs a whole model in one file" \
+    "$BENCH" engine-read --model "$(ls "$TMP"/sh/*.h5 | head -1)"
   # ab_run ARGS... : jobs/ab.sh on stories260K with small probes; exit status in $rc
   ab_run() {
     rc=0
