@@ -35,17 +35,23 @@ mode_line "stream long rows" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=
 mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2
 # the best pass is at least the mean
 if awk '{ exit !($2 >= $5) }' "$TMP/out"; then pass "decode: best >= mean"; else fail "decode: best < mean: $(cat "$TMP/out")"; fi
+# paired_lines NAME FIRST SECOND ARGS... : exit 0 and two lines, FIRST (its
+# best pass >= its mean) and SECOND, the kernel's or the engine's step's rate
+# against reads of the same weights (min <= median <= max)
+paired_lines() {
+  local name=$1 first=$2 second=$3 rc=0
+  shift 3
+  timeout $((120 * E2E_SCALE)) "$BENCH" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  if [ "$rc" -eq 0 ] && [ "$(wc -l <"$TMP/out")" -eq 2 ] &&
+    grep -qE "$first" <(head -1 "$TMP/out") && grep -qE "$second" <(tail -1 "$TMP/out") &&
+    awk 'NR == 1 { ok = $2 >= $5 } NR == 2 { ok = ok && $5 <= $3 && $3 <= $7 } END { exit !ok }' "$TMP/out"; then
+    pass "$name: $(tr '\n' ' ' <"$TMP/out")"
+  else fail "$name: exit $rc: '$(cat "$TMP/out" "$TMP/err")'"; fi
+}
 # decode-read: the decode line, then the kernel against reads of the same
-# weights over 4 / 2 = 2 groups, min <= median <= max
-rc=0; timeout 120 "$BENCH" decode-read --layers 1 --reps 4 >"$TMP/out" 2>"$TMP/err" || rc=$?
-if [ "$rc" -eq 0 ] && [ "$(wc -l <"$TMP/out")" -eq 2 ] &&
-  grep -qE "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" <(head -1 "$TMP/out") &&
-  grep -qE "^decode_vs_read median ($pos) min ($pos) max ($pos) read_mean ($pos) GB/s groups 2$" <(tail -1 "$TMP/out") &&
-  awk 'NR == 2 { ok = $5 <= $3 && $3 <= $7 } END { exit !ok }' "$TMP/out"; then
-  pass "decode-read: $(tr '\n' ' ' <"$TMP/out")"
-else
-  fail "decode-read: exit $rc: '$(cat "$TMP/out" "$TMP/err")'"
-fi
+# weights over 4 / 2 = 2 groups
+paired_lines "decode-read" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" \
+  "^decode_vs_read median ($pos) min ($pos) max ($pos) read_mean ($pos) GB/s groups 2$" decode-read --layers 1 --reps 4
 
 # usage NAME PATTERN CMD... : exit 2, stderr matches PATTERN
 usage() {
@@ -157,16 +163,10 @@ if [ -f "$MDI_MODELS_DIR/stories260K/stories260K.bin" ]; then
   "$MDI_CONVERT" "$MDI_MODELS_DIR/stories260K/stories260K.bin" --tokenizer "$MDI_MODELS_DIR/stories260K/tok512.bin" \
     -o "$TMP/s.h5" --quiet
   # engine-read: the engine's decode step on stories260K (5 layers), 6 steps
-  # in 3 groups framed by reads of the same weights; min <= median <= max
-  rc=0; timeout $((120 * E2E_SCALE)) "$BENCH" engine-read --model "$TMP/s.h5" --threads 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
-  if [ "$rc" -eq 0 ] && [ "$(wc -l <"$TMP/out")" -eq 2 ] &&
-    grep -qE "^engine_step ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=5 threads=2$" <(head -1 "$TMP/out") &&
-    grep -qE "^engine_vs_read median ($pos) min ($pos) max ($pos) read_mean ($pos) GB/s groups 3$" <(tail -1 "$TMP/out") &&
-    awk 'NR == 1 { ok = $2 >= $5 } NR == 2 { ok = ok && $5 <= $3 && $3 <= $7 } END { exit !ok }' "$TMP/out"; then
-    pass "engine-read: $(tr '\n' ' ' <"$TMP/out")"
-  else
-    fail "engine-read: exit $rc: '$(cat "$TMP/out" "$TMP/err")'"
-  fi
+  # in 3 groups framed by reads of the same weights
+  paired_lines "engine-read" "^engine_step ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=5 threads=2$" \
+    "^engine_vs_read median ($pos) min ($pos) max ($pos) read_mean ($pos) GB/s groups 3$" \
+    engine-read --model "$TMP/s.h5" --threads 2
   usage "mdi-bench engine-read without a model" "engine-read needs --model FILE" "$BENCH" engine-read
   usage "mdi-bench engine-read odd reps" "engine-read --reps 5 must be even" "$BENCH" engine-read --model "$TMP/s.h5" --reps 5
   usage "mdi-bench engine-read beyond the context" "engine-read --reps 514: the model's context holds 512 positions" \
