@@ -239,9 +239,10 @@ static double bench_stream(const opts *o)
     return best / 1e9;
 }
 
-/* The kernel against plain reads of the same weights (decode-read). */
+/* The kernel (decode-read) or the engine's step (engine-read) against plain
+ * reads of the same weights. */
 typedef struct vs_read {
-    double median, min, max; /* kernel rate / read rate, per group of four passes */
+    double median, min, max; /* kernel or step rate / read rate, per group of four passes */
     double read_mean;        /* the read passes' mean rate, GB/s */
     int groups;
 } vs_read;
@@ -466,8 +467,16 @@ int main(int argc, char **argv)
     const char *what = argc > 1 ? argv[1] : "";
     if (parse(argc, argv, &o))
         return 2;
+    /* decode-read and engine-read frame two passes with two reads: even reps */
+    const int framed = !strcmp(what, "decode-read") || !strcmp(what, "engine-read");
     if (!o.reps)
-        o.reps = strcmp(what, "decode-read") && strcmp(what, "engine-read") ? 5 : 6;
+        o.reps = framed ? 6 : 5;
+    if (framed && o.reps % 2) {
+        const char *pass = !strcmp(what, "decode-read") ? "kernel" : "step";
+        fprintf(stderr, "mdi-bench: %s --reps %d must be even (passes go %s, read, read, %s)\n",
+                what, o.reps, pass, pass);
+        return 2;
+    }
     mdi_tensor_info info;
     mdi_err err;
     if (mdi_tensor_choose_arch(NULL, &err) || mdi_tensor_init(o.threads, &info, &err)) {
@@ -486,14 +495,7 @@ int main(int argc, char **argv)
         printf("stream_kernel %.2f GB/s rows=%zu threads=%d panel=%zu\n", bench_stream(&o), o.rows,
                o.threads, panel_of(&o, o.k));
     else if (!strcmp(what, "decode") || !strcmp(what, "decode-read")) {
-        vs_read vr, *pv = strcmp(what, "decode") ? &vr : NULL;
-        if (pv && o.reps % 2) {
-            fprintf(stderr,
-                    "mdi-bench: decode-read --reps %d must be even (passes go kernel, "
-                    "read, read, kernel)\n",
-                    o.reps);
-            return 2;
-        }
+        vs_read vr, *pv = framed ? &vr : NULL;
         double best = bench_decode(&o, &mean, &tok_s, pv);
         printf("decode_kernel %.2f GB/s mean %.2f GB/s tok_s %.3f layers=%zu threads=%d\n", best,
                mean, tok_s, o.layers, o.threads);
@@ -503,13 +505,6 @@ int main(int argc, char **argv)
     } else if (!strcmp(what, "engine-read")) {
         vs_read vr;
         int layers;
-        if (o.reps % 2) {
-            fprintf(stderr,
-                    "mdi-bench: engine-read --reps %d must be even (passes go step, read, "
-                    "read, step)\n",
-                    o.reps);
-            return 2;
-        }
         if (!o.model) {
             fprintf(stderr, "mdi-bench: engine-read needs --model FILE (a whole model)\n");
             return 2;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark tools on tiny sizes: every mdi-bench mode prints its line
-# (decode-read and engine-read two) with positive values, bad arguments exit
-# 2 with a message, and the job scripts refuse bad options before any work. (The
-# numbers themselves belong to jobs/*.sh runs, not to a test: this machine
-# is shared.)
+# (decode-read and engine-read two) with positive values, bad arguments
+# exit 2 with a message, and the job scripts refuse bad options before any
+# work. (The numbers themselves belong to jobs/*.sh runs, not to a test: this
+# machine is shared.)
 source "$(dirname "$0")/lib_e2e.sh"
 BENCH=$MDI_BUILD_DIR/mdi-bench
 JOBS=$MDI_SOURCE_DIR/jobs
