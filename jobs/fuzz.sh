@@ -46,7 +46,8 @@ fi
 # ---- build: the parsers and what they need, instrumented, then one binary per target ----
 arch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined -fopenmp
-        -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$here/include" -I"$here/weights-tools"
+        -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+        -I"$here/include" -I"$here/src" -I"$here/weights-tools"
         -I/usr/include/hdf5/serial -I"/usr/include/$arch")
 libs=(-L"/usr/lib/$arch/hdf5/serial" -lhdf5 -lblis -lm)
 # Everything but the programs and the MPI modules.

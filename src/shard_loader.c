@@ -10,12 +10,38 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "h5check.h"
 #include "mdi/plan.h"
 
 /* Quiet HDF5's own error stack printing: we report errors ourselves. */
 static void h5_quiet(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+int mdi_h5_number_type_ok(hid_t t)
+{
+    size_t size = H5Tget_size(t), bits = 8 * size;
+    H5T_order_t order = H5Tget_order(t);
+    if (!(size == 1 || size == 2 || size == 4 || size == 8) || H5Tget_precision(t) != bits ||
+        H5Tget_offset(t) != 0 || !(order == H5T_ORDER_LE || order == H5T_ORDER_BE || size == 1))
+        return 0;
+    H5T_class_t c = H5Tget_class(t);
+    if (c == H5T_INTEGER)
+        return 1;
+    size_t spos, epos, esize, mpos, msize;
+    if (c != H5T_FLOAT || size == 1 || H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0)
+        return 0;
+    return spos == bits - 1 && mpos == 0 && msize >= 1 && epos == msize && esize >= 2 &&
+           esize <= 15 && epos + esize == spos &&
+           H5Tget_ebias(t) == ((size_t)1 << (esize - 1)) - 1 && H5Tget_norm(t) == H5T_NORM_IMPLIED;
+}
+
+/* An integer or float type that mdi_h5_number_type_ok refuses. */
+static int h5_damaged_number(hid_t t)
+{
+    H5T_class_t c = t < 0 ? H5T_NO_CLASS : H5Tget_class(t);
+    return (c == H5T_INTEGER || c == H5T_FLOAT) && !mdi_h5_number_type_ok(t);
 }
 
 /* Open an HDF5 file read-only, with a clear message for the usual failures. */
@@ -47,13 +73,19 @@ static mdi_status attr_read(hid_t loc, const char *path, const char *name, hid_t
     if (H5Aexists(loc, name) <= 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a), ty = a < 0 ? -1 : H5Aget_type(a);
     hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
-    herr_t rc = n == 1 ? H5Aread(a, mem_type, out) : -1;
+    int damaged = h5_damaged_number(ty);
+    herr_t rc = n == 1 && !damaged ? H5Aread(a, mem_type, out) : -1;
+    if (ty >= 0)
+        H5Tclose(ty);
     if (sp >= 0)
         H5Sclose(sp);
     if (a >= 0)
         H5Aclose(a);
+    if (n == 1 && damaged)
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: attribute '%s' has a damaged or unsupported number type", path, name);
     if (rc < 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute '%s' is not a single %s", path, name,
                         mem_type == H5T_NATIVE_FLOAT ? "number" : "integer");
@@ -368,6 +400,11 @@ static mdi_status read_tensor(hid_t loc, const char *path, const char *name, siz
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' is not floating point", path, name);
         goto done;
     }
+    if (h5_damaged_number(ty)) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '%s' has a damaged or unsupported type",
+                     path, name);
+        goto done;
+    }
     if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
         char why[160];
         missing_filter(ds, why, sizeof why);
@@ -488,9 +525,14 @@ static mdi_status read_vec(hid_t g, const char *path, const char *name, hid_t me
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset '/tokenizer/%s' is missing", path, name);
     mdi_status s = MDI_OK;
     hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
-    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds), ty = ds < 0 ? -1 : H5Dget_type(ds);
     if (sp < 0 || H5Sget_simple_extent_ndims(sp) != 1) {
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: '/tokenizer/%s' is not 1-D", path, name);
+        goto done;
+    }
+    if (h5_damaged_number(ty)) {
+        s = mdi_errf(err, MDI_ERR_FORMAT,
+                     "%s: '/tokenizer/%s' has a damaged or unsupported number type", path, name);
         goto done;
     }
     H5Sget_simple_extent_dims(sp, n, NULL);
@@ -506,6 +548,8 @@ static mdi_status read_vec(hid_t g, const char *path, const char *name, hid_t me
         s = mdi_errf(err, MDI_ERR_FORMAT, "%s: cannot read '/tokenizer/%s'%s", path, name, why);
     }
 done:
+    if (ty >= 0)
+        H5Tclose(ty);
     if (sp >= 0)
         H5Sclose(sp);
     if (ds >= 0)

@@ -61,6 +61,36 @@ one_message "BLIS_ARCH_TYPE not built" "BLIS_ARCH_TYPE=2 asks for the 'knc' kern
 one_message "BLIS_ARCH_TYPE on rank 1 only" "^mdi-llm: rank 1 \(.*\): BLIS_ARCH_TYPE=17 asks for the 'cortexa57' kernels" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 env BLIS_ARCH_TYPE=17 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
 if grep -q "libblis" "$TMP/err"; then fail "BLIS_ARCH_TYPE on rank 1 only: BLIS's own abort ran"; head -5 "$TMP/err"; fi
 one_message "BLIS_ARCH_TYPE with --tokenize" "BLIS_ARCH_TYPE=99 is not" env BLIS_ARCH_TYPE=99 "$MDI_LLM" --model "$TMP/s.h5" --tokenize "Once"
+
+# One damaged byte inside the HDF5 file. damage OUT PATTERN DELTA BYTE: a copy
+# of s.h5 with BYTE at DELTA past the one place where PATTERN (grep -P) is.
+damage() {
+  local at
+  at=$(LC_ALL=C grep -obUaP "$2" "$TMP/s.h5" | cut -d: -f1)
+  if [[ ! $at =~ ^[0-9]+$ ]]; then
+    fail "damage $1: '$2' is not in s.h5 once (offsets: ${at:-none}); has the writer's layout changed?"
+    return 1
+  fi
+  cp "$TMP/s.h5" "$1" && printf "$4" | dd of="$1" bs=1 seek=$((at + $3)) conv=notrunc status=none
+}
+# n_heads' type, a 4-byte integer, made 49184 bits wide: libhdf5 crashed
+# converting it (mdi-convert --inspect did). Both readers now check the type.
+if damage "$TMP/wide.h5" 'n_heads\x00\x10\x08\x00\x00\x04\x00\x00\x00\x00\x00\x20\x00' 19 '\xc0'; then
+  one_message "attribute of a damaged type" "wide.h5: attribute 'n_heads' has a damaged or unsupported number type" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/wide.h5" "${P[@]}"
+  one_message "attribute of a damaged type (--inspect)" "^mdi-convert: .*wide.h5: attribute n_heads has a damaged or unsupported number type$" "$MDI_CONVERT" --inspect "$TMP/wide.h5"
+fi
+# max_seq_len's attribute message with a dataspace size of 50184 bytes:
+# libhdf5 reads past its buffer parsing the object header (ASan names it; in
+# release builds it may crash). --inspect runs HDF5 in a child process and
+# ends with one line; what the child printed before dying comes first.
+if damage "$TMP/hdr.h5" '\x01\x00\x0c\x00\x0c\x00\x08\x00max_seq_len\x00' 7 '\xc4'; then
+  rc=0
+  timeout $((60 * E2E_SCALE)) "$MDI_CONVERT" --inspect "$TMP/hdr.h5" >"$TMP/out" 2>"$TMP/err" || rc=$?
+  if [ "$rc" -eq 1 ] && [ ! -s "$TMP/out" ] &&
+     tail -1 "$TMP/err" | grep -qE "^mdi-convert: .*hdr.h5 is damaged: the HDF5 library (crashed|failed) reading it"; then
+    pass "damaged object header (--inspect): $(tail -1 "$TMP/err")"
+  else fail "damaged object header (--inspect): exit $rc, $(tail -1 "$TMP/err")"; fi
+fi
 for v in -1 0 6; do
   if out=$(BLIS_ARCH_TYPE=$v "$MDI_LLM" --model "$TMP/s.h5" --quiet "${P[@]}" 2>"$TMP/err") &&
      [ "$out" == "$(BLIS_ARCH_TYPE=6 "$MDI_LLM" --model "$TMP/s.h5" --quiet "${P[@]}" 2>/dev/null)" ]; then

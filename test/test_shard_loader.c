@@ -428,6 +428,31 @@ static void test_attribute_wrong_type(void **state)
     put_attr(fresh(x, "vlen.h5"), "/", "dtype", vt, vt, &s);
     H5Tclose(vt);
     expect_probe(x->path, MDI_ERR_FORMAT, "attribute 'dtype' is not a fixed-length string");
+
+    /* Integer types that HDF5 allows but no writer makes (and a damaged file
+     * may declare): 16 bits at offset 8 of 4 bytes; 31 bits. Refused before
+     * HDF5 converts them (it crashed converting a 49184-bit 4-byte one). */
+    hid_t odd = H5Tcopy(H5T_STD_I32LE);
+    assert_true(H5Tset_precision(odd, 16) >= 0 && H5Tset_offset(odd, 8) >= 0);
+    int32_t heads = 4 << 8;
+    put_attr(fresh(x, "padded.h5"), "/", "n_heads", odd, H5T_NATIVE_INT32, &heads);
+    expect_probe(x->path, MDI_ERR_FORMAT,
+                 "attribute 'n_heads' has a damaged or unsupported number type");
+    assert_true(H5Tset_offset(odd, 0) >= 0 && H5Tset_precision(odd, 31) >= 0);
+    put_attr(fresh(x, "narrow.h5"), "/", "n_heads", odd, H5T_NATIVE_INT32, &heads);
+    expect_probe(x->path, MDI_ERR_FORMAT,
+                 "attribute 'n_heads' has a damaged or unsupported number type");
+    H5Tclose(odd);
+    /* Whole-byte integers and IEEE floats of other sizes and byte orders are read. */
+    int64_t h64 = 4;
+    put_attr(fresh(x, "i64be.h5"), "/", "n_heads", H5T_STD_I64BE, H5T_NATIVE_INT64, &h64);
+    double theta = 10000.0;
+    put_attr(x->path, "/", "rope_theta", H5T_IEEE_F64BE, H5T_NATIVE_DOUBLE, &theta);
+    mdi_shard_info in;
+    mdi_err err;
+    assert_int_equal(mdi_shard_probe(x->path, &in, &err), MDI_OK);
+    assert_int_equal(in.cfg.n_heads, 4);
+    assert_true(in.cfg.rope_theta == 10000.0f);
 }
 
 static void test_attribute_values(void **state)

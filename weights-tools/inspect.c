@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <hdf5.h>
 
 #include "mdi/model_config.h"
 #include "mdi/plan.h"
 #include "mdi/shard_loader.h"
+#include "h5check.h"
 
 #define IN_FORMAT_VERSION 2
 #define IN_PATH_MAX 4096
@@ -46,13 +49,15 @@ static hid_t open_attr(hid_t loc, const char *name, H5T_class_t cls, const char 
     int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(sp) == 1;
     if (ok && cls == H5T_STRING)
         ok = H5Tis_variable_str(t) == 0;
+    int damaged = ok && cls != H5T_STRING && !mdi_h5_number_type_ok(t);
     if (sp >= 0)
         H5Sclose(sp);
     if (t >= 0)
         H5Tclose(t);
-    if (!ok) {
+    if (!ok || damaged) {
         H5Aclose(a);
-        mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute %s has the wrong type or shape", path, name);
+        mdi_errf(err, MDI_ERR_FORMAT, "%s: attribute %s has %s", path, name,
+                 damaged ? "a damaged or unsupported number type" : "the wrong type or shape");
         return -1;
     }
     return a;
@@ -237,6 +242,11 @@ static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsi
                      (int)H5Tget_class(t), size);
         goto done;
     }
+    if (!mdi_h5_number_type_ok(t)) {
+        s = mdi_errf(err, MDI_ERR_FORMAT, "%s: dataset %s has a damaged or unsupported type", path,
+                     name);
+        goto done;
+    }
     int nf = H5Pget_nfilters(pl);
     for (int i = 0; i < nf; i++) { /* a required filter plugin that is not here: unreadable */
         unsigned flags, conf;
@@ -396,6 +406,73 @@ static mdi_status inspect_file(const char *path, in_info *in, mdi_err *err)
     return s;
 }
 
+/* inspect_file in a child process. libhdf5 itself can crash on a damaged
+ * file: one bad byte in an object header (H5Aexists, parsing attribute
+ * messages) or in a type the checks above do not reach, and --inspect is
+ * the tool people run on files they doubt. The child sends its result back
+ * through a pipe; a child that ends without sending it was killed by what
+ * it read, and that is the file's fault. Without a pipe or a process, the
+ * check runs here, unprotected. */
+static mdi_status inspect_file_isolated(const char *path, in_info *in, mdi_err *err)
+{
+    struct {
+        mdi_status s;
+        in_info in;
+        mdi_err err;
+    } r;
+    int fd[2];
+    if (pipe(fd) != 0)
+        return inspect_file(path, in, err);
+    fflush(NULL); /* nothing buffered is written twice */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return inspect_file(path, in, err);
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        memset(&r, 0, sizeof r);
+        r.s = inspect_file(path, &r.in, &r.err);
+        const char *p = (const char *)&r;
+        for (size_t left = sizeof r; left > 0;) {
+            ssize_t k = write(fd[1], p, left);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                _exit(1);
+            p += k;
+            left -= (size_t)k;
+        }
+        _exit(0); /* not exit: the parent owns stdio's buffers and HDF5's files */
+    }
+    close(fd[1]);
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t k = read(fd[0], (char *)&r + got, sizeof r - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    memset(in, 0, sizeof *in);
+    if (got == sizeof r && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        *in = r.in;
+        if (err)
+            *err = r.err;
+        return r.s;
+    }
+    if (WIFSIGNALED(status))
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s is damaged: the HDF5 library crashed reading it (signal %d)", path,
+                        WTERMSIG(status));
+    return mdi_errf(err, MDI_ERR_FORMAT, "%s is damaged: the HDF5 library failed reading it", path);
+}
 static void print_info(FILE *out, const char *path, const in_info *in)
 {
     const mdi_config *c = &in->cfg;
@@ -510,7 +587,7 @@ static mdi_status inspect_dir(const char *dir, FILE *out, mdi_err *err)
         mdi_err fe;
         x->name = names[i];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if ((s = inspect_file(path, &x->info, &fe)) == MDI_OK) {
+        if ((s = inspect_file_isolated(path, &x->info, &fe)) == MDI_OK) {
             m++;
         } else if (x->info.foreign) {
             snprintf(e[n - 1 - n_skip].why, sizeof x->why, "%s", fe.msg);
@@ -574,7 +651,7 @@ mdi_status cv_inspect(const char *path, FILE *out, mdi_err *err)
         return mdi_errf(err, MDI_ERR_IO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
         return inspect_dir(path, out, err);
-    mdi_status s = inspect_file(path, &in, err);
+    mdi_status s = inspect_file_isolated(path, &in, err);
     if (!s)
         print_info(out, path, &in);
     return s;
