@@ -259,7 +259,7 @@ mdi_status mdi_plan_parse_speeds(const char *text, double *speeds, int32_t cap, 
      * changed, so it is refused */
     if (!s && out.hi / out.lo > MDI_SPEED_SCALE)
         return mdi_errf(err, MDI_ERR_RANGE,
-                        "--speeds '%s': the fastest rank is %.4g times as fast as the slowest; "
+                        "--speeds '%s': the fastest rank is %.7g times as fast as the slowest; "
                         "speeds may differ by at most %d:1",
                         text, out.hi / out.lo, MDI_SPEED_SCALE);
     return s;

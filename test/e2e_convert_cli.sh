@@ -55,10 +55,11 @@ expect_fail 2 "unknown option '--bogus'" "$CONVERT" --bogus
 expect_fail 2 "no INPUT given" "$CONVERT"
 expect_fail 2 "no output given" "$CONVERT" "$BIN" --tokenizer "$TOK"
 expect_fail 2 "-o/--output is empty" "$CONVERT" "$BIN" --tokenizer "$TOK" -o ""
+expect_fail 2 "--tokenizer is empty: give the tokenizer file" "$CONVERT" "$BIN" --tokenizer "" -o "$WORK/x"
 expect_fail 2 "--shards needs a value" "$CONVERT" "$BIN" -o "$WORK/x" --shards
 expect_fail 2 "--shards '2x'" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2x
 expect_fail 2 "--shards '0'" "$CONVERT" "$BIN" -o "$WORK/x" --shards 0
-expect_fail 2 "--shards '-3'" "$CONVERT" "$BIN" -o "$WORK/x" --shards -3
+expect_fail 2 "--shards '-3': expected a whole number in [1, " "$CONVERT" "$BIN" -o "$WORK/x" --shards -3
 expect_fail 2 "--dtype 'f64'" "$CONVERT" "$BIN" -o "$WORK/x" --dtype f64
 expect_fail 2 "--split" "$CONVERT" "$BIN" -o "$WORK/x" --split 2,,3
 expect_fail 2 "not both" "$CONVERT" "$BIN" -o "$WORK/x" --shards 2 --split 2,3
@@ -85,6 +86,11 @@ expect_fail 1 "No such file" "$CONVERT" "$WORK/missing.bin" -o "$WORK/x.h5"
 printf '24ka\001\000\000\000' | cat - "$BIN" >"$WORK/ak42.bin" # export.py --version 1's magic
 expect_fail 1 'a llama2.c export in the newer "ak42" format' "$CONVERT" "$WORK/ak42.bin" -o "$WORK/x.h5"
 rm -f "$WORK/ak42.bin"
+# A tokenizer value the vocabulary check refuses: the message names the file.
+cp "$TOK" "$WORK/tnan.bin"
+printf '\000\000\300\177' | dd of="$WORK/tnan.bin" bs=1 seek=4 conv=notrunc status=none # piece 0 score NaN
+expect_fail 1 "tnan.bin: vocab: piece 0 has score NaN" "$CONVERT" "$BIN" --tokenizer "$WORK/tnan.bin" -o "$WORK/x.h5"
+rm -f "$WORK/tnan.bin"
 expect_fail 1 "not an HDF5 file" "$CONVERT" --inspect "$BIN"
 # A FIFO where a file belongs is refused, not waited on.
 mkfifo "$WORK/fifo"

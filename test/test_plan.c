@@ -314,6 +314,9 @@ static void test_parse_speeds(void **state)
     assert_non_null(strstr(err.msg, "the fastest rank is 1001 times as fast as the slowest"));
     assert_int_equal(mdi_plan_parse_speeds("2,1,0.001", NULL, 100, &n, &err), MDI_ERR_RANGE);
     assert_non_null(strstr(err.msg, "2000 times"));
+    /* just over: the ratio is printed so that it is over 1000 */
+    assert_int_equal(mdi_plan_parse_speeds("1,0.0009999", NULL, 100, &n, &err), MDI_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "1000.1 times"));
     assert_int_equal(mdi_plan_parse_speeds("1,2,3,4,5", NULL, 100, &n, &err), MDI_OK);
     assert_int_equal(n, 5);
     assert_int_equal(mdi_plan_parse_speeds("1,2,3,4,5", v, 4, &n, &err), MDI_ERR_RANGE);

@@ -97,16 +97,18 @@ static void print_help(FILE *out)
           out);
 }
 
-/* Strict decimal int32 in [lo, hi]: digits only, no sign, spaces or suffix. */
+/* Strict decimal int32 in [lo, hi] (lo >= 0): digits only, no sign, spaces or
+ * suffix; a negative number is out of the range, not "not a number". */
 static mdi_status parse_i32(const char *flag, const char *text, int32_t lo, int32_t hi, int32_t *v,
                             mdi_err *err)
 {
     char *end;
-    if (!text[0] || text[0] < '0' || text[0] > '9')
+    int negative = text[0] == '-' && text[1] >= '0' && text[1] <= '9';
+    if (!negative && (!text[0] || text[0] < '0' || text[0] > '9'))
         return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected a number", flag, text);
     errno = 0;
     long x = strtol(text, &end, 10);
-    if (*end || errno || x < lo || x > hi)
+    if (negative || *end || errno || x < lo || x > hi)
         return mdi_errf(err, MDI_ERR_ARG, "%s '%s': expected a whole number in [%d, %d]", flag,
                         text, (int)lo, (int)hi);
     *v = (int32_t)x;
@@ -246,6 +248,8 @@ static mdi_status check_args(const cli_opts *o, mdi_err *err)
         return mdi_errf(err, MDI_ERR_ARG, "no output given: add -o OUTPUT");
     if (!o->output[0])
         return mdi_errf(err, MDI_ERR_ARG, "-o/--output is empty: give a file or directory");
+    if (o->tokenizer && !o->tokenizer[0])
+        return mdi_errf(err, MDI_ERR_ARG, "--tokenizer is empty: give the tokenizer file");
     if (o->have_shards && o->split_text)
         return mdi_errf(err, MDI_ERR_ARG, "give either --shards or --split, not both");
     if (o->balance_text && o->split_text)

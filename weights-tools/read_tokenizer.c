@@ -157,6 +157,14 @@ static mdi_status l2c_scan(const rt_file *f, int32_t want, mdi_vocab *v, int32_t
     return MDI_OK;
 }
 
+/* mdi_vocab_validate, its message prefixed with the file's name. */
+static mdi_status validate_in(const rt_file *f, const mdi_vocab *v, mdi_err *err)
+{
+    mdi_err e;
+    mdi_status s = mdi_vocab_validate(v, &e);
+    return s ? mdi_errf(err, s, "%s: %s", f->path, e.msg) : MDI_OK;
+}
+
 static mdi_status l2c_parse(const rt_file *f, int32_t vocab_size, mdi_vocab *out, mdi_err *err)
 {
     int32_t n;
@@ -185,7 +193,7 @@ static mdi_status l2c_parse(const rt_file *f, int32_t vocab_size, mdi_vocab *out
         out->bos_id = n > 1 ? 1 : -1;
         out->eos_id = n > 2 ? 2 : -1;
         out->add_dummy_prefix = 1;
-        s = mdi_vocab_validate(out, err);
+        s = validate_in(f, out, err);
     }
     if (s != MDI_OK)
         mdi_vocab_free(out);
@@ -552,7 +560,7 @@ static mdi_status spm_parse(const rt_file *f, mdi_vocab *out, mdi_err *err)
         out->bos_id = (int32_t)info.bos_id;
         out->eos_id = (int32_t)info.eos_id;
         out->add_dummy_prefix = info.add_dummy_prefix;
-        s = mdi_vocab_validate(out, err);
+        s = validate_in(f, out, err);
     }
     if (s != MDI_OK)
         mdi_vocab_free(out);
