@@ -439,7 +439,7 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
  * seconds ratios to plain reads, three interleaved rounds: mdi-bench
  * decode-read 0.946-0.966 against 0.915-0.925, engine-read 0.948-0.972
  * against 0.912-0.938); on 2 threads 0.95 against 0.92 when memory was fast,
- * 1.03-1.06 against 1.05-1.06 when it was slow. No prefetch at all: 0.87. */
+ * 1.03-1.06 against 1.02-1.06 when it was slow. No prefetch at all: 0.87. */
 static void stream_panels(float *y, const float *x, const float *w, size_t n, size_t d, float beta,
                           size_t P, size_t j0, size_t j1)
 {

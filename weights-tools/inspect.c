@@ -473,6 +473,7 @@ static mdi_status inspect_file_isolated(const char *path, in_info *in, mdi_err *
                         WTERMSIG(status));
     return mdi_errf(err, MDI_ERR_FORMAT, "%s is damaged: the HDF5 library failed reading it", path);
 }
+
 static void print_info(FILE *out, const char *path, const in_info *in)
 {
     const mdi_config *c = &in->cfg;
