@@ -2,11 +2,11 @@
 # Where one sample's decode rate goes, in interleaved rounds:
 #   read    mdi-bench read: the machine's read bandwidth on all the threads the
 #           engine uses (best of 5 passes), probed before and after the
-#           round's runs, the larger of the two; r_mean, that probe's mean
-#           pass (a rate over time, like the engine's)
+#           round's runs, the larger of the two; r_mean, that probe's 5 passes'
+#           bytes over their time (a rate over time, like the engine's)
 #   kernel  mdi-bench decode-read: the decode step's matrix products alone, with
 #           the engine's kernel, shapes and order; as many passes as the engine
-#           makes decode steps (mean of the passes' rates; and the best pass).
+#           makes decode steps (their bytes over their time; and the best pass).
 #           Between them, as many plain read passes over the same weights
 #           (kernel, read, read, kernel): k/r_same is the kernel's rate over
 #           theirs, the median over the groups of four, which meet the machine
@@ -19,13 +19,13 @@
 #   e_step  mdi-bench engine-read (one rank only; '-' with --ranks R > 1): the
 #           engine's own decode step (stage.h: attention, norms, head and
 #           greedy pick included) on the same model, as many steps as the
-#           engine makes, mean of the steps' rates; framed like the kernel by
+#           engine makes, their bytes over their time; framed like the kernel by
 #           plain reads of the weights a step reads: e/r_same, the median over
 #           the groups of four of the steps' rate over the reads'
 # and the ratios engine/kernel (the engine's own overhead; with R ranks also
 # the ring's idle time), kernel/read (the kernel on this pattern against the
 # probe), engine/read (the issue's efficiency, with the probe taken in the
-# same minute) and engine/r_mean (the engine against the probe's mean pass).
+# same minute) and engine/r_mean (the engine against the probe's rate over time).
 #   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N] [--ranks R]
 # --threads is per rank. --dir holds the synthetic TinyLlama model (created
 # once, 4.4 GB; default /tmp/mdi-bench, as jobs/bench.sh). Prints one line per

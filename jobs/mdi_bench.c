@@ -1,15 +1,14 @@
 /* mdi-bench: the machine's limits, measured with the engine's own kernels,
  * so benchmark efficiencies are ratios within one run.
  *   mdi-bench read   [--mb N] [--threads T]   read bandwidth (sum of a large array), GB/s:
- *                    best pass and mean of the passes' rates
+ *                    best pass and mean (every pass's bytes over their total time)
  *   mdi-bench triad  [--mb N] [--threads T]   STREAM triad a = b + s*c, GB/s
  *   mdi-bench sgemm  [--m M --n N --k K] [--threads T]  BLIS sgemm via mdi_matmul, GFLOP/s
  *   mdi-bench stream [--rows R --n N --k K] [--threads T] [--panel P]  mdi_matmul_stream,
  *                    GB/s of weights
  *   mdi-bench decode [--layers L] [--threads T] [--reps N]  one sample's decode step of
  *                    TinyLlama-1.1B geometry (L layers and the head) through mdi_matmul_stream,
- *                    in the engine's order: GB/s of weights, best pass and mean of the passes'
- *                    rates
+ *                    in the engine's order: GB/s of weights, best pass and mean
  *   mdi-bench decode-read [--layers L] [--threads T] [--reps N]  the same N decode passes,
  *                    with N plain read passes over the same weights between them (kernel,
  *                    read, read, kernel): a second line gives the kernel's rate over the read
@@ -23,7 +22,9 @@
  * --panel P lays the weights out in column panels of P floats (a multiple of
  * 16; 0: row-major); by default they are laid out as the engine lays them
  * (mdi_weight_panel). Prints one line "name value unit" (decode-read and
- * engine-read: two).
+ * engine-read: two). A mean is a rate over time, the passes' bytes over their
+ * total time, as the engine's tok/s is (not the mean of the passes' rates,
+ * which a few slow passes would pull up, not down).
  * Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,23 +162,23 @@ static float read_sum(const float *a, size_t n, int threads)
 }
 
 /* Best of reps: the machine is shared, the fastest pass is the least
- * disturbed. *mean: the mean of the passes' rates, comparable with a rate
- * taken over a longer run (an engine's tok/s). */
+ * disturbed. *mean: the rate over all the passes' time, comparable with a
+ * rate taken over a longer run (an engine's tok/s). */
 static double bench_read(const opts *o, double *mean)
 {
     size_t n = o->mb * (1u << 20) / sizeof(float);
     float *a = filled(n, 1.0f);
-    double best = 0, sum = 0;
+    double best = 0, secs = 0;
     volatile float sink = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
         float total = read_sum(a, n, o->threads);
-        double rate = n * 4.0 / (now_s() - t0);
+        double t = now_s() - t0, rate = n * 4.0 / t;
         sink += total;
         best = rate > best ? rate : best;
-        sum += rate;
+        secs += t;
     }
-    *mean = sum / o->reps / 1e9;
+    *mean = n * 4.0 * o->reps / secs / 1e9;
     mdi_free_floats(a);
     return best / 1e9;
 }
@@ -243,7 +244,7 @@ static double bench_stream(const opts *o)
  * reads of the same weights. */
 typedef struct vs_read {
     double median, min, max; /* kernel or step rate / read rate, per group of four passes */
-    double read_mean;        /* the read passes' mean rate, GB/s */
+    double read_mean;        /* the read passes' rate over their time, GB/s */
     int groups;
 } vs_read;
 
@@ -258,10 +259,10 @@ static int cmp_double(const void *a, const void *b)
  * kernel's rate over the reads', per group g, into vr. Reorders krate. */
 static void pair_groups(double *krate, const double *rrate, int reps, vs_read *vr)
 {
-    double rsum = 0;
+    double rtime = 0; /* the read passes' seconds per byte, summed */
     vr->groups = reps / 2;
     for (int g = 0; g < vr->groups; g++) {
-        rsum += rrate[2 * g] + rrate[2 * g + 1];
+        rtime += 1 / rrate[2 * g] + 1 / rrate[2 * g + 1];
         krate[g] = (krate[2 * g] + krate[2 * g + 1]) / (rrate[2 * g] + rrate[2 * g + 1]);
     }
     qsort(krate, (size_t)vr->groups, sizeof *krate, cmp_double);
@@ -269,14 +270,14 @@ static void pair_groups(double *krate, const double *rrate, int reps, vs_read *v
     vr->median = vr->groups % 2 ? krate[h] : (krate[h - 1] + krate[h]) / 2;
     vr->min = krate[0];
     vr->max = krate[vr->groups - 1];
-    vr->read_mean = rsum / reps / 1e9;
+    vr->read_mean = reps / rtime / 1e9;
 }
 
 /* One sample's decode step, matrices only: per layer wq, wk, wv, wo, w1, w3,
  * w2 (as the stage runs them, each layer's weights in one allocation in
  * MDI_TENSOR_LIST order, as the stage packs them), then the output head.
  * What the engine's one-sample decode rate can reach with this kernel: the
- * mean of the passes' rates, and the best pass. With vr, every two kernel
+ * rate over the passes' time, and the best pass. With vr, every two kernel
  * passes frame two plain read passes over the same weights (kernel, read,
  * read, kernel), so a group's kernel and read passes meet the machine in
  * the same phase, whatever it is; o->reps is even. */
@@ -307,7 +308,7 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
         exit(1);
     }
     double bytes = ((double)per * o->layers + (double)vocab * dim) * sizeof(float), best = 0,
-           sum = 0;
+           secs = 0;
     for (size_t l = 0; l < o->layers; l++) {
         layer[l] = filled(per, 0.001f * (float)l);
         for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
@@ -344,7 +345,7 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
         mdi_matmul_stream(y, x, head, 1, dim, vocab, 0.0f, panel_of(o, dim), o->threads);
         double t = now_s() - t0;
         best = bytes / t > best ? bytes / t : best;
-        sum += bytes / t;
+        secs += t;
         if (vr)
             krate[nk++] = bytes / t;
     }
@@ -355,8 +356,8 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
         mdi_free_floats(layer[l]);
     free(layer);
     mdi_free_floats(head), mdi_free_floats(x), mdi_free_floats(y);
-    *mean = sum / o->reps / 1e9;
-    *tok_s = sum / o->reps / bytes;
+    *mean = bytes * o->reps / secs / 1e9;
+    *tok_s = o->reps / secs;
     return best / 1e9;
 }
 
@@ -419,7 +420,7 @@ static double bench_engine(const opts *o, double *mean, double *tok_s, vs_read *
     const size_t head = mdi_config_head_params(&info.cfg), layer = step / sizeof(float) - head;
     const double bytes = (double)step;
     int32_t token = vocab > 1;
-    double best = 0, sum = 0;
+    double best = 0, secs = 0;
     volatile float sink = 0;
     for (int p = 0, nk = 0, nr = 0; p < 2 * o->reps; p++) {
         double t0 = now_s();
@@ -440,13 +441,13 @@ static double bench_engine(const opts *o, double *mean, double *tok_s, vs_read *
         token = (int32_t)arg;
         double t = now_s() - t0;
         best = bytes / t > best ? bytes / t : best;
-        sum += bytes / t;
+        secs += t;
         krate[nk++] = bytes / t;
     }
     pair_groups(krate, rrate, o->reps, vr);
     *n_layers = info.cfg.n_layers;
-    *mean = sum / o->reps / 1e9;
-    *tok_s = sum / o->reps / bytes;
+    *mean = bytes * o->reps / secs / 1e9;
+    *tok_s = o->reps / secs;
     mdi_free_floats(x), mdi_free_floats(logits), free(krate), free(rrate);
     mdi_stage_free(&st);
     return best / 1e9;
