@@ -640,6 +640,11 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
             "  \"decode_tokens\": %lld,\n  \"decode_s\": %.6f,\n  \"decode_tokens_per_s\": %.4f,\n",
             (long long)ps->decode_tokens, ps->decode_s,
             ps->decode_s > 0 ? (double)ps->decode_tokens / ps->decode_s : 0.0);
+    fprintf(f,
+            "  \"inter_token_s\": {\"count\": %lld, \"min\": %.6f, \"p50\": %.6f, \"p90\": %.6f, "
+            "\"p99\": %.6f, \"max\": %.6f},\n",
+            (long long)ps->itl_count, ps->itl_min_s, ps->itl_p50_s, ps->itl_p90_s, ps->itl_p99_s,
+            ps->itl_max_s);
     fprintf(f, "  \"max_in_flight\": %d,\n", (int)ps->max_in_flight);
     fprintf(f, "  \"message_rows\": %d,\n  \"prompt_kernel\": \"%s\",\n", e->shape.max_rows,
             mdi_stage_prompt_streams(&e->stage) ? "stream" : "blis");

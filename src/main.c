@@ -306,6 +306,12 @@ static void report(const mdi_engine *e, const mdi_cli *cli)
             ps->decode_s > 0 ? (double)ps->decode_tokens / ps->decode_s : 0.0, ps->first_token_s,
             e->n_ranks, e->n_ranks == 1 ? "" : "s", e->shape.n_samples,
             e->shape.n_samples == 1 ? "" : "s", e->shape.group_size);
+    if (ps->itl_count > 0)
+        fprintf(stderr,
+                "mdi-llm: time between a sample's tokens: median %.3g ms, 90th percentile %.3g "
+                "ms, most %.3g ms (%lld gaps)\n",
+                1e3 * ps->itl_p50_s, 1e3 * ps->itl_p90_s, 1e3 * ps->itl_max_s,
+                (long long)ps->itl_count);
 }
 
 static int run(const mdi_cli *cli, MPI_Comm comm, int rank, mdi_watchdog *wd)

@@ -12,6 +12,7 @@ typedef struct sample_state {
     int32_t n_fed;   /* positions already in the KV cache (came back round the ring) */
     int32_t n_sent;  /* positions sent round the ring; n_fed <= n_sent <= n_known */
     int32_t n_generated;
+    double last_token_t; /* when its latest token was sampled; 0 before the first */
     mdi_stop_reason done;
     mdi_rng rng;
 } sample_state;
@@ -40,6 +41,8 @@ struct mdi_pipeline {
     int32_t n_started;       /* samples with a first token (or ended before one) */
     double decode_t0;        /* when n_started reached n_samples; 0 before */
     int64_t decode_tokens0;  /* tokens_generated at that moment */
+    double *gaps;            /* (gap_cap) inter-token latencies, in sampling order */
+    int64_t n_gaps, gap_cap;
 };
 
 static double now_s(void)
@@ -137,7 +140,14 @@ static mdi_status init_driver(mdi_pipeline *pl, mdi_err *err)
         memcpy(ss->ids, pl->p.prompts[i], (size_t)np * sizeof(int32_t));
         ss->n_prompt = ss->n_known = np;
         mdi_rng_seed(&ss->rng, pl->p.seed, prompt_repeat_index(&pl->p, i));
+        /* a sample samples at most max_pos + 1 - np tokens (accept_token) */
+        int64_t most = (int64_t)sh->max_pos + 1 - np;
+        pl->gap_cap += pl->p.max_tokens <= 0     ? 0
+                       : pl->p.max_tokens < most ? pl->p.max_tokens
+                                                 : most;
     }
+    if (pl->gap_cap > 0 && !(pl->gaps = malloc((size_t)pl->gap_cap * sizeof *pl->gaps)))
+        return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the token timings");
     for (int32_t g = 0; g < pl->n_groups; g++)
         pl->ready[g] = g;
     pl->ready_count = pl->n_groups;
@@ -182,6 +192,7 @@ void mdi_pipeline_free(mdi_pipeline *pl)
     for (int32_t i = 0; pl->samples && i < pl->p.shape.n_samples; i++)
         free(pl->samples[i].ids);
     free(pl->samples);
+    free(pl->gaps);
     free(pl->ready);
     free(pl->queued);
     free(pl->in_flight);
@@ -331,6 +342,12 @@ static void finish_group(mdi_pipeline *pl, mdi_msg *m, const mdi_sink *sink)
     }
     double t1 = now_s();
     note_work(pl, t0, t1);
+    for (int32_t j = 0; j < n_logit; j++) {
+        sample_state *ss = &pl->samples[pl->logit_sample[j]];
+        if (ss->last_token_t > 0.0 && pl->n_gaps < pl->gap_cap)
+            pl->gaps[pl->n_gaps++] = t1 - ss->last_token_t;
+        ss->last_token_t = t1;
+    }
     if (pl->stats.first_token_s == 0.0)
         pl->stats.first_token_s = t1;
     if (pl->decode_t0 > 0.0) {
@@ -387,6 +404,36 @@ static mdi_status drain(mdi_pipeline *pl, int32_t n_out, mdi_err *err)
         mdi_ring_release(pl->ring, &m);
     }
     return MDI_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The nearest-rank p-th percentile (0 < p <= 100) of the n > 0 sorted v. */
+static double percentile(const double *v, int64_t n, int p)
+{
+    int64_t k = (n * p + 99) / 100; /* ceil(n p / 100), 1-based */
+    return v[(k < 1 ? 1 : k) - 1];
+}
+
+/* Rank 0, after the run: the inter-token latency figures of the stats
+ * (sorts the gaps). */
+static void latency_stats(mdi_pipeline *pl)
+{
+    int64_t n = pl->n_gaps;
+    mdi_pipeline_stats *s = &pl->stats;
+    s->itl_count = n;
+    if (n == 0)
+        return;
+    qsort(pl->gaps, (size_t)n, sizeof *pl->gaps, cmp_double);
+    s->itl_min_s = pl->gaps[0];
+    s->itl_p50_s = percentile(pl->gaps, n, 50);
+    s->itl_p90_s = percentile(pl->gaps, n, 90);
+    s->itl_p99_s = percentile(pl->gaps, n, 99);
+    s->itl_max_s = pl->gaps[n - 1];
 }
 
 /* Rank 0: echo prompts, keep every group moving until all samples end. */
@@ -447,6 +494,7 @@ static mdi_status run_driver(mdi_pipeline *pl, const mdi_sink *sink, double t_st
     }
     if (pl->stats.first_token_s > 0.0)
         pl->stats.first_token_s -= t_start;
+    latency_stats(pl);
     return MDI_OK;
 }
 

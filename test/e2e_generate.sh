@@ -143,6 +143,24 @@ fi
 spans=$(grep -o '"wall_s": [0-9.]*, "busy_fraction": [0-9.]*, "active_s": [0-9.]*, "busy_active_fraction": [0-9.]*' "$TMP/stats.json" |
   awk -F'[:,] *' '$2 > 0 && $4 > 0 && $4 <= 1 && $6 > 0 && $6 <= $2 && $8 >= $4 && $8 <= 1.0001 { ok++ } END { print ok + 0 }')
 expect_eq "stats: both ranks' spans and busy fractions consistent" "2" "$spans"
+# Inter-token latency: one gap per token after a sample's first, ordered
+# figures; with one sample the gaps tile the decode time, so that it lies
+# between count x min and count x max (each printed to 1 us).
+itl() { grep -o '"inter_token_s": {[^}]*}' "$1" | tr -d '"{},' |
+  awk '{ print $3, $5, $7, $9, $11, $13 }'; }
+read -r c lo p50 p90 p99 hi <<<"$(itl "$TMP/stats.json")"
+expect_eq "stats: inter_token_s count, one sample" "9" "$c"
+if awk -v c="$c" -v a="$lo" -v b="$p50" -v d="$p90" -v e="$p99" -v f="$hi" -v s="$(num decode_s)" \
+  'BEGIN { exit !(a > 0 && a <= b && b <= d && d <= e && e <= f && c * (a - 1e-6) <= s && s <= c * (f + 1e-6)) }'; then
+  pass "stats: 0 < min <= p50 <= p90 <= p99 <= max, and count x min <= decode_s <= count x max"
+else
+  fail "stats: inter_token_s $c $lo $p50 $p90 $p99 $hi, decode_s $(num decode_s)"
+fi
+run_np 2 --model "$TMP/s.h5" --prompt "Once upon a time" --samples 3 --temperature 0 \
+  --max-tokens 10 --stats-json "$TMP/stats3.json" >/dev/null
+expect_eq "stats: inter_token_s count, three samples" "27" "$(itl "$TMP/stats3.json" | awk '{ print $1 }')"
+expect_eq "stats: the latency line on stderr" "1" \
+  "$(grep -c "^mdi-llm: time between a sample's tokens: median [0-9.e+-]* ms, 90th percentile [0-9.e+-]* ms, most [0-9.e+-]* ms (27 gaps)\$" "$TMP/err")"
 
 # Micro-batched groups: four greedy samples in groups of 1, 2 and 4 on 1 to 4
 # ranks; every sample of every run is the reference text.

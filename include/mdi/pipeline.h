@@ -71,6 +71,11 @@ typedef struct mdi_pipeline_stats {
     int64_t decode_tokens;
     double decode_s;
     int32_t max_in_flight; /* rank 0: most messages round the ring at once */
+    /* rank 0: inter-token latency, the time from one token of a sample to its
+     * next, over every such pair of every sample (itl_count of them; the
+     * rest 0 if none): least, nearest-rank percentiles 50, 90 and 99, most */
+    int64_t itl_count;
+    double itl_min_s, itl_p50_s, itl_p90_s, itl_p99_s, itl_max_s;
 } mdi_pipeline_stats;
 
 typedef struct mdi_pipeline mdi_pipeline; /* opaque */
