@@ -22,10 +22,16 @@
 #           engine makes, their bytes over their time; framed like the kernel by
 #           plain reads of the weights a step reads: e/r_same, the median over
 #           the groups of four of the steps' rate over the reads'
+#   e_p50   the engine at its median step: R samples x weight bytes per token
+#           over the median time between a sample's tokens (mdi-llm's
+#           inter_token_s), so that slow minutes of a shared machine during
+#           the run weigh as little as in the probe's best pass; p50/read is
+#           it over the probe
 # and the ratios engine/kernel (the engine's own overhead; with R ranks also
 # the ring's idle time), kernel/read (the kernel on this pattern against the
 # probe), engine/read (the issue's efficiency, with the probe taken in the
-# same minute) and engine/r_mean (the engine against the probe's rate over time).
+# same minute), engine/r_mean (the engine against the probe's rate over time)
+# and p50/read (the engine's median step against the probe's best pass).
 #   jobs/bench-onesample.sh [--dir DIR] [--rounds N] [--threads T] [--tokens N] [--ranks R]
 # --threads is per rank. --dir holds the synthetic TinyLlama model (created
 # once, 4.4 GB; default /tmp/mdi-bench, as jobs/bench.sh). Prints one line per
@@ -71,8 +77,8 @@ kernels() {
     { echo "bench-onesample.sh: mdi-bench decode-read printed no result" >&2; return 1; }
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
-printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s %8s %8s\n' round read r_mean kernel k_best engine \
-  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean e_step e/r_same
+printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s %8s %8s %8s %8s\n' round read r_mean kernel k_best engine \
+  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean e_step e/r_same e_p50 p50/read
 # "mean e/r_same" of the engine's own step against reads of the same weights
 # (one rank), into the file $1; "- -" with several ranks
 steps() {
@@ -103,11 +109,12 @@ for round in $(seq 1 "$rounds"); do
     'BEGIN { if (a > b) print a, am; else print b, bm }')
   rate=$(jq '.decode_tokens_per_s' "$out/e.json")
   step=$(jq '[.per_rank[].step_weight_bytes] | add' "$out/e.json")
+  p50=$(jq '.inter_token_s.p50' "$out/e.json")
   awk -v r="$round" -v rd="$read_bw" -v rm="$read_mean" -v kb="$k_best" -v km="$k_mean" -v ks="$k_same" \
-    -v t="$rate" -v s="$step" -v sm="$s_mean" -v ss="$s_same" \
-    'BEGIN { e = t * s / 1e9
+    -v t="$rate" -v s="$step" -v sm="$s_mean" -v ss="$s_same" -v p="$p50" -v n="$ranks" \
+    'BEGIN { e = t * s / 1e9; ep = p > 0 ? n * s / p / 1e9 : 0
              if (sm != "-") { sm = sprintf("%.2f", sm); ss = sprintf("%.3f", ss) }
-             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f %8s %8s\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm, sm, ss }'
+             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f %8s %8s %8.2f %8.3f\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm, sm, ss, ep, ep / rd }'
 done | tee "$out/rows"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf '# medians: engine/kernel %.3f, kernel/read %.3f, k/r_same %.3f, engine/read %.3f, engine/r_mean %.3f' \
@@ -115,4 +122,5 @@ printf '# medians: engine/kernel %.3f, kernel/read %.3f, k/r_same %.3f, engine/r
   "$(awk '{ print $10 }' "$out/rows" | median)" "$(awk '{ print $11 }' "$out/rows" | median)" \
   "$(awk '{ print $12 }' "$out/rows" | median)"
 if [ "$ranks" -eq 1 ]; then printf ', e/r_same %.3f' "$(awk '{ print $14 }' "$out/rows" | median)"; fi
+printf ', p50/read %.3f' "$(awk '{ print $16 }' "$out/rows" | median)"
 echo

@@ -95,8 +95,9 @@ fi
 mkdir -p "$TMP/co/jobs" "$TMP/co/build" "$TMP/co/bin" "$TMP/co/dir"
 cp "$JOBS/bench-onesample.sh" "$JOBS/lib_bench.sh" "$JOBS/env.sh" "$TMP/co/jobs/"
 printf '#!/bin/sh\nexit 0\n' >"$TMP/co/build/mdi-llm"
-# jq answers the engine's decode rate (7 tok/s) and its weight bytes per token
-printf '#!/bin/sh\ncase "$1" in .decode_tokens_per_s) echo 7.0 ;; *) echo 4140000000 ;; esac\n' >"$TMP/co/bin/jq"
+# jq answers the engine's decode rate (7 tok/s), its median time between a
+# sample's tokens (0.15 s) and its weight bytes per token
+printf '#!/bin/sh\ncase "$1" in .decode_tokens_per_s) echo 7.0 ;; .inter_token_s.p50) echo 0.15 ;; *) echo 4140000000 ;; esac\n' >"$TMP/co/bin/jq"
 cat >"$TMP/co/build/mdi-bench" <<'FAKE'
 #!/bin/sh
 [ "$FAKE_FAIL" = "$1" ] && { echo "mdi-bench: fake failure" >&2; exit 3; }
@@ -127,22 +128,24 @@ rc=0
 FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
   --rounds 1 >"$TMP/out" 2>"$TMP/err" || rc=$?
 # engine 7 x 4.14 = 28.98 GB/s against probes of 30 (mean 28) and a kernel of
-# 27 (best 29); the engine's own step 28.5 GB/s, 0.99 of reads beside it
+# 27 (best 29); the engine's own step 28.5 GB/s, 0.99 of reads beside it; at
+# its median step 4.14 / 0.15 = 27.6 GB/s, 0.92 of the probe
 expect_eq "bench-onesample.sh with a fake build that works: the row's figures and the medians" \
-  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035 28.50 0.990
-# medians: engine/kernel 1.073, kernel/read 0.900, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, e/r_same 0.990" \
+  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035 28.50 0.990 27.60 0.920
+# medians: engine/kernel 1.073, kernel/read 0.900, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, e/r_same 0.990, p50/read 0.920" \
   "$rc|$(grep -E '^ *1 |^# medians' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
 
 # with 2 ranks (a fake mpirun): two kernels summed (27 + 27, best 29 + 29),
-# no engine-read (its column '-') and no e/r_same median
+# no engine-read (its column '-') and no e/r_same median; two samples' tokens
+# per median gap: 2 x 4.14 / 0.15 = 55.2 GB/s
 printf '#!/bin/sh\nexit 0\n' >"$TMP/co/bin/mpirun"
 chmod +x "$TMP/co/bin/mpirun"
 rc=0
 FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
   --rounds 1 --ranks 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
 expect_eq "bench-onesample.sh --ranks 2 with a fake build: the row and the medians" \
-  "0|1 30.00 28.00 54.00 58.00 28.98 7.00 0.537 1.800 0.980 0.966 1.035 - -
-# medians: engine/kernel 0.537, kernel/read 1.800, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035" \
+  "0|1 30.00 28.00 54.00 58.00 28.98 7.00 0.537 1.800 0.980 0.966 1.035 - - 55.20 1.840
+# medians: engine/kernel 0.537, kernel/read 1.800, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, p50/read 1.840" \
   "$rc|$(grep -E '^ *1 |^# medians' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
 
 # jobs/ab.sh: option errors before any work, then real rounds on stories260K
