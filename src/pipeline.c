@@ -142,9 +142,8 @@ static mdi_status init_driver(mdi_pipeline *pl, mdi_err *err)
         mdi_rng_seed(&ss->rng, pl->p.seed, prompt_repeat_index(&pl->p, i));
         /* a sample samples at most max_pos + 1 - np tokens (accept_token) */
         int64_t most = (int64_t)sh->max_pos + 1 - np;
-        pl->gap_cap += pl->p.max_tokens <= 0     ? 0
-                       : pl->p.max_tokens < most ? pl->p.max_tokens
-                                                 : most;
+        int64_t cap = pl->p.max_tokens < most ? pl->p.max_tokens : most;
+        pl->gap_cap += cap > 0 ? cap : 0;
     }
     if (pl->gap_cap > 0 && !(pl->gaps = malloc((size_t)pl->gap_cap * sizeof *pl->gaps)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate the token timings");
