@@ -21,7 +21,9 @@
 #           greedy pick included) on the same model, as many steps as the
 #           engine makes, their bytes over their time; framed like the kernel by
 #           plain reads of the weights a step reads: e/r_same, the median over
-#           the groups of four of the steps' rate over the reads'
+#           the groups of four of the steps' rate over the reads'; w_read,
+#           those read passes over the model's weights (their bytes over
+#           their time), and w_read/read, them against the probe's best pass
 #   e_p50   the engine at its median step: R samples x weight bytes per token
 #           over the median time between a sample's tokens (mdi-llm's
 #           inter_token_s), so that slow minutes of a shared machine during
@@ -77,16 +79,16 @@ kernels() {
     { echo "bench-onesample.sh: mdi-bench decode-read printed no result" >&2; return 1; }
 }
 echo "# $ranks rank(s) x $threads thread(s), $ranks sample(s) in groups of 1, $tokens tokens each; GB/s of weights"
-printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s %8s %8s %8s %8s\n' round read r_mean kernel k_best engine \
-  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean e_step e/r_same e_p50 p50/read
-# "mean e/r_same" of the engine's own step against reads of the same weights
-# (one rank), into the file $1; "- -" with several ranks
+printf '%5s %8s %8s %8s %8s %8s %8s %13s %11s %8s %11s %13s %8s %8s %8s %8s %8s %11s\n' round read r_mean kernel k_best engine \
+  tok/s engine/kernel kernel/read k/r_same engine/read engine/r_mean e_step e/r_same e_p50 p50/read w_read w_read/read
+# "mean e/r_same w_read" of the engine's own step against reads of the same
+# weights (one rank), into the file $1; "- - -" with several ranks
 steps() {
-  if [ "$ranks" -gt 1 ]; then echo "- -" >"$1"; return 0; fi
+  if [ "$ranks" -gt 1 ]; then echo "- - -" >"$1"; return 0; fi
   "$B/mdi-bench" engine-read --model "$model" --threads "$threads" --reps $(((tokens + 1) / 2 * 2)) >"$out/s" ||
     { echo "bench-onesample.sh: mdi-bench engine-read failed" >&2; return 1; }
-  awk '$1 == "engine_step" { m = $5; n++ } $1 == "engine_vs_read" { r = $3; n++ }
-       END { if (n != 2) exit 1; print m, r }' "$out/s" >"$1" ||
+  awk '$1 == "engine_step" { m = $5; n++ } $1 == "engine_vs_read" { r = $3; w = $9; n++ }
+       END { if (n != 2) exit 1; print m, r, w }' "$out/s" >"$1" ||
     { echo "bench-onesample.sh: mdi-bench engine-read printed no result" >&2; return 1; }
 }
 # "best mean" of one read probe, into the file $1
@@ -100,7 +102,7 @@ for round in $(seq 1 "$rounds"); do
   kernels >"$out/kr" || exit 1
   read -r k_best k_mean k_same <"$out/kr"
   steps "$out/st" || exit 1
-  read -r s_mean s_same <"$out/st"
+  read -r s_mean s_same w_read <"$out/st"
   "${launch[@]}" --model "$model" --prompt "Once upon a time" --samples "$ranks" --group-size 1 \
     --max-tokens "$tokens" --temperature 0 --threads "$threads" --quiet --stats-json "$out/e.json" >/dev/null
   probe "$out/p2" || exit 1
@@ -111,16 +113,20 @@ for round in $(seq 1 "$rounds"); do
   step=$(jq '[.per_rank[].step_weight_bytes] | add' "$out/e.json")
   p50=$(jq '.inter_token_s.p50' "$out/e.json")
   awk -v r="$round" -v rd="$read_bw" -v rm="$read_mean" -v kb="$k_best" -v km="$k_mean" -v ks="$k_same" \
-    -v t="$rate" -v s="$step" -v sm="$s_mean" -v ss="$s_same" -v p="$p50" -v n="$ranks" \
+    -v t="$rate" -v s="$step" -v sm="$s_mean" -v ss="$s_same" -v p="$p50" -v n="$ranks" -v w="$w_read" \
     'BEGIN { e = t * s / 1e9; ep = p > 0 ? n * s / p / 1e9 : 0
-             if (sm != "-") { sm = sprintf("%.2f", sm); ss = sprintf("%.3f", ss) }
-             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f %8s %8s %8.2f %8.3f\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm, sm, ss, ep, ep / rd }'
+             wr = "-"
+             if (sm != "-") { sm = sprintf("%.2f", sm); ss = sprintf("%.3f", ss); wr = sprintf("%.3f", w / rd); w = sprintf("%.2f", w) }
+             printf "%5d %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %13.3f %11.3f %8.3f %11.3f %13.3f %8s %8s %8.2f %8.3f %8s %11s\n", r, rd, rm, km, kb, e, t, e / km, km / rd, ks, e / rd, e / rm, sm, ss, ep, ep / rd, w, wr }'
 done | tee "$out/rows"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf '# medians: engine/kernel %.3f, kernel/read %.3f, k/r_same %.3f, engine/read %.3f, engine/r_mean %.3f' \
   "$(awk '{ print $8 }' "$out/rows" | median)" "$(awk '{ print $9 }' "$out/rows" | median)" \
   "$(awk '{ print $10 }' "$out/rows" | median)" "$(awk '{ print $11 }' "$out/rows" | median)" \
   "$(awk '{ print $12 }' "$out/rows" | median)"
-if [ "$ranks" -eq 1 ]; then printf ', e/r_same %.3f' "$(awk '{ print $14 }' "$out/rows" | median)"; fi
+if [ "$ranks" -eq 1 ]; then
+  printf ', e/r_same %.3f, w_read/read %.3f' "$(awk '{ print $14 }' "$out/rows" | median)" \
+    "$(awk '{ print $18 }' "$out/rows" | median)"
+fi
 printf ', p50/read %.3f' "$(awk '{ print $16 }' "$out/rows" | median)"
 echo

@@ -129,14 +129,15 @@ FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-ones
   --rounds 1 >"$TMP/out" 2>"$TMP/err" || rc=$?
 # engine 7 x 4.14 = 28.98 GB/s against probes of 30 (mean 28) and a kernel of
 # 27 (best 29); the engine's own step 28.5 GB/s, 0.99 of reads beside it; at
-# its median step 4.14 / 0.15 = 27.6 GB/s, 0.92 of the probe
+# its median step 4.14 / 0.15 = 27.6 GB/s, 0.92 of the probe; the reads of
+# the weights beside the engine's step 28.8 GB/s, 0.96 of the probe
 expect_eq "bench-onesample.sh with a fake build that works: the row's figures and the medians" \
-  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035 28.50 0.990 27.60 0.920
-# medians: engine/kernel 1.073, kernel/read 0.900, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, e/r_same 0.990, p50/read 0.920" \
+  "0|1 30.00 28.00 27.00 29.00 28.98 7.00 1.073 0.900 0.980 0.966 1.035 28.50 0.990 27.60 0.920 28.80 0.960
+# medians: engine/kernel 1.073, kernel/read 0.900, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, e/r_same 0.990, w_read/read 0.960, p50/read 0.920" \
   "$rc|$(grep -E '^ *1 |^# medians' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
 
 # with 2 ranks (a fake mpirun): two kernels summed (27 + 27, best 29 + 29),
-# no engine-read (its column '-') and no e/r_same median; two samples' tokens
+# no engine-read (its columns '-') and no e/r_same median; two samples' tokens
 # per median gap: 2 x 4.14 / 0.15 = 55.2 GB/s
 printf '#!/bin/sh\nexit 0\n' >"$TMP/co/bin/mpirun"
 chmod +x "$TMP/co/bin/mpirun"
@@ -144,7 +145,7 @@ rc=0
 FAKE_FAIL=none PATH="$TMP/co/bin:$PATH" timeout 60 bash "$TMP/co/jobs/bench-onesample.sh" --dir "$TMP/co/dir" \
   --rounds 1 --ranks 2 >"$TMP/out" 2>"$TMP/err" || rc=$?
 expect_eq "bench-onesample.sh --ranks 2 with a fake build: the row and the medians" \
-  "0|1 30.00 28.00 54.00 58.00 28.98 7.00 0.537 1.800 0.980 0.966 1.035 - - 55.20 1.840
+  "0|1 30.00 28.00 54.00 58.00 28.98 7.00 0.537 1.800 0.980 0.966 1.035 - - 55.20 1.840 - -
 # medians: engine/kernel 0.537, kernel/read 1.800, k/r_same 0.980, engine/read 0.966, engine/r_mean 1.035, p50/read 1.840" \
   "$rc|$(grep -E '^ *1 |^# medians' "$TMP/out" | tr -s ' ' | sed 's/^ //')"
 
