@@ -1,9 +1,11 @@
-/* A check on HDF5 datatypes, shared by the two modules that read HDF5: the
- * loader (shard_loader.c, which defines it) and mdi-convert --inspect. */
+/* Checks on HDF5 files, shared by the two modules that read HDF5: the
+ * loader (shard_loader.c, which defines them) and mdi-convert --inspect. */
 #ifndef MDI_H5CHECK_H
 #define MDI_H5CHECK_H
 
 #include <hdf5.h>
+
+#include "mdi/status.h"
 
 /* 1 if t is an integer or binary floating-point type laid out as any HDF5
  * writer lays them out: 1, 2, 4 or 8 whole bytes with no padding bits; for
@@ -13,5 +15,12 @@
  * integer of 49184 bits), and libhdf5 crashes converting it: check before
  * any read that converts. */
 int mdi_h5_number_type_ok(hid_t t);
+
+/* For a file HDF5 cannot open: 1, with a message in err saying so, if it is
+ * an HDF5 file cut short (an interrupted copy): its superblock, found where
+ * HDF5 looks for it (offset 0, 512, 1024, 2048, ...), records an end of file
+ * past the file's size, or the file ends inside the superblock. 0 otherwise,
+ * including when the file cannot be read or holds no HDF5 signature. */
+int mdi_h5_truncated(const char *path, mdi_err *err);
 
 #endif /* MDI_H5CHECK_H */

@@ -37,6 +37,78 @@ int mdi_h5_number_type_ok(hid_t t)
            H5Tget_ebias(t) == ((size_t)1 << (esize - 1)) - 1 && H5Tget_norm(t) == H5T_NORM_IMPLIED;
 }
 
+/* Little-endian unsigned integer of n <= 8 bytes. */
+static uint64_t le_uint(const unsigned char *b, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+
+/* mdi_h5_truncated's test: 1 if cut, with the file's size and the end of
+ * file its superblock records (0 if the file ends inside the superblock). */
+static int h5_cut(const char *path, uint64_t *size, uint64_t *eof)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[64];
+    struct stat sb;
+    FILE *f = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? fopen(path, "rb") : NULL;
+    int cut = 0;
+    *size = f ? (uint64_t)sb.st_size : 0;
+    *eof = 0;
+    for (uint64_t at = 0; f && at + sizeof sig <= *size; at = at ? 2 * at : 512) {
+        size_t got = fseeko(f, (off_t)at, SEEK_SET) ? 0 : fread(b, 1, sizeof b, f);
+        if (got < sizeof sig || memcmp(b, sig, sizeof sig))
+            continue;
+        if (got < 16) {
+            cut = 1; /* the file ends inside the superblock */
+            break;
+        }
+        /* version 0 and 1: offset and length sizes at bytes 13-14, base
+         * address at 24 (28 in version 1, after two more fields), then the
+         * free-space address and the end-of-file address; versions 2 and 3:
+         * the sizes at 9-10, base address at 12, then the superblock
+         * extension's address and the end-of-file address */
+        int v = b[8], o = v < 2 ? b[13] : b[9], base_at = v == 0 ? 24 : v == 1 ? 28 : 12;
+        if (v > 3 || (o != 2 && o != 4 && o != 8))
+            break; /* not a superblock this reads: leave it to HDF5 */
+        size_t need = (size_t)base_at + 3 * (size_t)o;
+        if (got < need) {
+            cut = 1; /* the file ends inside the superblock */
+            break;
+        }
+        /* the end of file is stored as an absolute address (HDF5 adds the
+         * base to it); undefined (all ones) says nothing */
+        uint64_t end = le_uint(b + base_at + 2 * o, o);
+        if (end != (o == 8 ? UINT64_MAX : ((uint64_t)1 << 8 * o) - 1) && end > *size) {
+            *eof = end;
+            cut = 1;
+        }
+        break;
+    }
+    if (f)
+        fclose(f);
+    return cut;
+}
+
+int mdi_h5_truncated(const char *path, mdi_err *err)
+{
+    uint64_t size, eof;
+    if (!h5_cut(path, &size, &eof))
+        return 0;
+    if (eof)
+        mdi_errf(err, MDI_ERR_FORMAT,
+                 "%s: truncated: it has %llu bytes, its HDF5 superblock records %llu (an "
+                 "interrupted copy?)",
+                 path, (unsigned long long)size, (unsigned long long)eof);
+    else
+        mdi_errf(err, MDI_ERR_FORMAT,
+                 "%s: truncated: it ends inside its HDF5 superblock (%llu bytes)", path,
+                 (unsigned long long)size);
+    return 1;
+}
+
 /* An integer or float type that mdi_h5_number_type_ok refuses. */
 static int h5_damaged_number(hid_t t)
 {
@@ -61,6 +133,8 @@ static mdi_status h5_open(const char *path, hid_t *out, mdi_err *err)
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: not an HDF5 file (convert models with mdi-convert)", path);
     hid_t f5 = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f5 < 0 && mdi_h5_truncated(path, err))
+        return MDI_ERR_FORMAT;
     if (f5 < 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: HDF5 library cannot open it", path);
     *out = f5;

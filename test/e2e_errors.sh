@@ -91,6 +91,15 @@ if damage "$TMP/hdr.h5" '\x01\x00\x0c\x00\x0c\x00\x08\x00max_seq_len\x00' 7 '\xc
     pass "damaged object header (--inspect): $(tail -1 "$TMP/err")"
   else fail "damaged object header (--inspect): exit $rc, $(tail -1 "$TMP/err")"; fi
 fi
+# A model cut short (an interrupted copy to an edge host) is named truncated,
+# with its size and the size its superblock records, on every rank and by
+# --inspect.
+whole=$(stat -c %s "$TMP/s.h5")
+head -c 300000 "$TMP/s.h5" >"$TMP/cut.h5"
+one_message "truncated model" "cut.h5: truncated: it has 300000 bytes, its HDF5 superblock records $whole \\(an interrupted copy\\?\\)" \
+  "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/cut.h5" "${P[@]}"
+one_message "truncated model (--inspect)" "^mdi-convert: .*cut.h5: truncated: it has 300000 bytes, its HDF5 superblock records $whole " \
+  "$MDI_CONVERT" --inspect "$TMP/cut.h5"
 for v in -1 0 6; do
   if out=$(BLIS_ARCH_TYPE=$v "$MDI_LLM" --model "$TMP/s.h5" --quiet "${P[@]}" 2>"$TMP/err") &&
      [ "$out" == "$(BLIS_ARCH_TYPE=6 "$MDI_LLM" --model "$TMP/s.h5" --quiet "${P[@]}" 2>/dev/null)" ]; then

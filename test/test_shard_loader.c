@@ -348,6 +348,45 @@ static void test_not_a_model(void **state)
     rmdir(empty);
 }
 
+/* A model cut short, as by an interrupted copy, is named truncated, with
+ * both sizes: cut in its data, inside its superblock, and in a file whose
+ * superblock follows a 512-byte user block (HDF5's addresses then count from
+ * there). */
+static void test_truncated(void **state)
+{
+    fx *x = *state;
+    struct stat sb;
+    char want[PATH_CAP + 128];
+    fresh(x, "cut.h5");
+    assert_int_equal(stat(x->path, &sb), 0);
+    long long whole = (long long)sb.st_size, half = whole / 2;
+    assert_int_equal(truncate(x->path, half), 0);
+    snprintf(want, sizeof want, "truncated: it has %lld bytes, its HDF5 superblock records %lld ",
+             half, whole);
+    expect_probe(x->path, MDI_ERR_FORMAT, want);
+    expect_load(x, x->path, MDI_ERR_FORMAT, want);
+    expect_vocab(x->path, MDI_ERR_FORMAT, want);
+    assert_int_equal(truncate(x->path, 30), 0);
+    expect_probe(x->path, MDI_ERR_FORMAT,
+                 "truncated: it ends inside its HDF5 superblock (30 bytes)");
+
+    snprintf(x->path, sizeof x->path, "%s/userblock.h5", x->dir);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    assert_true(fcpl >= 0 && H5Pset_userblock(fcpl, 512) >= 0);
+    hid_t h = H5Fcreate(x->path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    assert_true(h >= 0);
+    H5Pclose(fcpl);
+    H5Fclose(h);
+    put_int(x->path, "/", "n_layers", 4);
+    expect_probe(x->path, MDI_ERR_FORMAT, "not an mdi-llm model"); /* whole: not cut */
+    assert_int_equal(stat(x->path, &sb), 0);
+    whole = (long long)sb.st_size;
+    assert_int_equal(truncate(x->path, whole - 100), 0);
+    snprintf(want, sizeof want, "truncated: it has %lld bytes, its HDF5 superblock records %lld ",
+             whole - 100, whole);
+    expect_probe(x->path, MDI_ERR_FORMAT, want);
+}
+
 static void test_unreadable(void **state)
 {
     fx *x = *state;
@@ -772,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_valid_files),
         cmocka_unit_test(test_load_progress),
         cmocka_unit_test(test_not_a_model),
+        cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_unreadable),
         cmocka_unit_test(test_other_format_or_version),
         cmocka_unit_test(test_attribute_missing),
