@@ -350,8 +350,8 @@ static void test_not_a_model(void **state)
 
 /* A model cut short, as by an interrupted copy, is named truncated, with
  * both sizes: cut in its data, inside its superblock, and in a file whose
- * superblock follows a 512-byte user block (HDF5's addresses then count from
- * there). */
+ * superblock follows a 512-byte user block (the end of file it records then
+ * counts the user block). */
 static void test_truncated(void **state)
 {
     fx *x = *state;
