@@ -102,6 +102,16 @@ static void test_fnv1a(void **state)
 
 /* ---- detection and the llama2.c reader ------------------------------------ */
 
+static void test_fits_float(void **state)
+{
+    (void)state;
+    assert_true(cv_fits_float(10000.0) && cv_fits_float(-1e-5) && cv_fits_float(0.0));
+    assert_true(cv_fits_float(3.4e38) && cv_fits_float(1.2e-38) && cv_fits_float(1.5e-45));
+    assert_true(cv_fits_float(NAN) && cv_fits_float(INFINITY)); /* for the config check */
+    assert_false(cv_fits_float(1e-300) || cv_fits_float(-1e-300) || cv_fits_float(1e-46));
+    assert_false(cv_fits_float(3.5e38) || cv_fits_float(-1e39) || cv_fits_float(1e300));
+}
+
 static void test_detect(void **state)
 {
     (void)state;
@@ -271,10 +281,15 @@ int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16_rounding),   cmocka_unit_test(test_f16_round_trip_all),
-        cmocka_unit_test(test_bf16_rounding),  cmocka_unit_test(test_fnv1a),
-        cmocka_unit_test(test_detect),         cmocka_unit_test(test_llama2c_header),
-        cmocka_unit_test(test_llama2c_errors), cmocka_unit_test(test_llama2c_without_rope_tables),
+        cmocka_unit_test(test_f16_rounding),
+        cmocka_unit_test(test_f16_round_trip_all),
+        cmocka_unit_test(test_bf16_rounding),
+        cmocka_unit_test(test_fnv1a),
+        cmocka_unit_test(test_fits_float),
+        cmocka_unit_test(test_detect),
+        cmocka_unit_test(test_llama2c_header),
+        cmocka_unit_test(test_llama2c_errors),
+        cmocka_unit_test(test_llama2c_without_rope_tables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -436,6 +436,12 @@ static void test_hf_errors(void **state)
         "config.json: num_attention_heads = 6 is not a multiple of num_key_value_heads = 4", NULL);
     hf_case(x, &s, cfg, "c1c", "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 2", NULL, NULL,
             "config.json: rms_norm_eps = 2 must be in (0, 1]", NULL);
+    /* values float32 cannot hold are named as written, not as the 0 or inf they become */
+    hf_case(x, &s, cfg, "c1e", "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e-300", NULL, NULL,
+            "config.json: 'rms_norm_eps' = 1e-300 is outside the float32 range", NULL);
+    hf_case(x, &s, cfg, "c1f", "\"rope_scaling\": null",
+            "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1e39}", NULL, NULL,
+            "config.json: 'rope_parameters.rope_theta' = 1e+39 is outside the float32 range", NULL);
     hf_case(x, &s, cfg, "c1d", "\"head_dim\": 8", "\"head_dim\": 7", NULL, NULL,
             "config.json: head_dim = 7 is odd", NULL);
     hf_case(x, &s, cfg, "c2", "\"hidden_size\": 64", "\"hidden_size\": \"64\"", NULL, NULL,

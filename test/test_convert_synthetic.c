@@ -150,6 +150,15 @@ static void test_synthetic_config_files(void **state)
              "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 1e10, \"n_heads\": 4,"
              " \"vocab_size\": 300, \"max_seq_len\": 64}",
              NULL, "'n_layers' = 10000000000 is out of range");
+    /* a value that float32 cannot hold is named as given, not as its 0 or inf */
+    syn_case(x,
+             "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 2, \"n_heads\": 4,"
+             " \"vocab_size\": 300, \"max_seq_len\": 64, \"rope_theta\": 1e-300}",
+             NULL, "syn.json: 'rope_theta' = 1e-300 is outside the float32 range");
+    syn_case(x,
+             "{\"dim\": 64, \"hidden_dim\": 128, \"n_layers\": 2, \"n_heads\": 4,"
+             " \"vocab_size\": 300, \"max_seq_len\": 64, \"rms_norm_eps\": -1e39}",
+             NULL, "'rms_norm_eps' = -1e+39 is outside the float32 range");
     syn_case(x, "{\"dim\": 64, \"rope_scaling\": {\"factor\": 2}}", NULL,
              "rope_scaling is not supported");
     syn_case(x, "{\"dim\": 64, \"rope_parameters\": {\"rope_theta\": 5e5}}", NULL,

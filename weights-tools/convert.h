@@ -97,6 +97,10 @@ float cv_bf16_to_f32(uint16_t h);
 /* pread exactly n bytes at off (retrying short reads); a short file is an
  * MDI_ERR_FORMAT naming path and offset. */
 mdi_status cv_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, mdi_err *err);
+/* 1 when x narrows to a float32 without becoming 0 or infinite (NaN, infinities
+ * and 0 pass through, for the config check to name); 0 when it overflows or
+ * underflows, such as rope_theta 1e-300 or 1e39. */
+int cv_fits_float(double x);
 /* Little-endian int32 at p. */
 int32_t cv_le_i32(const unsigned char *p);
 /* Fold bytes [0, size) of fd into the FNV-1a hash *h (1 MiB at a time). */

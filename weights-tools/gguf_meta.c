@@ -309,6 +309,9 @@ mdi_status cv_gguf_meta_config(const gcur *c, const gmeta *m, mdi_config *cfg)
             return cv_gguf_err(c, MDI_ERR_FORMAT,
                                "metadata '%s' has value type %u, expected a float", gnum_names[k],
                                (unsigned)m->num[k].type);
+        else if (m->num[k].present && !cv_fits_float(m->num[k].f))
+            return cv_gguf_err(c, MDI_ERR_RANGE, "%s = %g is outside the float32 range",
+                               gnum_names[k], m->num[k].f);
     cfg->norm_eps = (float)m->num[K_EPS].f;
     cfg->rope_theta = m->num[K_THETA].present ? (float)m->num[K_THETA].f : 10000.0f;
     cfg->tied_head = 1; /* until output.weight shows up */

@@ -135,6 +135,9 @@ static mdi_status cfg_float(const cv_json *j, const char *path, const char *key,
     if (v && !cv_json_is_null(v) && !cv_json_as_double(v, &x))
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: '%s' is a %s, expected a number", path, key,
                         cv_json_type_name(cv_json_type_of(v)));
+    if (!cv_fits_float(x))
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' = %g is outside the float32 range", path, key,
+                        x);
     *out = (float)x;
     return MDI_OK;
 }
@@ -193,6 +196,10 @@ static mdi_status cfg_rope(const cv_json *j, const char *path, float *theta, mdi
                 return mdi_errf(err, MDI_ERR_FORMAT,
                                 "%s: '%s.rope_theta' is a %s, expected a number", path, keys[k],
                                 cv_json_type_name(cv_json_type_of(t)));
+            if (!cv_fits_float(x))
+                return mdi_errf(err, MDI_ERR_RANGE,
+                                "%s: '%s.rope_theta' = %g is outside the float32 range", path,
+                                keys[k], x);
             *theta = (float)x;
         }
     }

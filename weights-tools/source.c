@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,12 @@ void cv_source_close(cv_source *src)
 }
 
 /* ---- input detection ------------------------------------------------------ */
+
+int cv_fits_float(double x)
+{
+    float f = (float)x;
+    return x == 0.0 || !isfinite(x) || (f != 0.0f && isfinite(f));
+}
 
 int32_t cv_le_i32(const unsigned char *p)
 {

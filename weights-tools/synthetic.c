@@ -122,6 +122,9 @@ static mdi_status get_field(const cv_json *j, const char *path, size_t f, double
             return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' = %lld is out of range", path, name,
                             (long long)i);
         *v = (double)i;
+    } else if (!cv_fits_float(*v)) {
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' = %g is outside the float32 range", path,
+                        name, *v);
     }
     return MDI_OK;
 }
