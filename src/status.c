@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *mdi_status_str(mdi_status s)
 {
@@ -16,6 +17,30 @@ const char *mdi_status_str(mdi_status s)
     return "unknown status";
 }
 
+/* Control bytes (a newline, an escape sequence from a file's tensor name) as \xHH,
+ * so that a message stays one line and cannot drive the terminal. */
+static void one_line(char *msg)
+{
+    size_t n = strcspn(msg, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
+                            "\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f");
+    if (msg[n] == '\0')
+        return;
+    char out[MDI_ERR_MSG_MAX];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p && o + 1 < sizeof out; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            out[o++] = (char)*p;
+        } else if (o + 4 < sizeof out) {
+            snprintf(out + o, 5, "\\x%02x", *p);
+            o += 4;
+        } else {
+            break;
+        }
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+}
+
 mdi_status mdi_errf(mdi_err *err, mdi_status s, const char *fmt, ...)
 {
     if (err) {
@@ -24,6 +49,7 @@ mdi_status mdi_errf(mdi_err *err, mdi_status s, const char *fmt, ...)
         err->status = s;
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        one_line(err->msg);
     }
     return s;
 }

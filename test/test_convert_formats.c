@@ -886,6 +886,9 @@ static void test_gguf_errors(void **state)
     gguf_case(x, &g, "e8.gguf", 4, &be3, 4, "big-endian", NULL);
     gguf_case(x, &g, "e9.gguf", tg_after(&g, "general.architecture") + 12, "gpt2x", 5,
               "general.architecture is 'gpt2x'; only 'llama' is supported", NULL);
+    /* a file's control bytes reach the terminal escaped, on one line */
+    gguf_case(x, &g, "e9b.gguf", tg_after(&g, "general.architecture") + 12, "\033[2J\n", 5,
+              "general.architecture is '\\x1b[2J\\x0a'; only 'llama' is supported", NULL);
     gguf_case(x, &g, "e10.gguf", tg_after(&g, "tokenizer.ggml.model") + 12, "gpt2x", 5,
               "tokenizer.ggml.model is 'gpt2x'", NULL);
     gguf_case(x, &g, "e11.gguf", tg_after(&g, "llama.block_c") - 1, "X", 1,
@@ -925,6 +928,10 @@ static void test_gguf_errors(void **state)
     gguf_kv_case(x, &g, "tokenizer.ggml.add_bos_token", 7, &yes, 1, NULL);
     gguf_kv_case(x, &g, "tokenizer.ggml.add_eos_token", 7, &yes, 1,
                  "tokenizer.ggml.add_eos_token is true");
+    /* an f64 (type 12) that float32 cannot hold is named as written, not as 0 */
+    const double tiny = 1e-300;
+    gguf_kv_case(x, &g, "llama.rope.freq_base", 12, &tiny, 8,
+                 "llama.rope.freq_base = 1e-300 is outside the float32 range");
 
     /* Without bos/eos/unk ids the SentencePiece defaults apply, as in llama.cpp;
      * "none" (0xFFFFFFFF) still means none. */

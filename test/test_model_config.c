@@ -1,5 +1,6 @@
 /* Model configuration: validation of every field, parameter counts worked
- * out by hand, and the tensor catalogue (names, scopes, shapes, presence). */
+ * out by hand, and the tensor catalogue (names, scopes, shapes, presence);
+ * and the error messages those checks build (one line, control bytes escaped). */
 #include "test_util.h"
 
 #include <math.h>
@@ -272,12 +273,36 @@ static void test_config_equal(void **state)
             fail_msg("configs differing in field %d compare equal", f);
 }
 
+static void test_error_one_line(void **state)
+{
+    (void)state;
+    mdi_err err;
+    char name[8] = {'a', 0x1b, '[', '\n', 0x7f, '\t', 'z', 0};
+    assert_int_equal(mdi_errf(&err, MDI_ERR_FORMAT, "tensor '%s' is odd", name), MDI_ERR_FORMAT);
+    assert_string_equal(err.msg, "tensor 'a\\x1b[\\x0a\\x7f\\x09z' is odd");
+    /* wrapping an escaped message again leaves it as it is */
+    char inner[MDI_ERR_MSG_MAX];
+    snprintf(inner, sizeof inner, "%s", err.msg);
+    mdi_errf(&err, MDI_ERR_FORMAT, "f.gguf: %s", inner);
+    assert_string_equal(err.msg, "f.gguf: tensor 'a\\x1b[\\x0a\\x7f\\x09z' is odd");
+    /* a message of control bytes fills the buffer with whole escapes, terminated */
+    char many[MDI_ERR_MSG_MAX];
+    memset(many, '\n', sizeof many - 1);
+    many[sizeof many - 1] = 0;
+    mdi_errf(&err, MDI_ERR_FORMAT, "x%s", many);
+    size_t n = strlen(err.msg);
+    assert_true(n < MDI_ERR_MSG_MAX && n >= MDI_ERR_MSG_MAX - 5 && (n - 1) % 4 == 0);
+    assert_null(strchr(err.msg, '\n'));
+    assert_string_equal(err.msg + n - 4, "\\x0a");
+    mdi_errf(NULL, MDI_ERR_FORMAT, "%s", name); /* no err: nothing to do */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validate_accepts), cmocka_unit_test(test_validate_rejects),
         cmocka_unit_test(test_param_counts),     cmocka_unit_test(test_tensor_catalogue),
-        cmocka_unit_test(test_config_equal),
+        cmocka_unit_test(test_config_equal),     cmocka_unit_test(test_error_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
