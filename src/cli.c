@@ -290,8 +290,7 @@ static mdi_status mdi_cli_apply(mdi_opt_id id, const char *text, mdi_cli *out, m
         /* below 1 s, a slow step or a busy host reads as a stuck rank */
         return mdi_cli_timeout(flag, text, MDI_CLI_MIN_TIMEOUT_S, &out->timeout_s, err);
     case MDI_OPT_SETUP_TIMEOUT: /* below 1 s, even a small model's start-up fails */
-        return mdi_cli_timeout(flag, text, MDI_CLI_MIN_SETUP_TIMEOUT_S, &out->setup_timeout_s,
-                               err);
+        return mdi_cli_timeout(flag, text, MDI_CLI_MIN_SETUP_TIMEOUT_S, &out->setup_timeout_s, err);
     case MDI_OPT_QUIET:
         out->quiet = 1;
         return MDI_OK;
@@ -402,19 +401,23 @@ static uint64_t hash_num(double v)
     return mdi_fnv1a(MDI_FNV_INIT, &v, sizeof v);
 }
 
+/* The modes first, so that a rank given --version or --tokenize is named for it
+ * rather than for the --prompt it lacks. */
 static const char *const agreed_names[MDI_CLI_N_AGREED] = {
-    "--prompt",        "--prompt-file", "--tokenize",      "--samples", "--max-tokens",
-    "--temperature",   "--top-k",       "--top-p",         "--seed",    "--stats-json",
-    "--output",        "--split",       "--balance",       "--speeds",  "--group-size",
-    "--prefill-chunk", "--timeout",     "--setup-timeout", "--quiet",   "--help",
-    "--version"};
+    "--help",    "--version",    "--tokenize",      "--prompt-file", "--prompt",
+    "--samples", "--max-tokens", "--temperature",   "--top-k",       "--top-p",
+    "--seed",    "--stats-json", "--output",        "--split",       "--balance",
+    "--speeds",  "--group-size", "--prefill-chunk", "--timeout",     "--setup-timeout",
+    "--quiet"};
 
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
 {
     int i = 0;
-    h[i++] = hash_str(c->prompt);
-    h[i++] = hash_str(c->prompt_file);
+    h[i++] = hash_num(c->help);
+    h[i++] = hash_num(c->version);
     h[i++] = hash_str(c->tokenize);
+    h[i++] = hash_str(c->prompt_file);
+    h[i++] = hash_str(c->prompt);
     h[i++] = hash_num(c->samples);
     h[i++] = hash_num(c->max_tokens_given ? c->max_tokens : -1.0);
     h[i++] = hash_num(c->sampler.temperature);
@@ -431,8 +434,18 @@ void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
     h[i++] = hash_num(c->timeout_s);
     h[i++] = hash_num(c->setup_timeout_s);
     h[i++] = hash_num(c->quiet);
-    h[i++] = hash_num(c->help);
-    h[i++] = hash_num(c->version);
+}
+
+int mdi_cli_agreed_given(int i, uint64_t h)
+{
+    const char *n = mdi_cli_agreed_name(i);
+    if (!strcmp(n, "--help") || !strcmp(n, "--version") || !strcmp(n, "--quiet"))
+        return h != hash_num(0);
+    if (!strcmp(n, "--tokenize") || !strcmp(n, "--prompt-file") || !strcmp(n, "--prompt") ||
+        !strcmp(n, "--stats-json") || !strcmp(n, "--output") || !strcmp(n, "--split") ||
+        !strcmp(n, "--balance") || !strcmp(n, "--speeds"))
+        return h != hash_str(NULL);
+    return -1;
 }
 
 const char *mdi_cli_agreed_name(int i)

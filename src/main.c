@@ -429,12 +429,23 @@ static int agree_launch(MPI_Comm comm, int rank, mdi_status parsed, const mdi_er
         return fail(rank, s ? &le : &err, 2); /* rank 0's own error without "rank 0 (host)" */
     }
     for (int r = 1; !s && r < size; r++) /* every rank compares the same table */
-        for (int i = 0; !s && i < MDI_CLI_N_AGREED; i++)
-            if (all[(size_t)r * MDI_CLI_N_AGREED + (size_t)i] != all[i])
-                s = mdi_errf(&err, MDI_ERR_MISMATCH,
-                             "rank %d was given a different %s than rank 0: every rank needs "
-                             "the same options (only --model and --threads may differ)",
-                             r, mdi_cli_agreed_name(i));
+        for (int i = 0; !s && i < MDI_CLI_N_AGREED; i++) {
+            uint64_t h = all[(size_t)r * MDI_CLI_N_AGREED + (size_t)i];
+            if (h == all[i])
+                continue;
+            int g0 = mdi_cli_agreed_given(i, all[i]), gr = mdi_cli_agreed_given(i, h);
+            char what[96];
+            if (g0 != gr) /* one of the two was not given it at all */
+                snprintf(what, sizeof what, "rank %d was given %s and rank %d was not", gr ? r : 0,
+                         mdi_cli_agreed_name(i), gr ? 0 : r);
+            else
+                snprintf(what, sizeof what, "rank %d was given a different %s than rank 0", r,
+                         mdi_cli_agreed_name(i));
+            s = mdi_errf(&err, MDI_ERR_MISMATCH,
+                         "%s: every rank needs the same options (only --model and --threads may "
+                         "differ)",
+                         what);
+        }
     free(all);
     return s ? fail(rank, &err, 2) : 0;
 }

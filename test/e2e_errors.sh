@@ -112,8 +112,11 @@ done
 # --threads may differ per host
 one_message "bad option on rank 1 only" "^mdi-llm: rank 1 \(.*\): unknown option '--bogus'" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --bogus
 one_message "bad option on rank 0 only" "^mdi-llm: unknown option '--bogus'" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --bogus : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
-one_message "--tokenize on rank 1 only" "^mdi-llm: rank 1 was given a different --prompt than rank 0: every rank needs the same options \(only --model and --threads may differ\)" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" --tokenize "Once"
-one_message "--speeds auto on rank 2 only" "^mdi-llm: rank 2 was given a different --speeds than rank 0" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --speeds auto
+one_message "--tokenize on rank 1 only" "^mdi-llm: rank 1 was given --tokenize and rank 0 was not: every rank needs the same options \(only --model and --threads may differ\)" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" --tokenize "Once"
+one_message "--speeds auto on rank 2 only" "^mdi-llm: rank 2 was given --speeds and rank 0 was not" "${MPI[@]}" -np 2 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --speeds auto
+one_message "--version on rank 1 only" "^mdi-llm: rank 1 was given --version and rank 0 was not: every rank" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --version
+one_message "--help on rank 0 only" "^mdi-llm: rank 0 was given --help and rank 1 was not: every rank" "${MPI[@]}" -np 1 "$MDI_LLM" --help : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}"
+one_message "other --speeds on rank 1" "^mdi-llm: rank 1 was given a different --speeds than rank 0" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --speeds 1,2 : -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --speeds 2,1
 one_message "other --max-tokens on rank 1" "^mdi-llm: rank 1 was given a different --max-tokens than rank 0" "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" : -np 1 "$MDI_LLM" --model "$TMP/s.h5" --prompt "Once upon a time" --max-tokens 9
 ln -s "$TMP/s.h5" "$TMP/elsewhere.h5"
 if out=$(timeout 60 "${MPI[@]}" -np 1 "$MDI_LLM" --model "$TMP/s.h5" "${P[@]}" --samples 2 : -np 1 "$MDI_LLM" --model "$TMP/elsewhere.h5" --threads 1 "${P[@]}" --samples 2 2>"$TMP/err") &&

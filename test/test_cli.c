@@ -473,13 +473,14 @@ static void test_agreed(void **state)
     assert_memory_equal(ha, hb, sizeof ha);
     /* each agreed option changes its own entry and no other */
     static const char *const other[][2] = {
-        {"--prompt", "y"},        {"--prompt-file", "f"}, {"--tokenize", "x"},
-        {"--samples", "2"},       {"--max-tokens", "4"},  {"--temperature", "0"},
-        {"--top-k", "3"},         {"--top-p", "0.9"},     {"--seed", "1"},
-        {"--stats-json", "s"},    {"--output", "o"},      {"--split", "1,1"},
-        {"--balance", "memory"},  {"--speeds", "1,2"},    {"--group-size", "2"},
-        {"--prefill-chunk", "8"}, {"--timeout", "9"},     {"--setup-timeout", "9"},
-        {"--quiet", NULL},        {"--help", NULL},       {"--version", NULL}};
+        {"--help", NULL},       {"--version", NULL},      {"--tokenize", "x"},
+        {"--prompt-file", "f"}, {"--prompt", "y"},        {"--samples", "2"},
+        {"--max-tokens", "4"},  {"--temperature", "0"},   {"--top-k", "3"},
+        {"--top-p", "0.9"},     {"--seed", "1"},          {"--stats-json", "s"},
+        {"--output", "o"},      {"--split", "1,1"},       {"--balance", "memory"},
+        {"--speeds", "1,2"},    {"--group-size", "2"},    {"--prefill-chunk", "8"},
+        {"--timeout", "9"},     {"--setup-timeout", "9"}, {"--quiet", NULL}};
+    static const int is_string[] = {0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
     assert_int_equal(sizeof other / sizeof other[0], MDI_CLI_N_AGREED);
     mdi_cli base;
     parse_ok(&base, "--model", "m", "--prompt", "x", NULL);
@@ -487,7 +488,7 @@ static void test_agreed(void **state)
     for (int k = 0; k < MDI_CLI_N_AGREED; k++) {
         const char *flag = other[k][0], *val = other[k][1];
         /* --prompt-file and --tokenize take --prompt's place */
-        int is_prompt = k < 3;
+        const int prompt = 4, is_prompt = k >= 2 && k <= prompt;
         char *argv[8] = {"mdi-llm", "--model", "m", "--prompt", "x"};
         int argc = is_prompt ? 3 : 5;
         argv[argc++] = (char *)flag;
@@ -502,12 +503,16 @@ static void test_agreed(void **state)
         for (int i = 0; i < MDI_CLI_N_AGREED; i++) {
             int differs = hc[i] != ha[i];
             /* --prompt-file and --tokenize replace --prompt, so both entries change */
-            int want = i == k || (is_prompt && k > 0 && i == 0);
+            int want = i == k || (is_prompt && k != prompt && i == prompt);
             if (differs != want)
                 fail_msg("%s: entry %d (%s) %s", flag, i, mdi_cli_agreed_name(i),
                          differs ? "changed" : "did not change");
         }
         assert_string_equal(mdi_cli_agreed_name(k), flag);
+        /* whether it was given, for the messages naming the rank that lacks it */
+        int given = k < 2 || k == MDI_CLI_N_AGREED - 1 || is_string[k];
+        assert_int_equal(mdi_cli_agreed_given(k, hc[k]), given ? 1 : -1);
+        assert_int_equal(mdi_cli_agreed_given(k, ha[k]), given ? k == prompt : -1);
     }
 }
 

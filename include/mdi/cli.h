@@ -74,6 +74,10 @@ mdi_status mdi_cli_parse(int argc, char **argv, mdi_cli *out, mdi_err *err);
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED]);
 /* The option behind entry i of mdi_cli_agreed ("--max-tokens"). */
 const char *mdi_cli_agreed_name(int i);
+/* Whether entry i, of value h, says its option was given: 1 or 0 for the
+ * switches and string options (--help, --prompt), -1 for the numbers, which
+ * always have a value. */
+int mdi_cli_agreed_given(int i, uint64_t h);
 
 /* Full --help text for program name prog. */
 void mdi_cli_usage(FILE *f, const char *prog);
