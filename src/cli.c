@@ -403,12 +403,17 @@ static uint64_t hash_num(double v)
 
 /* The modes first, so that a rank given --version or --tokenize is named for it
  * rather than for the --prompt it lacks. */
-static const char *const agreed_names[MDI_CLI_N_AGREED] = {
-    "--help",    "--version",    "--tokenize",      "--prompt-file", "--prompt",
-    "--samples", "--max-tokens", "--temperature",   "--top-k",       "--top-p",
-    "--seed",    "--stats-json", "--output",        "--split",       "--balance",
-    "--speeds",  "--group-size", "--prefill-chunk", "--timeout",     "--setup-timeout",
-    "--quiet"};
+static const struct {
+    const char *name;
+    char kind; /* 'f' a switch, 's' a string (absent or given), 'n' a number */
+} agreed[MDI_CLI_N_AGREED] = {
+    {"--help", 'f'},        {"--version", 'f'},       {"--tokenize", 's'},
+    {"--prompt-file", 's'}, {"--prompt", 's'},        {"--samples", 'n'},
+    {"--max-tokens", 'n'},  {"--temperature", 'n'},   {"--top-k", 'n'},
+    {"--top-p", 'n'},       {"--seed", 'n'},          {"--stats-json", 's'},
+    {"--output", 's'},      {"--split", 's'},         {"--balance", 's'},
+    {"--speeds", 's'},      {"--group-size", 'n'},    {"--prefill-chunk", 'n'},
+    {"--timeout", 'n'},     {"--setup-timeout", 'n'}, {"--quiet", 'f'}};
 
 void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
 {
@@ -438,19 +443,14 @@ void mdi_cli_agreed(const mdi_cli *c, uint64_t h[MDI_CLI_N_AGREED])
 
 int mdi_cli_agreed_given(int i, uint64_t h)
 {
-    const char *n = mdi_cli_agreed_name(i);
-    if (!strcmp(n, "--help") || !strcmp(n, "--version") || !strcmp(n, "--quiet"))
-        return h != hash_num(0);
-    if (!strcmp(n, "--tokenize") || !strcmp(n, "--prompt-file") || !strcmp(n, "--prompt") ||
-        !strcmp(n, "--stats-json") || !strcmp(n, "--output") || !strcmp(n, "--split") ||
-        !strcmp(n, "--balance") || !strcmp(n, "--speeds"))
-        return h != hash_str(NULL);
-    return -1;
+    if (i < 0 || i >= MDI_CLI_N_AGREED || agreed[i].kind == 'n')
+        return -1;
+    return h != (agreed[i].kind == 'f' ? hash_num(0) : hash_str(NULL));
 }
 
 const char *mdi_cli_agreed_name(int i)
 {
-    return i >= 0 && i < MDI_CLI_N_AGREED ? agreed_names[i] : "?";
+    return i >= 0 && i < MDI_CLI_N_AGREED ? agreed[i].name : "?";
 }
 
 void mdi_cli_usage(FILE *f, const char *prog)
