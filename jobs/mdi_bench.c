@@ -24,7 +24,8 @@
  * (mdi_weight_panel). Prints one line "name value unit" (decode-read and
  * engine-read: two). A mean is a rate over time, the passes' bytes over their
  * total time, as the engine's tok/s is (not the mean of the passes' rates,
- * which a few slow passes would pull up, not down).
+ * which counts a slow pass by its rate rather than its time, and so reads
+ * higher whenever some passes are slow).
  * Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
