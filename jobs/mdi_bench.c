@@ -19,9 +19,9 @@
  *                    greedy pick) for one sample on one rank holding the whole model of F,
  *                    N steps, framed like decode-read by plain read passes over the weights
  *                    a step reads; N even, at most the model's context
- * --panel P lays the weights out in column panels of P floats (a multiple of
- * 16; 0: row-major); by default they are laid out as the engine lays them
- * (mdi_weight_panel). Prints one line "name value unit" (decode-read and
+ * --panel P packs the weights with column panels of P floats (a multiple of
+ * 16; rows in groups, tensor.h) or, with 0, leaves them row-major; by default
+ * they are packed as the engine packs them (mdi_weight_panel). Prints one line "name value unit" (decode-read and
  * engine-read: two). A mean is a rate over time, the passes' bytes over their
  * total time, as the engine's tok/s is (not the mean of the passes' rates,
  * which counts a slow pass by its rate rather than its time, and so reads
@@ -208,7 +208,7 @@ static double bench_sgemm(const opts *o)
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
-        mdi_matmul(y, x, w, o->m, o->k, o->n, 0.0f, 0);
+        mdi_matmul(y, x, w, o->m, o->k, o->n, 0.0f, 0, NULL);
         double t = now_s() - t0, f = 2.0 * o->m * o->n * o->k / t;
         best = f > best ? f : best;
     }

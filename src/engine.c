@@ -379,10 +379,13 @@ static mdi_status load_stage(mdi_engine *e, mdi_err *err)
     mdi_watchdog_step(e->wd, "loading its weights from %s", e->shard_path);
     if ((s = mdi_shard_load(e->shard_path, &e->stage, e->wd ? load_progress : NULL, e, err)))
         return s;
-    /* Column panels serve the one-row product (mdi-bench stream --rows 1:
-     * the down projection at the read rate instead of 80-85% of it); with
-     * several rows per message the register blocks read row-major rows a
-     * little faster (--rows 2-8: 5-8%), so only one-sample groups get them. */
+    /* The packed layout serves the one-row product: column panels bring the
+     * down projection to the read rate instead of 80-85% of it (mdi-bench
+     * stream --rows 1), and rows in groups of four give each activation load
+     * four independent sums (BENCHMARKS.md, "Rows in groups of four"). With
+     * several rows per message the register blocks read row-major rows
+     * faster (mdi-bench stream --rows 4 and 8, --panel 0 against the
+     * default), so only one-sample groups get it. */
     if (e->shape.group_size > 1)
         return MDI_OK;
     mdi_watchdog_step(e->wd, "laying out its weights");
@@ -648,11 +651,8 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
     fprintf(f, "  \"max_in_flight\": %d,\n", (int)ps->max_in_flight);
     fprintf(f, "  \"message_rows\": %d,\n  \"prompt_kernel\": \"%s\",\n", e->shape.max_rows,
             mdi_stage_prompt_streams(&e->stage) ? "stream" : "blis");
-    const mdi_config *c = &e->info.cfg; /* the same on every rank: panels where rows are long */
-    int panels = e->stage.packed &&
-                 (mdi_weight_panel((size_t)c->dim) || mdi_weight_panel((size_t)c->hidden_dim) ||
-                  mdi_weight_panel(mdi_config_q_dim(c)));
-    fprintf(f, "  \"weight_layout\": \"%s\",\n", panels ? "panels" : "rows");
+    /* the same on every rank: packed (panels, rows in groups) for one-sample groups */
+    fprintf(f, "  \"weight_layout\": \"%s\",\n", e->stage.packed ? "panels" : "rows");
     fprintf(f, "  \"per_rank\": [\n");
     for (int r = 0; r < e->n_ranks; r++) {
         const rank_stats *x = &all[r];

@@ -162,6 +162,16 @@ mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err)
         mdi_tensor_shape(c, (mdi_tensor_kind)k, &rows, &cols);
         longest = cols > longest ? cols : longest;
     }
+    if (!st->unpack && !mdi_stage_prompt_streams(st)) { /* prompt rows go to BLIS: room to unpack a block */
+        size_t ins[] = {(size_t)c->dim, mdi_config_q_dim(c), (size_t)c->hidden_dim}, most = 0;
+        for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) {
+            size_t f = mdi_matmul_scratch(ins[i], mdi_weight_panel(ins[i]));
+            most = f > most ? f : most;
+        }
+        if (!(st->unpack = mdi_alloc_floats(most)))
+            return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %.1f MiB to unpack weights",
+                            (double)(most * sizeof(float)) / (1 << 20));
+    }
     float *scratch = malloc((size_t)MDI_PANEL_ROWS * longest * sizeof *scratch);
     if (!scratch)
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate %.1f MiB to lay out the weights",
@@ -212,7 +222,8 @@ void mdi_stage_free(mdi_stage *st)
 {
     float *bufs[] = {st->layer_data, st->embedding, st->final_norm, st->xb,
                      st->q,          st->k,         st->v,          st->att,
-                     st->hb,         st->hb2,       st->scores,     st->logit_x};
+                     st->hb,         st->hb2,       st->scores,     st->logit_x,
+                     st->unpack};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mdi_free_floats(bufs[i]);
     if (st->output != st->embedding)
@@ -271,7 +282,7 @@ static void project(const mdi_stage *st, float *y, const float *x, const float *
         ns = n;
     mdi_matmul_stream(y, x, w, ns, in, d, beta, panel, st->p.n_threads);
     if (n > ns)
-        mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta, panel);
+        mdi_matmul(y + ns * d, x + ns * in, w, n - ns, in, d, beta, panel, st->unpack);
 }
 
 /* Attention half of local layer l on x (n, dim) in place; rows [0, ns) are streamed. */

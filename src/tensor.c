@@ -183,29 +183,76 @@ mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err)
 }
 
 /* Columns per panel for a matrix whose rows are n floats and whose layout
- * says `panel`: n itself for a row-major matrix. */
+ * says `panel`: n itself for a row-major matrix or a single panel. */
 static size_t panel_width(size_t panel, size_t n)
 {
     return panel == 0 || panel >= n ? n : panel;
 }
 
+/* Rows per group of a matrix whose layout says `panel`: a row-major matrix
+ * is the packed layout with one panel and groups of one row. */
+static size_t panel_group(size_t panel)
+{
+    return panel == 0 ? 1 : MDI_PANEL_GROUP;
+}
+
+static size_t min_z(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Offset in W (d, n), columns in panels of P, rows in groups of G (see
+ * tensor.h; P = n, G = 1: row-major), of W[j][i]; past W's end for j >= d
+ * (a prefetch target). */
+static inline size_t wpos(size_t j, size_t i, size_t n, size_t d, size_t P, size_t G)
+{
+    if (j >= d || G == 1) /* G == 1: row-major */
+        return j * n + i;
+    size_t jb = j / MDI_PANEL_ROWS * MDI_PANEL_ROWS, p0 = i / P * P;
+    size_t nr = min_z(d - jb, MDI_PANEL_ROWS), pw = min_z(n - p0, P), pw16 = pw - pw % 16;
+    size_t a = j - jb, g0 = a / MDI_PANEL_GROUP * MDI_PANEL_GROUP;
+    size_t gr = min_z(nr - g0, MDI_PANEL_GROUP), c = i - p0;
+    size_t at = jb * n + nr * p0 + g0 * pw;
+    if (c < pw16)
+        return at + c / 16 * 16 * gr + (a - g0) * 16 + c % 16;
+    return at + gr * pw16 + (a - g0) * (pw - pw16) + (c - pw16);
+}
+
+size_t mdi_matmul_scratch(size_t n, size_t panel)
+{
+    return panel == 0 ? 0 : (size_t)MDI_PANEL_ROWS * panel_width(panel, n);
+}
+
 void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                float beta, size_t panel)
+                float beta, size_t panel, float *scratch)
 {
     float alpha = 1.0f, one = 1.0f;
-    size_t P = panel_width(panel, n);
+    size_t P = panel_width(panel, n), G = panel_group(panel);
     /* C (rows, d) = A (rows, n) * B (n, d) where B = W^T: B(k, j) = w[j * n + k];
-     * paneled, one product per block and panel, the later panels adding to y. */
+     * packed, one product per block and panel, its rows copied out of their
+     * groups into scratch (pw, nr) first, the later panels adding to y. */
+    if (panel == 0) {
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)d, (dim_t)n, &alpha,
+                  (float *)x, (inc_t)n, 1, (float *)w, 1, (inc_t)n, &beta, y, (inc_t)d, 1);
+        return;
+    }
     for (size_t jb = 0; jb < d; jb += MDI_PANEL_ROWS) {
-        size_t nr = P == n ? d : d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS;
+        size_t nr = min_z(d - jb, MDI_PANEL_ROWS);
         for (size_t p0 = 0; p0 < n; p0 += P) {
-            size_t pw = n - p0 < P ? n - p0 : P;
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)nr, (dim_t)pw,
-                      &alpha, (float *)x + p0, (inc_t)n, 1, (float *)w + jb * n + nr * p0, 1,
-                      (inc_t)pw, p0 == 0 ? &beta : &one, y + jb, (inc_t)d, 1);
+            size_t pw = min_z(n - p0, P), pw16 = pw - pw % 16;
+            for (size_t a = 0; a < nr; a++) {
+                const float *src = w + wpos(jb + a, p0, n, d, P, G);
+                size_t gr = min_z(nr - a / G * G, G);
+                for (size_t c = 0; c < pw16; c += 16)
+                    memcpy(scratch + a * pw + c, src + c * gr, 16 * sizeof *w);
+                if (pw16 < pw)
+                    memcpy(scratch + a * pw + pw16, w + wpos(jb + a, p0 + pw16, n, d, P, G),
+                           (pw - pw16) * sizeof *w);
+            }
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)nr, (dim_t)pw, &alpha,
+                      (float *)x + p0, (inc_t)n, 1, scratch, 1, (inc_t)pw,
+                      p0 == 0 ? &beta : &one, y + jb, (inc_t)d, 1);
         }
-        if (P == n)
-            break;
     }
 }
 
@@ -213,26 +260,34 @@ size_t mdi_weight_panel(size_t n)
 {
     /* 8 KiB panels or a little less (mdi-bench stream, 2048 x 5632 on Zen 5,
      * 1 thread: panels of 1024-2048 floats 27-30 GB/s, level with 8 KiB rows
-     * and the read bandwidth, against 20-25 for the row-major 8-row blocks). */
+     * and the read bandwidth, against 20-25 for the row-major 8-row blocks);
+     * rows shorter than 16 KiB stay whole. */
     if (n * sizeof(float) < 16384)
-        return 0;
+        return (n + 15) / 16 * 16;
     size_t np = (n * sizeof(float) + 8191) / 8192, P = (n + np - 1) / np;
     return (P + 15) / 16 * 16;
 }
 
 void mdi_weight_to_panels(float *w, size_t d, size_t n, size_t panel, float *scratch)
 {
-    size_t P = panel_width(panel, n);
-    if (P == n)
+    if (panel == 0)
         return;
+    size_t P = panel_width(panel, n), G = panel_group(panel);
     for (size_t jb = 0; jb < d; jb += MDI_PANEL_ROWS) {
-        size_t nr = d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS;
-        float *blk = w + jb * n;
-        memcpy(scratch, blk, nr * n * sizeof *w);
+        size_t nr = min_z(d - jb, MDI_PANEL_ROWS);
+        memcpy(scratch, w + jb * n, nr * n * sizeof *w);
         for (size_t p0 = 0; p0 < n; p0 += P) {
-            size_t pw = n - p0 < P ? n - p0 : P;
-            for (size_t a = 0; a < nr; a++)
-                memcpy(blk + nr * p0 + a * pw, scratch + a * n + p0, pw * sizeof *w);
+            size_t pw = min_z(n - p0, P), pw16 = pw - pw % 16;
+            for (size_t a = 0; a < nr; a++) {
+                const float *src = scratch + a * n + p0;
+                float *dst = w + wpos(jb + a, p0, n, d, P, G);
+                size_t gr = min_z(nr - a / G * G, G);
+                for (size_t c = 0; c < pw16; c += 16)
+                    memcpy(dst + c * gr, src + c, 16 * sizeof *w);
+                if (pw16 < pw)
+                    memcpy(w + wpos(jb + a, p0 + pw16, n, d, P, G), src + pw16,
+                           (pw - pw16) * sizeof *w);
+            }
         }
     }
 }
@@ -345,32 +400,38 @@ enum {
     STREAM_PAGE_LINES = 4,       /* cache lines it prefetches at the start of the next page */
 };
 
-/* Offset in W (d, n), columns in panels of P (n: row-major), of W[j][i];
- * past W's end for j >= d (a prefetch target). */
-static inline size_t wpos(size_t j, size_t i, size_t n, size_t d, size_t P)
+/* Rows in the group of W's row j (columns in panels, rows in groups of G). */
+static inline size_t group_rows(size_t j, size_t d, size_t G)
 {
-    if (P >= n || j >= d)
-        return j * n + i;
-    size_t jb = j / MDI_PANEL_ROWS * MDI_PANEL_ROWS, p0 = i / P * P;
-    size_t nr = d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS, pw = n - p0 < P ? n - p0 : P;
-    return jb * n + nr * p0 + (j - jb) * pw + (i - p0);
+    if (G == 1)
+        return 1;
+    size_t jb = j / MDI_PANEL_ROWS * MDI_PANEL_ROWS, nr = min_z(d - jb, MDI_PANEL_ROWS);
+    return min_z(nr - (j - jb) / MDI_PANEL_GROUP * MDI_PANEL_GROUP, MDI_PANEL_GROUP);
 }
 
 /* A register block: rj weight rows from row j of W (d, n) times rr
  * activation rows, every weight and activation vector loaded once per 16
- * columns. W's columns come in panels of P (n: row-major); a row's panels
- * are summed in column order, so the layout does not change the result.
- * Prefetches run 2 KiB ahead on each weight stream, or, with skip != 0,
- * cover the same place skip rows further on (the next range) instead.
- * x rows (rr, n); out[a * rr + b] = W[j + a] . x[b]. rj and rr are constants
- * at every call, so the loops unroll into registers. */
+ * columns. W's columns come in panels of P, its rows in groups of G (see
+ * wpos). GS, a constant, says how the block's rows lie: 1, W is row-major
+ * and each row is a stream; MDI_PANEL_GROUP, the block is whole groups and
+ * each group is a stream, its rows' 16 floats side by side; 0, the rows lie
+ * in one smaller group (the last of a block), each read as a stream of its
+ * own. A row's panels are summed in column order, so the layout does not
+ * change the result. Prefetches run 512 columns ahead on each stream, or,
+ * with skip != 0, cover the same place skip rows further on (the next
+ * range) instead. x rows (rr, n); out[a * rr + b] = W[j + a] . x[b]. rj, rr
+ * and GS are constants at every call, so the loops unroll into registers. */
 static inline __attribute__((always_inline)) void stream_block(float *out, const float *w, size_t j,
-                                                               size_t d, size_t P, const float *x,
-                                                               size_t n, int rj, int rr,
-                                                               size_t skip)
+                                                               size_t d, size_t P, size_t G,
+                                                               const float *x, size_t n, int rj,
+                                                               int rr, int GS, size_t skip)
 {
     v16 acc[STREAM_MAX_RJ][STREAM_MAX_RR], xv[STREAM_MAX_RR];
     size_t cur[STREAM_MAX_RJ], pf[STREAM_MAX_RJ], pf_end[STREAM_MAX_RJ];
+    /* gs: the floats of a stream per column; stream s holds rows from
+     * row j + s * rs, row a at offset off(a) within each 16 columns. */
+    size_t gs = GS ? (size_t)GS : group_rows(j, d, G), rs = GS > 1 ? (size_t)GS : 1;
+    int n_st = GS > 1 ? rj / GS : rj;
     for (int a = 0; a < rj; a++)
         for (int b = 0; b < rr; b++)
             acc[a][b] = v16_zero();
@@ -378,34 +439,38 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
     for (size_t p0 = 0; p0 < n16; p0 += P) {
         size_t end = n - p0 < P ? n : p0 + P, pe = n16 < end ? n16 : end;
         size_t sw = end > STREAM_PREFETCH ? end - STREAM_PREFETCH : 0;
-        /* W[j + a][i] for i in this panel is w[cur[a] + i]; the prefetch for
-         * column i is at pf[a] + i, or pf_end[a] + i from sw on. 2 KiB ahead
-         * on every weight stream, into L2 (the best of 0-8 KiB and every hint
-         * tried); near the end of the panel, the same row's next panel, or
-         * after the last, the same stream's row of the next block. */
-        for (int a = 0; a < rj; a++) {
-            size_t r = j + (size_t)a;
-            cur[a] = wpos(r, p0, n, d, P) - p0;
+        /* Stream s's 16 floats at column i are w[cur[s] + i * gs]; the
+         * prefetch for column i is at pf[s] + i * gs, or pf_end[s] + i * gs
+         * from sw on. 512 columns ahead on every weight stream, into L2 (the
+         * best of 0-2048 and every hint tried); near the end of the panel,
+         * the same rows' next panel, or after the last, the same stream's
+         * rows of the next block. */
+        for (int s = 0; s < n_st; s++) {
+            size_t r = j + (size_t)s * rs;
+            cur[s] = wpos(r, p0, n, d, P, G) - p0 * gs;
             if (skip)
-                pf[a] = pf_end[a] = wpos(r + skip, p0, n, d, P) - p0;
+                pf[s] = pf_end[s] = wpos(r + skip, p0, n, d, P, G) - p0 * gs;
             else {
-                pf[a] = cur[a] + STREAM_PREFETCH;
-                pf_end[a] =
-                    (p0 + P < n16 ? wpos(r, p0 + P, n, d, P) : wpos(r + (size_t)rj, 0, n, d, P)) +
-                    STREAM_PREFETCH - end;
+                pf[s] = cur[s] + STREAM_PREFETCH * gs;
+                pf_end[s] = (p0 + P < n16 ? wpos(r, p0 + P, n, d, P, G)
+                                          : wpos(r + (size_t)rj, 0, n, d, P, G)) -
+                            sw * gs;
             }
         }
         for (size_t i = p0; i < pe; i += 16) {
+            size_t ig = i * gs;
             for (int b = 0; b < rr; b++) {
                 xv[b] = v16_load(x + (size_t)b * n + i);
                 v16_pin(&xv[b]);
             }
             for (int a = 0; a < rj; a++) {
+                int s = GS > 1 ? a / GS : a;
+                size_t off = GS > 1 ? (size_t)(a % GS) * 16 : 0;
                 /* A prefetch never faults; the address is formed as an
                  * integer, since it may lie past W. */
-                size_t k = (i < sw ? pf[a] : pf_end[a]) + i;
+                size_t k = (i < sw ? pf[s] : pf_end[s]) + ig + off;
                 __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 1);
-                v16 wv = v16_load(w + cur[a] + i);
+                v16 wv = v16_load(w + cur[s] + ig + off);
                 v16_pin(&wv);
                 for (int b = 0; b < rr; b++)
                     acc[a][b] = v16_fma(wv, xv[b], acc[a][b]);
@@ -415,66 +480,98 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
     for (int a = 0; a < rj; a++)
         for (int b = 0; b < rr; b++) {
             float v = v16_sum(acc[a][b]);
-            const float *wr = w + wpos(j + (size_t)a, n16, n, d, P); /* the tail */
+            const float *wr = w + wpos(j + (size_t)a, n16, n, d, P, G); /* the tail */
             for (size_t i = n16; i < n; i++)
                 v = fmaf(wr[i - n16], x[(size_t)b * n + i], v);
             out[a * rr + b] = v;
         }
 }
 
-/* One activation row against rows [j0, j1) of W (d, n), row-major (P = n)
- * or paneled: block by block, panel by panel, so that x's part of the panel
+/* The one-row walker's inner loop: one activation row's panel part xp
+ * against a group of gr weight rows (a constant), whose len columns (a
+ * multiple of 16) lie side by side from wg, 16 floats of each row in turn:
+ * one stream, one activation load per gr weight loads, gr independent sums.
+ * Its software prefetch asks, at each 4 KiB page, for the first four lines
+ * of the next page and leaves the rest to the hardware's stream
+ * prefetchers. */
+static inline __attribute__((always_inline)) void walk_group(v16 *acc, const float *wg,
+                                                             const float *xp, size_t len, int gr)
+{
+    v16 s[MDI_PANEL_GROUP];
+    size_t step = (size_t)gr * 16;
+    for (int a = 0; a < gr; a++)
+        s[a] = acc[a];
+    for (size_t c = 0; c < len;) {
+        /* The blocks that start on this page; then the first lines of the
+         * next. A prefetch never faults; the address is formed as an
+         * integer, since it may lie past W. */
+        uintptr_t at = (uintptr_t)(wg + c * (size_t)gr), next = (at | (STREAM_PAGE - 1)) + 1;
+        size_t end = c + ((next - at) / sizeof *wg + step - 1) / step * 16;
+        end = end < len ? end : len;
+        for (unsigned l = 0; l < STREAM_PAGE_LINES; l++)
+            __builtin_prefetch((const void *)(next + 64u * l), 0, 1);
+        for (; c < end; c += 16) {
+            v16 xv = v16_load(xp + c);
+            v16_pin(&xv);
+            for (int a = 0; a < gr; a++)
+                s[a] = v16_fma(v16_load(wg + c * (size_t)gr + (size_t)a * 16), xv, s[a]);
+        }
+    }
+    for (int a = 0; a < gr; a++)
+        acc[a] = s[a];
+}
+
+/* One activation row against rows [j0, j1) of W (d, n) (j0 and j1 at group
+ * boundaries or d), columns in panels of P, rows in groups of G: block by
+ * block, panel by panel, group by group, so that x's part of the panel
  * stays in L1 while the block streams past in memory order; each row's 16
  * lane sums are carried from panel to panel, in the same order as
- * stream_block's. Every one-row product that meets one weight row at a time
- * comes here: a row costs its FMAs and little else. Going through
- * stream_block (its prefetch targets and write-back, per row), the decode
- * step's matrices (all but its down projection, which was paneled already)
- * made the whole step 6-28% slower per round (mdi-bench decode, 1 thread,
- * mean of 20 passes, five interleaved rounds: 19.3-25.0 GB/s against
- * 24.7-27.7). Its software prefetch asks, at each 4 KiB page of a row, for
- * the first four lines of the next page and leaves the rest to the
- * hardware's stream prefetchers. Against a prefetch of every line 2 KiB
- * ahead, as stream_block does, that read 2-5% faster on 1 thread (same-
- * seconds ratios to plain reads, three interleaved rounds: mdi-bench
- * decode-read 0.946-0.966 against 0.915-0.925, engine-read 0.948-0.972
- * against 0.912-0.938); on 2 threads 0.95 against 0.92 when memory was fast,
- * 1.03-1.06 against 1.02-1.06 when it was slow. No prefetch at all: 0.87. */
+ * stream_block's. Every one-row product that meets a packed W, or one
+ * weight row at a time, comes here: a row costs its FMAs and little else.
+ * Going through stream_block (its prefetch targets and write-back, per
+ * row), the decode step's matrices (all but its down projection, which was
+ * paneled already) made the whole step 6-28% slower per round (mdi-bench
+ * decode, 1 thread, mean of 20 passes, five interleaved rounds: 19.3-25.0
+ * GB/s against 24.7-27.7). A prefetch at each page against a prefetch of
+ * every line 2 KiB ahead, as stream_block does, read 2-5% faster on 1
+ * thread (same-seconds ratios to plain reads, three interleaved rounds:
+ * mdi-bench decode-read 0.946-0.966 against 0.915-0.925, engine-read
+ * 0.948-0.972 against 0.912-0.938); on 2 threads 0.95 against 0.92 when
+ * memory was fast, 1.03-1.06 against 1.02-1.06 when it was slow. No
+ * prefetch at all: 0.87. */
 static void stream_panels(float *y, const float *x, const float *w, size_t n, size_t d, float beta,
-                          size_t P, size_t j0, size_t j1)
+                          size_t P, size_t G, size_t j0, size_t j1)
 {
     v16 acc[MDI_PANEL_ROWS];
     size_t n16 = n - n % 16;
     for (size_t b0 = j0 / MDI_PANEL_ROWS * MDI_PANEL_ROWS; b0 < j1; b0 += MDI_PANEL_ROWS) {
-        size_t nr = d - b0 < MDI_PANEL_ROWS ? d - b0 : MDI_PANEL_ROWS;
-        size_t s0 = j0 > b0 ? j0 - b0 : 0, s1 = j1 - b0 < nr ? j1 - b0 : nr;
+        size_t nr = min_z(d - b0, MDI_PANEL_ROWS);
+        size_t s0 = j0 > b0 ? j0 - b0 : 0, s1 = min_z(j1 - b0, nr);
         const float *wb = w + b0 * n;
         for (size_t r = s0; r < s1; r++)
             acc[r] = v16_zero();
         for (size_t p0 = 0; p0 < n16; p0 += P) {
-            size_t pw = n - p0 < P ? n - p0 : P, len = (n16 - p0 < P ? n16 : p0 + P) - p0;
-            const float *xp = x + p0;
-            for (size_t r = s0; r < s1; r++) {
-                const float *wr = wb + nr * p0 + r * pw;
-                v16 sum = acc[r];
-                for (size_t i = 0; i < len;) {
-                    /* Up to this page's end; then the first lines of the
-                     * next. A prefetch never faults; the address is formed
-                     * as an integer, since it may lie past W. */
-                    uintptr_t at = (uintptr_t)(wr + i), next = (at | (STREAM_PAGE - 1)) + 1;
-                    size_t end = i + (next - at) / sizeof *wr;
-                    end = end < len ? end : len;
-                    for (unsigned l = 0; l < STREAM_PAGE_LINES; l++)
-                        __builtin_prefetch((const void *)(next + 64u * l), 0, 1);
-                    for (; i < end; i += 16)
-                        sum = v16_fma(v16_load(wr + i), v16_load(xp + i), sum);
+            size_t pw = min_z(n - p0, P), len = min_z(n16 - p0, P);
+            for (size_t g = s0; g < s1; g += G) {
+                const float *wg = wb + nr * p0 + g * pw;
+                switch (min_z(nr - g, G)) {
+                case 1:
+                    walk_group(acc + g, wg, x + p0, len, 1);
+                    break;
+                case 2:
+                    walk_group(acc + g, wg, x + p0, len, 2);
+                    break;
+                case 3:
+                    walk_group(acc + g, wg, x + p0, len, 3);
+                    break;
+                default:
+                    walk_group(acc + g, wg, x + p0, len, MDI_PANEL_GROUP);
                 }
-                acc[r] = sum;
             }
         }
         for (size_t r = s0; r < s1; r++) {
             float v = v16_sum(acc[r]);
-            const float *wr = w + wpos(b0 + r, n16, n, d, P); /* the tail */
+            const float *wr = w + wpos(b0 + r, n16, n, d, P, G); /* the tail */
             for (size_t i = n16; i < n; i++)
                 v = fmaf(wr[i - n16], x[i], v);
             y[b0 + r] = beta == 0.0f ? v : beta * y[b0 + r] + v;
@@ -482,79 +579,107 @@ static void stream_panels(float *y, const float *x, const float *w, size_t n, si
     }
 }
 
-/* Weight rows per register block with rr activation rows of length n
- * (measured on Zen 5, weights streamed from memory): a single activation
- * row shorter than 16 KiB meets one weight row at a time, since extra
- * concurrent weight streams cost bandwidth (10-12 KiB rows: 22-27 GB/s with
- * eight against 26-30 with one); a row of 16 KiB or more, which no longer
- * stays in L1 beside the stream, meets eight (four with AVX2's 16
- * registers), so it is loaded an eighth as often. With 1 thread, 4096 x
- * 4096: 26.2-27.6 GB/s against 19.3-20.5 with one row (AVX2: 22.0-22.3
- * against 15.1-16.5); the down projection, 2048 x 5632: eight rows 20.5-25.7
- * against 18.1-23.2 for four. More activation rows: as many weight rows as
- * the registers hold, since the block is then compute-bound. */
-static int stream_rj(int rr, size_t n)
+/* Weight rows per register block with rr activation rows of length n and
+ * W's rows in groups of G (measured on Zen 5, weights streamed from
+ * memory): a single activation row shorter than 16 KiB meets one weight
+ * row at a time in a row-major W, since extra concurrent weight streams
+ * cost bandwidth (10-12 KiB rows: 22-27 GB/s with eight against 26-30 with
+ * one), and a group, one stream, in a packed W; a row of 16 KiB or more,
+ * which no longer stays in L1 beside the stream, meets eight (four with
+ * AVX2's 16 registers), so it is loaded an eighth as often. With 1 thread,
+ * 4096 x 4096: 26.2-27.6 GB/s against 19.3-20.5 with one row (AVX2:
+ * 22.0-22.3 against 15.1-16.5); the down projection, 2048 x 5632: eight
+ * rows 20.5-25.7 against 18.1-23.2 for four. More activation rows: as many
+ * weight rows as the registers hold, since the block is then
+ * compute-bound; whole groups where they fit. */
+static int stream_rj(int rr, size_t n, size_t G)
 {
+    int one = n * sizeof(float) >= 16384 ? 8 : G > 1 ? (int)G : 1;
     if (V16_REGS == 1) /* 32 registers: rj * rr accumulators + rr + 1 */
-        return rr == 1 ? (n * sizeof(float) >= 16384 ? 8 : 1) : rr == 4 ? 6 : 8;
+        return rr == 1 ? one : rr == 4 ? (G > 1 ? 4 : 6) : 8;
     if (V16_REGS == 2) /* 16 registers of 8 floats */
-        return rr == 1 ? (n * sizeof(float) >= 16384 ? 4 : 1) : rr == 2 ? 2 : 1;
+        return rr == 1 ? (one > 4 ? 4 : one) : rr == 2 ? 2 : 1;
     return 1;
 }
 
-/* The block shapes stream_rj chooses, with constant sizes so that each is
- * compiled into registers; a range's last few weight rows go one at a time. */
-static void stream_block_dispatch(float *out, const float *w, size_t j, size_t d, size_t P,
-                                  const float *x, size_t n, int rj, int rr, size_t skip)
+/* The rows of the register block at row j of a range that ends at je:
+ * `want` if that many fit, in whole groups of a packed W; otherwise, in a
+ * packed W, whole groups of MDI_PANEL_GROUP or what is left of j's group;
+ * in a row-major one (G == 1), a single row. */
+static int block_rows(int want, size_t j, size_t je, size_t d, size_t G)
 {
-    switch (rr * 16 + rj) {
-    case 1 * 16 + 1:
-        stream_block(out, w, j, d, P, x, n, 1, 1, skip);
-        break;
-    case 1 * 16 + 4:
-        stream_block(out, w, j, d, P, x, n, 4, 1, skip);
-        break;
-    case 1 * 16 + 8:
-        stream_block(out, w, j, d, P, x, n, 8, 1, skip);
-        break;
-    case 2 * 16 + 1:
-        stream_block(out, w, j, d, P, x, n, 1, 2, skip);
-        break;
-    case 3 * 16 + 1:
-        stream_block(out, w, j, d, P, x, n, 1, 3, skip);
-        break;
-    case 4 * 16 + 1:
-        stream_block(out, w, j, d, P, x, n, 1, 4, skip);
-        break;
-    case 2 * 16 + 2:
-        stream_block(out, w, j, d, P, x, n, 2, 2, skip);
-        break;
-    case 2 * 16 + 8:
-        stream_block(out, w, j, d, P, x, n, 8, 2, skip);
-        break;
-    case 3 * 16 + 8:
-        stream_block(out, w, j, d, P, x, n, 8, 3, skip);
-        break;
-    case 4 * 16 + 6:
-        stream_block(out, w, j, d, P, x, n, 6, 4, skip);
-        break;
-    default: /* unreachable: stream_rj returns only the shapes above */
+    enum { g = MDI_PANEL_GROUP };
+    if (G == 1)
+        return je - j >= (size_t)want ? want : 1;
+    size_t b0 = j / MDI_PANEL_ROWS * MDI_PANEL_ROWS, nr = min_z(d - b0, MDI_PANEL_ROWS);
+    size_t full = min_z(je, b0 + nr / g * g); /* whole groups end here */
+    for (int r = want / g * g; r >= g; r -= g)
+        if (j + (size_t)r <= full)
+            return r;
+    size_t g_end = min_z(min_z(b0 + (j - b0) / g * g + g, b0 + nr), je);
+    return (int)min_z((size_t)want, g_end - j);
+}
+
+/* The block shapes block_rows gives, with constant sizes so that each is
+ * compiled into registers: row-major (GS 1), whole groups (GS
+ * MDI_PANEL_GROUP) or rows of one smaller group (GS 0). */
+static void stream_block_dispatch(float *out, const float *w, size_t j, size_t d, size_t P,
+                                  size_t G, const float *x, size_t n, int rj, int rr, size_t skip)
+{
+    int gs = G == 1 ? 1 : rj % MDI_PANEL_GROUP == 0 ? MDI_PANEL_GROUP : 0;
+#define SHAPE(GS, RJ, RR)                                                                          \
+    case (GS) * 256 + (RR) * 16 + (RJ):                                                            \
+        stream_block(out, w, j, d, P, G, x, n, RJ, RR, GS, skip);                                  \
+        break
+    switch (gs * 256 + rr * 16 + rj) {
+        SHAPE(1, 1, 1);
+        SHAPE(1, 4, 1);
+        SHAPE(1, 8, 1);
+        SHAPE(1, 1, 2);
+        SHAPE(1, 2, 2);
+        SHAPE(1, 8, 2);
+        SHAPE(1, 1, 3);
+        SHAPE(1, 8, 3);
+        SHAPE(1, 1, 4);
+        SHAPE(1, 6, 4);
+        SHAPE(MDI_PANEL_GROUP, 4, 1);
+        SHAPE(MDI_PANEL_GROUP, 8, 1);
+        SHAPE(MDI_PANEL_GROUP, 4, 2);
+        SHAPE(MDI_PANEL_GROUP, 8, 2);
+        SHAPE(MDI_PANEL_GROUP, 4, 3);
+        SHAPE(MDI_PANEL_GROUP, 8, 3);
+        SHAPE(MDI_PANEL_GROUP, 4, 4);
+        SHAPE(0, 1, 1);
+        SHAPE(0, 2, 1);
+        SHAPE(0, 3, 1);
+        SHAPE(0, 1, 2);
+        SHAPE(0, 2, 2);
+        SHAPE(0, 3, 2);
+        SHAPE(0, 1, 3);
+        SHAPE(0, 2, 3);
+        SHAPE(0, 3, 3);
+        SHAPE(0, 1, 4);
+        SHAPE(0, 2, 4);
+        SHAPE(0, 3, 4);
+    default: /* unreachable: block_rows gives only the shapes above */
         for (int a = 0; a < rj; a++)
             for (int b = 0; b < rr; b++)
-                stream_block(out + a * rr + b, w, j + (size_t)a, d, P, x + (size_t)b * n, n, 1, 1,
-                             skip);
+                stream_block(out + a * rr + b, w, j + (size_t)a, d, P, G, x + (size_t)b * n, n, 1,
+                             1, G == 1 ? 1 : 0, skip);
     }
+#undef SHAPE
 }
 
 /* Rows [j0, j1) of W against every row of x, in register blocks; W's
- * columns come in panels of P (n: row-major). */
+ * columns come in panels of P, its rows in groups of G. */
 static void stream_range(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                         float beta, size_t P, size_t j0, size_t j1)
+                         float beta, size_t P, size_t G, size_t j0, size_t j1)
 {
     float out[STREAM_MAX_RJ * STREAM_MAX_RR];
-    /* One weight row at a time for one activation row: the panel walker. */
-    if (rows == 1 && (P < n || stream_rj(1, n) == 1)) {
-        stream_panels(y, x, w, n, d, beta, P, j0, j1);
+    /* One activation row against a packed W, or one weight row at a time:
+     * the panel walker. */
+    if (rows == 1 && (G > 1 || stream_rj(1, n, G) == 1)) {
+        stream_panels(y, x, w, n, d, beta, P, G, j0, j1);
         return;
     }
     size_t range_bytes = (size_t)STREAM_RANGE_ROWS * n * sizeof *w;
@@ -566,11 +691,11 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
      * 10-30% faster than running ahead within the range). The later groups
      * do it whatever the range's size: on the down projection (528 KiB
      * ranges) that still measured faster at 8 rows (59-60 against 52-54
-     * GFLOP/s) and within the noise at 16. A paneled W's ranges also end at
+     * GFLOP/s) and within the noise at 16. A packed W's ranges also end at
      * its blocks' ends. */
     for (size_t jb = j0, je; jb < j1; jb = je) {
         je = j1 - jb < STREAM_RANGE_ROWS ? j1 : jb + STREAM_RANGE_ROWS;
-        if (P < n) { /* the range ends with its weight block */
+        if (G > 1) { /* the range ends with its weight block */
             size_t b1 = jb / MDI_PANEL_ROWS * MDI_PANEL_ROWS + MDI_PANEL_ROWS;
             je = je < b1 ? je : b1;
         }
@@ -581,8 +706,8 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
                               : 0;
             size_t j = jb;
             while (j < je) {
-                int rj = je - j >= (size_t)stream_rj(rr, n) ? stream_rj(rr, n) : 1;
-                stream_block_dispatch(out, w, j, d, P, x + r0 * n, n, rj, rr, skip);
+                int rj = block_rows(stream_rj(rr, n, G), j, je, d, G);
+                stream_block_dispatch(out, w, j, d, P, G, x + r0 * n, n, rj, rr, skip);
                 for (int b = 0; b < rr; b++) {
                     float *yr = y + (r0 + (size_t)b) * d + j;
                     for (int a = 0; a < rj; a++)
@@ -606,12 +731,12 @@ void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, si
      * each thread takes one contiguous range of W's rows, cut at multiples of 8. */
     if (rows == 0 || d == 0)
         return;
-    size_t P = panel_width(panel, n);
+    size_t P = panel_width(panel, n), G = panel_group(panel);
     /* One thread opens no parallel region: libgomp allocates a team for
      * every region of one thread, even under if (0), and this runs on every
      * token (test/e2e_alloc.sh). */
     if (n_threads <= 1) {
-        stream_range(y, x, w, rows, n, d, beta, P, 0, d);
+        stream_range(y, x, w, rows, n, d, beta, P, G, 0, d);
         return;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -623,7 +748,7 @@ void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, si
 #endif
         size_t j0 = d * t / nt / 8 * 8, j1 = t + 1 == nt ? d : d * (t + 1) / nt / 8 * 8;
         if (j0 < j1)
-            stream_range(y, x, w, rows, n, d, beta, P, j0, j1);
+            stream_range(y, x, w, rows, n, d, beta, P, G, j0, j1);
     }
 }
 

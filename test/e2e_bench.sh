@@ -29,7 +29,8 @@ else
 fi
 mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
 mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 3
-mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=0$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=64$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "stream row-major" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=0$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1 --panel 0
 mode_line "stream paneled" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=48$" stream --n 64 --k 100 --mb 8 --reps 1 --panel 48
 mode_line "stream long rows" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=[1-9][0-9]*$" stream --n 8 --k 5000 --mb 8 --reps 1
 mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2

@@ -62,6 +62,7 @@ static void check_matmul_panel(size_t rows, size_t n, size_t d, float beta, uint
 {
     float *x = xalloc(rows * n), *w = xalloc(d * n), *y0 = xalloc(rows * d);
     float *y = xalloc(rows * d + 1), *wp = xalloc(d * n), *scratch = xalloc(MDI_PANEL_ROWS * n);
+    float *unpack = panel ? xalloc(mdi_matmul_scratch(n, panel)) : NULL;
     fill(x, rows * n, seed, 1.0f);
     fill(w, d * n, seed + 1, 1.0f);
     memcpy(wp, w, d * n * sizeof *w);
@@ -73,7 +74,7 @@ static void check_matmul_panel(size_t rows, size_t n, size_t d, float beta, uint
     if (stream)
         mdi_matmul_stream(y, x, wp, rows, n, d, beta, panel, stream);
     else
-        mdi_matmul(y, x, wp, rows, n, d, beta, panel);
+        mdi_matmul(y, x, wp, rows, n, d, beta, panel, unpack);
     for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < d; j++) {
             double ref = beta * (double)y0[r * d + j], mag = fabs(ref);
@@ -90,7 +91,7 @@ static void check_matmul_panel(size_t rows, size_t n, size_t d, float beta, uint
                          tol);
         }
     assert_true(y[rows * d] == 12345.0f);
-    free(x), free(w), free(y0), free(y), free(wp), free(scratch);
+    free(x), free(w), free(y0), free(y), free(wp), free(scratch), free(unpack);
 }
 
 static void check_matmul(size_t rows, size_t n, size_t d, float beta, uint64_t seed, int stream)
@@ -134,9 +135,9 @@ static void test_matmul_rows_independent(void **state)
     float *x = xalloc(rows * n), *w = xalloc(d * n), *yb = xalloc(rows * d), *y1 = xalloc(d);
     fill(x, rows * n, 7, 1.0f);
     fill(w, d * n, 8, 1.0f);
-    mdi_matmul(yb, x, w, rows, n, d, 0.0f, 0);
+    mdi_matmul(yb, x, w, rows, n, d, 0.0f, 0, NULL);
     for (size_t r = 0; r < rows; r++) {
-        mdi_matmul(y1, x + r * n, w, 1, n, d, 0.0f, 0);
+        mdi_matmul(y1, x + r * n, w, 1, n, d, 0.0f, 0, NULL);
         for (size_t j = 0; j < d; j++)
             assert_true(fabs((double)y1[j] - yb[r * d + j]) <= 2.0 * (n + 2) * FLT_EPSILON * n);
     }
@@ -231,29 +232,85 @@ static void test_matmul_stream_order(void **state)
             }
 }
 
-/* A paneled W gives the documented order too, bit for bit: panels of 16 and
+/* mdi_weight_to_panels puts W[j][i] where tensor.h says, read front to back:
+ * blocks of MDI_PANEL_ROWS rows, each in panels of P columns, each in groups
+ * of MDI_PANEL_GROUP rows (fewer at a block's end) whose full 16-column
+ * blocks lie side by side, one row's 16 floats after another's, then the
+ * group's rows' last pw % 16 floats, row after row. Panel 0 changes nothing. */
+static void test_weight_layout(void **state)
+{
+    (void)state;
+    const size_t cases[][3] = {/* d, n, panel */
+                               {102, 70, 48}, {9, 40, 16},    {200, 37, 64},
+                               {5, 4100, 2048}, {3, 20, 2048}, {98, 33, 0}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        size_t d = cases[t][0], n = cases[t][1], panel = cases[t][2], at = 0;
+        size_t P = panel == 0 || panel > n ? n : panel;
+        float *w = xalloc(d * n), *scratch = xalloc(MDI_PANEL_ROWS * n);
+        for (size_t k = 0; k < d * n; k++)
+            w[k] = (float)k; /* W[j][i] = j * n + i, exact below 2^24 */
+        mdi_weight_to_panels(w, d, n, panel, scratch);
+        if (panel == 0) {
+            for (size_t k = 0; k < d * n; k++)
+                assert_true(w[k] == (float)k);
+            free(w), free(scratch);
+            continue;
+        }
+#define EXPECT(j, i)                                                                               \
+    do {                                                                                           \
+        if (w[at] != (float)((j) * n + (i)))                                                       \
+            fail_msg("d %zu n %zu panel %zu: float %zu holds W[%zu][%zu], want W[%zu][%zu]", d, n, \
+                     panel, at, (size_t)w[at] / n, (size_t)w[at] % n, (size_t)(j), (size_t)(i));  \
+        at++;                                                                                      \
+    } while (0)
+        for (size_t jb = 0; jb < d; jb += MDI_PANEL_ROWS) {
+            size_t nr = d - jb < MDI_PANEL_ROWS ? d - jb : MDI_PANEL_ROWS;
+            for (size_t p0 = 0; p0 < n; p0 += P) {
+                size_t pw = n - p0 < P ? n - p0 : P, pw16 = pw - pw % 16;
+                for (size_t g0 = 0; g0 < nr; g0 += MDI_PANEL_GROUP) {
+                    size_t gr = nr - g0 < MDI_PANEL_GROUP ? nr - g0 : MDI_PANEL_GROUP;
+                    for (size_t c = 0; c < pw16; c += 16)
+                        for (size_t a = 0; a < gr; a++)
+                            for (size_t l = 0; l < 16; l++)
+                                EXPECT(jb + g0 + a, p0 + c + l);
+                    for (size_t a = 0; a < gr; a++)
+                        for (size_t c = pw16; c < pw; c++)
+                            EXPECT(jb + g0 + a, p0 + c);
+                }
+            }
+        }
+#undef EXPECT
+        assert_int_equal(at, d * n);
+        free(w), free(scratch);
+    }
+}
+
+/* A packed W gives the documented order too, bit for bit: panels of 16 and
  * 48 columns (so several panels, a narrow last one and a tail-only one), and
- * the width the engine picks for 16 KiB rows and more; weight-row counts
- * around a block of MDI_PANEL_ROWS; every register-block shape; 1-3 threads.
- * BLIS on the same layouts meets check_matmul's bound. mdi_weight_panel
- * keeps short rows row-major and cuts long ones at multiples of 16. */
+ * the width the engine picks (one panel below 16 KiB rows); weight-row
+ * counts around a block of MDI_PANEL_ROWS, whose last group has 1, 2, 3 or
+ * MDI_PANEL_GROUP rows; every register-block shape; 1-3 threads. BLIS on
+ * the same layouts meets check_matmul's bound. mdi_weight_panel keeps short
+ * rows in one panel and cuts long ones at multiples of 16. */
 static void test_matmul_panels(void **state)
 {
     (void)state;
     const size_t ns[] = {16, 70, 257, 4100, 5632};
-    const size_t ds[] = {1, 9, MDI_PANEL_ROWS - 1, MDI_PANEL_ROWS, MDI_PANEL_ROWS + 1, 200};
+    const size_t ds[] = {1,   9,  MDI_PANEL_ROWS - 1, MDI_PANEL_ROWS, MDI_PANEL_ROWS + 1,
+                         102, 200};
     const size_t rowss[] = {1, 2, 3, 4, 5, 9};
-    assert_int_equal(mdi_weight_panel(4095), 0);
-    assert_int_equal(mdi_weight_panel(2048), 0);
+    assert_int_equal(mdi_weight_panel(4095), 4096);
+    assert_int_equal(mdi_weight_panel(2048), 2048);
+    assert_int_equal(mdi_weight_panel(70), 80);
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
         size_t n = ns[in], auto_panel = mdi_weight_panel(n);
-        assert_true(auto_panel % 16 == 0 && auto_panel < n);
-        assert_true((n >= 4096) == (auto_panel > 0));
+        assert_true(auto_panel % 16 == 0 && auto_panel > 0);
+        assert_true((n >= 4096) == (auto_panel < n));
         const size_t panels[] = {16, 48, auto_panel};
         for (size_t ip = 0; ip < 3; ip++)
             for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++) {
                 size_t d = ds[id], P = panels[ip];
-                if (P == 0 || (n > 1000 && P < 100 && d > 9))
+                if (n > 1000 && P < 100 && d > 9)
                     continue; /* narrow panels of long rows: the small d cover them */
                 float *w = xalloc(d * n), *wp = xalloc(d * n),
                       *scratch = xalloc(MDI_PANEL_ROWS * n);
@@ -641,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_matmul_stream),
         cmocka_unit_test(test_matmul_stream_rows_independent),
         cmocka_unit_test(test_matmul_stream_order),
+        cmocka_unit_test(test_weight_layout),
         cmocka_unit_test(test_matmul_panels),
         cmocka_unit_test(test_dot),
         cmocka_unit_test(test_axpy),

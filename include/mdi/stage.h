@@ -71,6 +71,7 @@ typedef struct mdi_stage {
     float *hb2;     /* (max_rows, hidden) */
     float *scores;  /* (n_threads, max_pos) */
     float *logit_x; /* (max_logit_rows, dim) */
+    float *unpack;  /* a packed block for BLIS (mdi_matmul_scratch), or NULL */
 } mdi_stage;
 
 /* Allocate everything for params p (weights uninitialised). */
@@ -85,10 +86,12 @@ int32_t mdi_stage_n_layers(const mdi_stage *st);
  * NULL for a half the stage does not hold and for a tied output head. A
  * matrix is row-major (rows, cols) until mdi_stage_pack. */
 float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer);
-/* Once the weights are in: lay every matrix with rows of 16 KiB or more out
- * in column panels (mdi_weight_panel; not a tied head, which is also the
- * embedding table), for the one-row product's sake. The results do not
- * change, bit for bit. Takes MDI_PANEL_ROWS rows of scratch for the time. */
+/* Once the weights are in: lay every matrix out packed (mdi_weight_panel:
+ * column panels where rows are 16 KiB or more, rows in groups; not a tied
+ * head, which is also the embedding table), for the streaming product's
+ * sake. The results do not change, bit for bit. Takes MDI_PANEL_ROWS rows
+ * of scratch for the time, and keeps a block's worth for BLIS if prompt
+ * rows go there (mdi_stage_prompt_streams). */
 mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err);
 /* Weight bytes this stage holds. */
 size_t mdi_stage_weight_bytes(const mdi_stage *st);

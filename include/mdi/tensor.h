@@ -30,31 +30,43 @@ mdi_status mdi_tensor_choose_arch(int *chosen, mdi_err *err);
 mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
 
 /* How a weight matrix W (d, n) lies in memory, as `panel` below tells:
- * - panel 0 (or >= n): row-major;
- * - otherwise in blocks of MDI_PANEL_ROWS rows (the last block may have
- *   fewer, nr), each block starting at W + jb * n (jb its first row) and
- *   holding its rows cut into column panels of `panel` floats (a multiple of
- *   16; the last panel is narrower), panel after panel, each panel (nr, pw)
- *   row-major.
- * Read front to back, the paneled matrix is still one stream, and the part
- * of the activation row that meets a panel stays in L1: rows too long to
- * share L1 with the stream then read at the rate of short ones (mdi-bench
- * stream; see tensor.c). The products below give the same bits for both. */
-enum { MDI_PANEL_ROWS = 96 };
+ * - panel 0: row-major;
+ * - otherwise packed: in blocks of MDI_PANEL_ROWS rows (the last block may
+ *   have fewer, nr), each block starting at W + jb * n (jb its first row)
+ *   and holding its rows cut into column panels of P = min(panel, n) floats
+ *   (panel a multiple of 16; the last panel is narrower), panel after panel.
+ *   Within a panel (nr, pw), the rows come in groups of MDI_PANEL_GROUP (the
+ *   last group of a block may have fewer, gr), group after group, each
+ *   group's gr * pw floats holding first its full 16-column blocks, the gr
+ *   rows' 16 floats side by side for each block in turn, then the gr rows'
+ *   last pw % 16 floats, row after row.
+ * Read front to back, the packed matrix is still one stream; the part of
+ * the activation row that meets a panel stays in L1, so rows too long to
+ * share L1 with the stream read at the rate of short ones; and one stream
+ * feeds a group's rows, so a single activation row meets several weight
+ * rows at once, whose independent sums hide the latency of the fused
+ * multiply-adds (mdi-bench; see tensor.c). The products below give the
+ * same bits for every layout. */
+enum { MDI_PANEL_ROWS = 96, MDI_PANEL_GROUP = 4 };
 
-/* The panel width the streaming product wants for rows of n floats: 0
- * (row-major) for rows shorter than 16 KiB. */
+/* The panel width the streaming product wants for rows of n floats: a
+ * multiple of 16, at least n (one panel) for rows shorter than 16 KiB. */
 size_t mdi_weight_panel(size_t n);
 
-/* Re-lay a row-major W (d, n) in place into panels of `panel` floats (a
- * multiple of 16, or 0 / >= n for no change); scratch holds
+/* Re-lay a row-major W (d, n) in place into the packed layout with panels
+ * of `panel` floats (a multiple of 16, or 0 for no change); scratch holds
  * MDI_PANEL_ROWS * n floats. */
 void mdi_weight_to_panels(float *w, size_t d, size_t n, size_t panel, float *scratch);
 
+/* Floats of scratch that mdi_matmul needs for W (d, n) laid out as `panel`
+ * says: 0 for row-major. */
+size_t mdi_matmul_scratch(size_t n, size_t panel);
+
 /* y (rows, d) = beta * y + x (rows, n) @ W^T, W (d, n) laid out as `panel`
- * says. BLIS; a paneled W takes one call per block and panel. */
+ * says. BLIS; a packed W takes one call per block and panel, each copied
+ * row-major into scratch (mdi_matmul_scratch floats; NULL for row-major). */
 void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
-                float beta, size_t panel);
+                float beta, size_t panel, float *scratch);
 
 /* Same product for a few rows (generated tokens), bandwidth-bound: W is
  * streamed from memory once per call, in register blocks of several weight
