@@ -162,7 +162,8 @@ mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err)
         mdi_tensor_shape(c, (mdi_tensor_kind)k, &rows, &cols);
         longest = cols > longest ? cols : longest;
     }
-    if (!st->unpack && !mdi_stage_prompt_streams(st)) { /* prompt rows go to BLIS: room to unpack a block */
+    /* prompt rows go to BLIS: room to unpack a block for it */
+    if (!st->unpack && !mdi_stage_prompt_streams(st)) {
         size_t ins[] = {(size_t)c->dim, mdi_config_q_dim(c), (size_t)c->hidden_dim}, most = 0;
         for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) {
             size_t f = mdi_matmul_scratch(ins[i], mdi_weight_panel(ins[i]));
@@ -220,10 +221,9 @@ mdi_status mdi_stage_init(mdi_stage *st, const mdi_config *cfg, const mdi_stage_
 
 void mdi_stage_free(mdi_stage *st)
 {
-    float *bufs[] = {st->layer_data, st->embedding, st->final_norm, st->xb,
-                     st->q,          st->k,         st->v,          st->att,
-                     st->hb,         st->hb2,       st->scores,     st->logit_x,
-                     st->unpack};
+    float *bufs[] = {st->layer_data, st->embedding, st->final_norm, st->xb, st->q,
+                     st->k,          st->v,         st->att,        st->hb, st->hb2,
+                     st->scores,     st->logit_x,   st->unpack};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mdi_free_floats(bufs[i]);
     if (st->output != st->embedding)

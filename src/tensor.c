@@ -249,8 +249,8 @@ void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n,
                     memcpy(scratch + a * pw + pw16, w + wpos(jb + a, p0 + pw16, n, d, P, G),
                            (pw - pw16) * sizeof *w);
             }
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)nr, (dim_t)pw, &alpha,
-                      (float *)x + p0, (inc_t)n, 1, scratch, 1, (inc_t)pw,
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)nr, (dim_t)pw,
+                      &alpha, (float *)x + p0, (inc_t)n, 1, scratch, 1, (inc_t)pw,
                       p0 == 0 ? &beta : &one, y + jb, (inc_t)d, 1);
         }
     }
@@ -627,9 +627,9 @@ static void stream_block_dispatch(float *out, const float *w, size_t j, size_t d
                                   size_t G, const float *x, size_t n, int rj, int rr, size_t skip)
 {
     int gs = G == 1 ? 1 : rj % MDI_PANEL_GROUP == 0 ? MDI_PANEL_GROUP : 0;
-#define SHAPE(GS, RJ, RR)                                                                          \
-    case (GS) * 256 + (RR) * 16 + (RJ):                                                            \
-        stream_block(out, w, j, d, P, G, x, n, RJ, RR, GS, skip);                                  \
+#define SHAPE(GS, RJ, RR)                                         \
+    case (GS)*256 + (RR)*16 + (RJ):                               \
+        stream_block(out, w, j, d, P, G, x, n, RJ, RR, GS, skip); \
         break
     switch (gs * 256 + rr * 16 + rj) {
         SHAPE(1, 1, 1);

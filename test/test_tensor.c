@@ -241,7 +241,7 @@ static void test_weight_layout(void **state)
 {
     (void)state;
     const size_t cases[][3] = {/* d, n, panel */
-                               {102, 70, 48}, {9, 40, 16},    {200, 37, 64},
+                               {102, 70, 48},   {9, 40, 16},   {200, 37, 64},
                                {5, 4100, 2048}, {3, 20, 2048}, {98, 33, 0}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         size_t d = cases[t][0], n = cases[t][1], panel = cases[t][2], at = 0;
@@ -258,9 +258,9 @@ static void test_weight_layout(void **state)
         }
 #define EXPECT(j, i)                                                                               \
     do {                                                                                           \
-        if (w[at] != (float)((j) * n + (i)))                                                       \
+        if (w[at] != (float)((j)*n + (i)))                                                         \
             fail_msg("d %zu n %zu panel %zu: float %zu holds W[%zu][%zu], want W[%zu][%zu]", d, n, \
-                     panel, at, (size_t)w[at] / n, (size_t)w[at] % n, (size_t)(j), (size_t)(i));  \
+                     panel, at, (size_t)w[at] / n, (size_t)w[at] % n, (size_t)(j), (size_t)(i));   \
         at++;                                                                                      \
     } while (0)
         for (size_t jb = 0; jb < d; jb += MDI_PANEL_ROWS) {
@@ -296,8 +296,7 @@ static void test_matmul_panels(void **state)
 {
     (void)state;
     const size_t ns[] = {16, 70, 257, 4100, 5632};
-    const size_t ds[] = {1,   9,  MDI_PANEL_ROWS - 1, MDI_PANEL_ROWS, MDI_PANEL_ROWS + 1,
-                         102, 200};
+    const size_t ds[] = {1, 9, MDI_PANEL_ROWS - 1, MDI_PANEL_ROWS, MDI_PANEL_ROWS + 1, 102, 200};
     const size_t rowss[] = {1, 2, 3, 4, 5, 9};
     assert_int_equal(mdi_weight_panel(4095), 4096);
     assert_int_equal(mdi_weight_panel(2048), 2048);
