@@ -441,8 +441,10 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
         size_t sw = end > STREAM_PREFETCH ? end - STREAM_PREFETCH : 0;
         /* Stream s's 16 floats at column i are w[cur[s] + i * gs]; the
          * prefetch for column i is at pf[s] + i * gs, or pf_end[s] + i * gs
-         * from sw on. 512 columns ahead on every weight stream, into L2 (the
-         * best of 0-2048 and every hint tried); near the end of the panel,
+         * from sw on. 512 columns ahead on every weight stream, into L2 (on
+         * row-major streams the best of 0-2048 and every hint tried; on
+         * grouped ones, other distances did no better in a build not kept,
+         * BENCHMARKS.md "Rows in groups of four"); near the end of the panel,
          * the same rows' next panel, or after the last, the same stream's
          * rows of the next block. */
         for (int s = 0; s < n_st; s++) {
