@@ -45,7 +45,7 @@ mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
  * share L1 with the stream read at the rate of short ones; and one stream
  * feeds a group's rows, so a single activation row meets several weight
  * rows at once, whose independent sums hide the latency of the fused
- * multiply-adds (mdi-bench; see tensor.c). The products below give the
+ * multiply-adds (mdi-bench; see tensor_stream.c). The products below give the
  * same bits for every layout. */
 enum { MDI_PANEL_ROWS = 96, MDI_PANEL_GROUP = 4 };
 
@@ -72,7 +72,7 @@ void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n,
  * streamed from memory once per call, in register blocks of several weight
  * and activation rows. Every output element is summed in one documented
  * order (16 lanes of fused multiply-adds, a fixed reduction tree, then the
- * tail; see tensor.c), so a row's result does not depend on how many rows
+ * tail; see tensor_stream.c), so a row's result does not depend on how many rows
  * share the call, on n_threads, on the vector unit or on W's layout. */
 void mdi_matmul_stream(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
                        float beta, size_t panel, int n_threads);
