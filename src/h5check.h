@@ -23,4 +23,11 @@ int mdi_h5_number_type_ok(hid_t t);
  * including when the file cannot be read or holds no HDF5 signature. */
 int mdi_h5_truncated(const char *path, mdi_err *err);
 
+/* 1 if a dataset whose creation property list is pl cannot be read because
+ * of a filter (a compressor such as blosc or zstd, through a plugin) that
+ * this HDF5 library lacks, or that it cannot describe, with "HDF5 filter
+ * <id> '<name>'" in what (cap bytes); 0 if every filter a read needs is here
+ * (optional filters may be missing), or pl < 0. */
+int mdi_h5_missing_filter(hid_t pl, char *what, size_t cap);
+
 #endif /* MDI_H5CHECK_H */

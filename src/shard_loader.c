@@ -415,24 +415,33 @@ mdi_status mdi_shard_locate(const char *model_path, int32_t rank, char *out, siz
     return s;
 }
 
+int mdi_h5_missing_filter(hid_t pl, char *what, size_t cap)
+{
+    int nf = pl < 0 ? 0 : H5Pget_nfilters(pl);
+    for (int i = 0; i < nf; i++) {
+        unsigned flags = 0, conf;
+        size_t nv = 0;
+        char name[64] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(pl, (unsigned)i, &flags, &nv, NULL, sizeof name, name, &conf);
+        if (id < 0 || (!(flags & H5Z_FLAG_OPTIONAL) && H5Zfilter_avail(id) <= 0)) {
+            snprintf(what, cap, "HDF5 filter %d '%s'", (int)id, name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Why dataset ds cannot be read, when the reason is a filter (a compressor
  * such as blosc or zstd, through a plugin) that this HDF5 library lacks:
  * into why (empty when all its filters are there). */
 static void missing_filter(hid_t ds, char *why, size_t cap)
 {
     hid_t pl = H5Dget_create_plist(ds);
-    int nf = pl < 0 ? 0 : H5Pget_nfilters(pl);
+    char what[96];
     why[0] = '\0';
-    for (int i = 0; i < nf && !why[0]; i++) {
-        unsigned flags, conf;
-        size_t nv = 0;
-        char name[64] = "";
-        H5Z_filter_t id =
-            H5Pget_filter2(pl, (unsigned)i, &flags, &nv, NULL, sizeof name, name, &conf);
-        if (id >= 0 && H5Zfilter_avail(id) <= 0)
-            snprintf(why, cap, " (it needs HDF5 filter %d '%s', which this HDF5 library lacks)",
-                     (int)id, name);
-    }
+    if (mdi_h5_missing_filter(pl, what, sizeof what))
+        snprintf(why, cap, " (it needs %s, which this HDF5 library lacks)", what);
     if (pl >= 0)
         H5Pclose(pl);
 }

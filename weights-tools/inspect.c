@@ -247,20 +247,13 @@ static mdi_status check_dataset(hid_t loc, const char *name, int rank, const hsi
                      name);
         goto done;
     }
-    int nf = H5Pget_nfilters(pl);
-    for (int i = 0; i < nf; i++) { /* a required filter plugin that is not here: unreadable */
-        unsigned flags, conf;
-        size_t nv = 0;
-        char fname[64] = "";
-        H5Z_filter_t id =
-            H5Pget_filter2(pl, (unsigned)i, &flags, &nv, NULL, sizeof fname, fname, &conf);
-        if (id < 0 || (!(flags & H5Z_FLAG_OPTIONAL) && H5Zfilter_avail(id) <= 0)) {
-            s = mdi_errf(err, MDI_ERR_UNSUPPORTED,
-                         "%s: dataset %s needs HDF5 filter %d '%s', which this HDF5 library "
-                         "lacks (mdi-llm could not read it)",
-                         path, name, (int)id, fname);
-            goto done;
-        }
+    char what[96];
+    if (mdi_h5_missing_filter(pl, what, sizeof what)) { /* a filter plugin that is not here */
+        s = mdi_errf(err, MDI_ERR_UNSUPPORTED,
+                     "%s: dataset %s needs %s, which this HDF5 library lacks (mdi-llm could not "
+                     "read it)",
+                     path, name, what);
+        goto done;
     }
     in->n_chunked += H5Pget_layout(pl) != H5D_CONTIGUOUS; /* filters need chunks */
     in->bytes += (uint64_t)dims[0] * (rank == 2 ? dims[1] : 1) * size;
