@@ -156,12 +156,15 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
         size_t sw = end > STREAM_PREFETCH ? end - STREAM_PREFETCH : 0;
         /* Stream s's 16 floats at column i are w[cur[s] + i * gs]; the
          * prefetch for column i is at pf[s] + i * gs, or pf_end[s] + i * gs
-         * from sw on. 512 columns ahead on every weight stream, into L2 (on
-         * row-major streams the best of 0-2048 and every hint tried; on
-         * grouped ones, other distances did no better in a build not kept,
-         * BENCHMARKS.md "Rows in groups of four"); near the end of the panel,
-         * the same rows' next panel, or after the last, the same stream's
-         * rows of the next block. */
+         * from sw on. 512 columns ahead on every weight stream (on
+         * row-major streams the best of 0-2048; on grouped ones, other
+         * distances did no better in a build not kept, BENCHMARKS.md "Rows
+         * in groups of four"); near the end of the panel, the same rows' next
+         * panel, or after the last, the same stream's rows of the next block.
+         * Locality 0 (prefetchnta on x86) rather than 1 (prefetcht2): with
+         * each shape compiled on its own (stream_block_dispatch), 4
+         * activation rows read faster with it, 8 rows the same
+         * (BENCHMARKS.md "Each block shape on its own"). */
         for (int s = 0; s < n_st; s++) {
             size_t r = j + (size_t)s * rs;
             cur[s] = wpos(r, p0, n, d, P, G) - p0 * gs;
@@ -186,7 +189,7 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
                 /* A prefetch never faults; the address is formed as an
                  * integer, since it may lie past W. */
                 size_t k = (i < sw ? pf[s] : pf_end[s]) + ig + off;
-                __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 1);
+                __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 0);
                 v16 wv = v16_load(w + cur[s] + ig + off);
                 v16_pin(&wv);
                 for (int b = 0; b < rr; b++)
@@ -337,54 +340,51 @@ static int block_rows(int want, size_t j, size_t je, size_t d, size_t G)
     return (int)min_z((size_t)want, g_end - j);
 }
 
-/* The block shapes block_rows gives, with constant sizes so that each is
- * compiled into registers: row-major (GS 1), whole groups (GS
- * MDI_PANEL_GROUP) or rows of one smaller group (GS 0). */
+/* The block shapes block_rows gives, each compiled into registers in a
+ * function of its own: row-major rows (rows, GS 1), whole groups (group, GS
+ * MDI_PANEL_GROUP) or rows of one smaller group (part, GS 0); RJ weight rows
+ * x RR activation rows. All inlined into one switch, the compiler kept
+ * the streams' offsets and an activation vector on the stack; each on its
+ * own, and with stream_block's prefetch at locality 0, 4 activation rows
+ * read 14-48% faster, 8 rows the same (BENCHMARKS.md "Each block shape on
+ * its own"). */
+enum { SHAPE_rows = 1, SHAPE_group = MDI_PANEL_GROUP, SHAPE_part = 0 };
+/* clang-format off */
+#define STREAM_SHAPES(X) \
+    X(rows, 1, 1) X(rows, 4, 1) X(rows, 8, 1) X(rows, 1, 2) X(rows, 2, 2) X(rows, 8, 2) \
+    X(rows, 1, 3) X(rows, 8, 3) X(rows, 1, 4) X(rows, 6, 4) \
+    X(group, 4, 1) X(group, 8, 1) X(group, 4, 2) X(group, 8, 2) X(group, 4, 3) X(group, 8, 3) \
+    X(group, 4, 4) \
+    X(part, 1, 1) X(part, 2, 1) X(part, 3, 1) X(part, 1, 2) X(part, 2, 2) X(part, 3, 2) \
+    X(part, 1, 3) X(part, 2, 3) X(part, 3, 3) X(part, 1, 4) X(part, 2, 4) X(part, 3, 4)
+/* clang-format on */
+#define SHAPE_FN(L, RJ, RR)                                                                 \
+    static __attribute__((noinline)) void stream_##L##_##RJ##x##RR(                         \
+        float *out, const float *w, size_t j, size_t d, size_t P, size_t G, const float *x, \
+        size_t n, size_t skip)                                                              \
+    {                                                                                       \
+        stream_block(out, w, j, d, P, G, x, n, RJ, RR, SHAPE_##L, skip);                    \
+    }
+STREAM_SHAPES(SHAPE_FN)
+#undef SHAPE_FN
+
 static void stream_block_dispatch(float *out, const float *w, size_t j, size_t d, size_t P,
                                   size_t G, const float *x, size_t n, int rj, int rr, size_t skip)
 {
     int gs = G == 1 ? 1 : rj % MDI_PANEL_GROUP == 0 ? MDI_PANEL_GROUP : 0;
-#define SHAPE(GS, RJ, RR)                                         \
-    case (GS)*256 + (RR)*16 + (RJ):                               \
-        stream_block(out, w, j, d, P, G, x, n, RJ, RR, GS, skip); \
-        break
+#define SHAPE_CASE(L, RJ, RR)                                     \
+    case SHAPE_##L * 256 + (RR)*16 + (RJ):                        \
+        stream_##L##_##RJ##x##RR(out, w, j, d, P, G, x, n, skip); \
+        break;
     switch (gs * 256 + rr * 16 + rj) {
-        SHAPE(1, 1, 1);
-        SHAPE(1, 4, 1);
-        SHAPE(1, 8, 1);
-        SHAPE(1, 1, 2);
-        SHAPE(1, 2, 2);
-        SHAPE(1, 8, 2);
-        SHAPE(1, 1, 3);
-        SHAPE(1, 8, 3);
-        SHAPE(1, 1, 4);
-        SHAPE(1, 6, 4);
-        SHAPE(MDI_PANEL_GROUP, 4, 1);
-        SHAPE(MDI_PANEL_GROUP, 8, 1);
-        SHAPE(MDI_PANEL_GROUP, 4, 2);
-        SHAPE(MDI_PANEL_GROUP, 8, 2);
-        SHAPE(MDI_PANEL_GROUP, 4, 3);
-        SHAPE(MDI_PANEL_GROUP, 8, 3);
-        SHAPE(MDI_PANEL_GROUP, 4, 4);
-        SHAPE(0, 1, 1);
-        SHAPE(0, 2, 1);
-        SHAPE(0, 3, 1);
-        SHAPE(0, 1, 2);
-        SHAPE(0, 2, 2);
-        SHAPE(0, 3, 2);
-        SHAPE(0, 1, 3);
-        SHAPE(0, 2, 3);
-        SHAPE(0, 3, 3);
-        SHAPE(0, 1, 4);
-        SHAPE(0, 2, 4);
-        SHAPE(0, 3, 4);
+        STREAM_SHAPES(SHAPE_CASE)
     default: /* unreachable: block_rows gives only the shapes above */
         for (int a = 0; a < rj; a++)
             for (int b = 0; b < rr; b++)
-                stream_block(out + a * rr + b, w, j + (size_t)a, d, P, G, x + (size_t)b * n, n, 1,
-                             1, G == 1 ? 1 : 0, skip);
+                (G == 1 ? stream_rows_1x1 : stream_part_1x1)(out + a * rr + b, w, j + (size_t)a, d,
+                                                             P, G, x + (size_t)b * n, n, skip);
     }
-#undef SHAPE
+#undef SHAPE_CASE
 }
 
 /* Rows [j0, j1) of W against every row of x, in register blocks; W's
