@@ -383,9 +383,10 @@ static mdi_status load_stage(mdi_engine *e, mdi_err *err)
      * down projection to the read rate instead of 80-85% of it (mdi-bench
      * stream --rows 1), and rows in groups of four give each activation load
      * four independent sums (BENCHMARKS.md, "Rows in groups of four"). With
-     * several rows per message the register blocks read row-major rows
-     * faster (mdi-bench stream --rows 4 and 8, --panel 0 against the
-     * default), so only one-sample groups get it. */
+     * several rows per message, eight rows read row-major weights
+     * faster than packed ones (mdi-bench stream --rows 8, --panel 0
+     * against the default) and four rows as fast (BENCHMARKS.md, "Each
+     * block shape on its own"), so only one-sample groups get it. */
     if (e->shape.group_size > 1)
         return MDI_OK;
     mdi_watchdog_step(e->wd, "laying out its weights");
