@@ -442,6 +442,9 @@ static void test_hf_errors(void **state)
     hf_case(x, &s, cfg, "c1f", "\"rope_scaling\": null",
             "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1e39}", NULL, NULL,
             "config.json: 'rope_parameters.rope_theta' = 1e+39 is outside the float32 range", NULL);
+    hf_case(x, &s, cfg, "c1g", "\"rope_scaling\": null",
+            "\"rope_scaling\": {\"type\": \"default\", \"rope_theta\": \"5e5\"}", NULL, NULL,
+            "config.json: 'rope_scaling.rope_theta' is a string, expected a number", NULL);
     hf_case(x, &s, cfg, "c1d", "\"head_dim\": 8", "\"head_dim\": 7", NULL, NULL,
             "config.json: head_dim = 7 is odd", NULL);
     hf_case(x, &s, cfg, "c2", "\"hidden_size\": 64", "\"hidden_size\": \"64\"", NULL, NULL,

@@ -126,20 +126,28 @@ static mdi_status cfg_int(const cv_json *j, const char *path, const char *key, i
     return MDI_OK;
 }
 
+/* The number v (present, not null) as a float32; `what` names it in messages. */
+static mdi_status json_float(const cv_json *v, const char *path, const char *what, float *out,
+                             mdi_err *err)
+{
+    double x;
+    if (!cv_json_as_double(v, &x))
+        return mdi_errf(err, MDI_ERR_FORMAT, "%s: '%s' is a %s, expected a number", path, what,
+                        cv_json_type_name(cv_json_type_of(v)));
+    if (!cv_fits_float(x))
+        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' = %g is outside the float32 range", path,
+                        what, x);
+    *out = (float)x;
+    return MDI_OK;
+}
+
 /* Number field key of config.json; def when absent or null. */
-static mdi_status cfg_float(const cv_json *j, const char *path, const char *key, double def,
+static mdi_status cfg_float(const cv_json *j, const char *path, const char *key, float def,
                             float *out, mdi_err *err)
 {
     const cv_json *v = cv_json_get(j, key);
-    double x = def;
-    if (v && !cv_json_is_null(v) && !cv_json_as_double(v, &x))
-        return mdi_errf(err, MDI_ERR_FORMAT, "%s: '%s' is a %s, expected a number", path, key,
-                        cv_json_type_name(cv_json_type_of(v)));
-    if (!cv_fits_float(x))
-        return mdi_errf(err, MDI_ERR_RANGE, "%s: '%s' = %g is outside the float32 range", path, key,
-                        x);
-    *out = (float)x;
-    return MDI_OK;
+    *out = def;
+    return v && !cv_json_is_null(v) ? json_float(v, path, key, out, err) : MDI_OK;
 }
 
 /* Token id field: an integer, the first of an array of integers, or absent/null (-1). */
@@ -177,7 +185,7 @@ static mdi_status cfg_bool(const cv_json *j, const char *path, const char *key, 
 static mdi_status cfg_rope(const cv_json *j, const char *path, float *theta, mdi_err *err)
 {
     static const char *const keys[2] = {"rope_scaling", "rope_parameters"};
-    mdi_status s = cfg_float(j, path, "rope_theta", 10000.0, theta, err);
+    mdi_status s = cfg_float(j, path, "rope_theta", 10000.0f, theta, err);
     for (int k = 0; k < 2 && s == MDI_OK; k++) {
         const cv_json *r = cv_json_get(j, keys[k]);
         if (!r || cv_json_is_null(r))
@@ -190,17 +198,10 @@ static mdi_status cfg_rope(const cv_json *j, const char *path, float *theta, mdi
                             "\"default\": no rope scaling)",
                             path, keys[k], type ? type : "?");
         const cv_json *t = cv_json_get(r, "rope_theta");
-        double x;
         if (t && !cv_json_is_null(t)) {
-            if (!cv_json_as_double(t, &x))
-                return mdi_errf(err, MDI_ERR_FORMAT,
-                                "%s: '%s.rope_theta' is a %s, expected a number", path, keys[k],
-                                cv_json_type_name(cv_json_type_of(t)));
-            if (!cv_fits_float(x))
-                return mdi_errf(err, MDI_ERR_RANGE,
-                                "%s: '%s.rope_theta' = %g is outside the float32 range", path,
-                                keys[k], x);
-            *theta = (float)x;
+            char what[32];
+            snprintf(what, sizeof what, "%s.rope_theta", keys[k]);
+            s = json_float(t, path, what, theta, err);
         }
     }
     return s;
@@ -272,7 +273,7 @@ static mdi_status hf_config(const cv_json *j, const char *path, mdi_config *c, i
         (s = cfg_int(j, path, "vocab_size", 1, 0, 1, MDI_MAX_VOCAB, &c->vocab_size, err)) ||
         (s = cfg_int(j, path, "max_position_embeddings", 1, 0, 1, MDI_MAX_SEQ, &c->max_seq_len,
                      err)) ||
-        (s = cfg_float(j, path, "rms_norm_eps", 1e-6, &c->norm_eps, err)) ||
+        (s = cfg_float(j, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err)) ||
         (s = cfg_rope(j, path, &c->rope_theta, err)) ||
         (s = cfg_token(j, path, "bos_token_id", bos, err)) ||
         (s = cfg_token(j, path, "eos_token_id", eos, err)))
