@@ -16,12 +16,13 @@
  * any read that converts. */
 int mdi_h5_number_type_ok(hid_t t);
 
-/* For a file HDF5 cannot open: 1, with a message in err saying so, if it is
- * an HDF5 file cut short (an interrupted copy): its superblock, found where
- * HDF5 looks for it (offset 0, 512, 1024, 2048, ...), records an end of file
- * past the file's size, or the file ends inside the superblock. 0 otherwise,
- * including when the file cannot be read or holds no HDF5 signature. */
-int mdi_h5_truncated(const char *path, mdi_err *err);
+/* For a file HDF5 cannot open: MDI_ERR_FORMAT, with a message in err saying
+ * so, if it is an HDF5 file cut short (an interrupted copy): its superblock,
+ * found where HDF5 looks for it (offset 0, 512, 1024, 2048, ...), records an
+ * end of file past the file's size, or the file ends inside the superblock.
+ * MDI_OK otherwise, including when the file cannot be read or holds no HDF5
+ * signature. */
+mdi_status mdi_h5_truncated(const char *path, mdi_err *err);
 
 /* 1 if a dataset whose creation property list is pl cannot be read because
  * of a filter (a compressor such as blosc or zstd, through a plugin) that

@@ -92,21 +92,19 @@ static int h5_cut(const char *path, uint64_t *size, uint64_t *eof)
     return cut;
 }
 
-int mdi_h5_truncated(const char *path, mdi_err *err)
+mdi_status mdi_h5_truncated(const char *path, mdi_err *err)
 {
     uint64_t size, eof;
     if (!h5_cut(path, &size, &eof))
-        return 0;
+        return MDI_OK;
     if (eof)
-        mdi_errf(err, MDI_ERR_FORMAT,
-                 "%s: truncated: it has %llu bytes, its HDF5 superblock records %llu (an "
-                 "interrupted copy?)",
-                 path, (unsigned long long)size, (unsigned long long)eof);
-    else
-        mdi_errf(err, MDI_ERR_FORMAT,
-                 "%s: truncated: it ends inside its HDF5 superblock (%llu bytes)", path,
-                 (unsigned long long)size);
-    return 1;
+        return mdi_errf(err, MDI_ERR_FORMAT,
+                        "%s: truncated: it has %llu bytes, its HDF5 superblock records %llu (an "
+                        "interrupted copy?)",
+                        path, (unsigned long long)size, (unsigned long long)eof);
+    return mdi_errf(err, MDI_ERR_FORMAT,
+                    "%s: truncated: it ends inside its HDF5 superblock (%llu bytes)", path,
+                    (unsigned long long)size);
 }
 
 /* An integer or float type that mdi_h5_number_type_ok refuses. */
@@ -133,8 +131,9 @@ static mdi_status h5_open(const char *path, hid_t *out, mdi_err *err)
         return mdi_errf(err, MDI_ERR_FORMAT,
                         "%s: not an HDF5 file (convert models with mdi-convert)", path);
     hid_t f5 = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f5 < 0 && mdi_h5_truncated(path, err))
-        return MDI_ERR_FORMAT;
+    mdi_status s;
+    if (f5 < 0 && (s = mdi_h5_truncated(path, err)) != MDI_OK)
+        return s;
     if (f5 < 0)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s: HDF5 library cannot open it", path);
     *out = f5;

@@ -390,11 +390,12 @@ static mdi_status inspect_file(const char *path, in_info *in, mdi_err *err)
         return mdi_errf(err, MDI_ERR_FORMAT, "%s is not an HDF5 file (not an mdi-llm model)", path);
     in->foreign = 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0 && mdi_h5_truncated(path, err))
-        return MDI_ERR_FORMAT;
+    mdi_status s = f < 0 ? mdi_h5_truncated(path, err) : MDI_OK;
+    if (s != MDI_OK)
+        return s;
     if (f < 0)
         return mdi_errf(err, MDI_ERR_IO, "%s: HDF5 cannot open the file", path);
-    mdi_status s = read_root(f, in, path, err);
+    s = read_root(f, in, path, err);
     if (!s)
         s = check_tensors(f, in, path, err);
     H5Fclose(f);
