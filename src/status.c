@@ -17,18 +17,25 @@ const char *mdi_status_str(mdi_status s)
     return "unknown status";
 }
 
+static int is_control(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
 /* Control bytes (a newline, an escape sequence from a file's tensor name) as \xHH,
  * so that a message stays one line and cannot drive the terminal. */
 static void one_line(char *msg)
 {
-    size_t n = strcspn(msg, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
-                            "\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f");
-    if (msg[n] == '\0')
-        return;
+    const unsigned char *p = (const unsigned char *)msg;
+    while (*p && !is_control(*p))
+        p++;
+    if (*p == '\0')
+        return; /* the usual message: nothing to change */
     char out[MDI_ERR_MSG_MAX];
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)msg; *p && o + 1 < sizeof out; p++) {
-        if (*p >= 0x20 && *p != 0x7f) {
+    size_t o = (size_t)((const char *)p - msg);
+    memcpy(out, msg, o);
+    for (; *p && o + 1 < sizeof out; p++) {
+        if (!is_control(*p)) {
             out[o++] = (char)*p;
         } else if (o + 4 < sizeof out) {
             snprintf(out + o, 5, "\\x%02x", *p);
