@@ -21,7 +21,8 @@
  *                    a step reads; N even, at most the model's context
  * --panel P packs the weights with column panels of P floats (a multiple of
  * 16; rows in groups, tensor.h) or, with 0, leaves them row-major; by default
- * they are packed as the engine packs them (mdi_weight_panel). Prints one
+ * they are laid out as the engine lays them out for R rows per call (one for
+ * decode; mdi_weight_panel: packed, or row-major for more rows than its walker takes). Prints one
  * line "name value unit" (decode-read and engine-read: two). A mean is a
  * rate over time, the passes' bytes over their total time, as the engine's
  * tok/s is (not the mean of the passes' rates, which counts a slow pass by
@@ -52,10 +53,11 @@ typedef struct opts {
     const char *model; /* engine-read's model file */
 } opts;
 
-/* The layout of a matrix with rows of n floats, as --panel says. */
-static size_t panel_of(const opts *o, size_t n)
+/* The layout of a matrix with rows of n floats met by `rows` activation
+ * rows per call, as --panel says. */
+static size_t panel_of(const opts *o, size_t n, size_t rows)
 {
-    return o->panel < 0 ? mdi_weight_panel(n) : (size_t)o->panel;
+    return o->panel < 0 ? mdi_weight_panel(n, rows) : (size_t)o->panel;
 }
 
 static int parse(int argc, char **argv, opts *o)
@@ -124,15 +126,15 @@ static float *filled(size_t n, float v)
     return p;
 }
 
-/* Lay W (d, n), filled row-major, out as --panel says. */
-static void lay_out(const opts *o, float *w, size_t d, size_t n)
+/* Lay W (d, n), filled row-major, out as --panel says for `rows`. */
+static void lay_out(const opts *o, float *w, size_t d, size_t n, size_t rows)
 {
     float *scratch = malloc(MDI_PANEL_ROWS * n * sizeof *scratch);
     if (!scratch) {
         fprintf(stderr, "mdi-bench: out of memory\n");
         exit(1);
     }
-    mdi_weight_to_panels(w, d, n, panel_of(o, n), scratch);
+    mdi_weight_to_panels(w, d, n, panel_of(o, n, rows), scratch);
     free(scratch);
 }
 
@@ -225,13 +227,14 @@ static double bench_stream(const opts *o)
     float *y = filled(o->rows * o->n, 0);
     for (size_t i = 0; i < n_mat; i++) {
         w[i] = filled(per, 0.01f * (float)i);
-        lay_out(o, w[i], o->n, o->k);
+        lay_out(o, w[i], o->n, o->k, o->rows);
     }
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
         for (size_t i = 0; i < n_mat; i++)
-            mdi_matmul_stream(y, x, w[i], o->rows, o->k, o->n, 0.0f, panel_of(o, o->k), o->threads);
+            mdi_matmul_stream(y, x, w[i], o->rows, o->k, o->n, 0.0f, panel_of(o, o->k, o->rows),
+                              o->threads);
         double t = now_s() - t0, bw = (double)n_mat * per * 4 / t;
         best = bw > best ? bw : best;
     }
@@ -315,10 +318,10 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
         layer[l] = filled(per, 0.001f * (float)l);
         for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
             mdi_tensor_shape(&c, order[i], &rows, &cols);
-            lay_out(o, layer[l] + off[order[i]], rows, cols);
+            lay_out(o, layer[l] + off[order[i]], rows, cols, 1);
         }
     }
-    lay_out(o, head, vocab, dim);
+    lay_out(o, head, vocab, dim, 1);
     int passes = vr ? 2 * o->reps : o->reps, nk = 0, nr = 0;
     double *krate = NULL, *rrate = NULL; /* decode-read's per-pass rates */
     if (vr && (!(krate = malloc((size_t)o->reps * sizeof *krate)) ||
@@ -342,9 +345,9 @@ static double bench_decode(const opts *o, double *mean, double *tok_s, vs_read *
                 mdi_tensor_shape(&c, order[i], &rows, &cols);
                 mdi_matmul_stream(y, x, layer[l] + off[order[i]], 1, cols, rows,
                                   order[i] == MDI_T_WO || order[i] == MDI_T_W2 ? 1.0f : 0.0f,
-                                  panel_of(o, cols), o->threads);
+                                  panel_of(o, cols, 1), o->threads);
             }
-        mdi_matmul_stream(y, x, head, 1, dim, vocab, 0.0f, panel_of(o, dim), o->threads);
+        mdi_matmul_stream(y, x, head, 1, dim, vocab, 0.0f, panel_of(o, dim, 1), o->threads);
         double t = now_s() - t0;
         best = bytes / t > best ? bytes / t : best;
         secs += t;
@@ -408,7 +411,7 @@ static double bench_engine(const opts *o, double *mean, double *tok_s, vs_read *
     if (!krate || !rrate)
         msg = "out of memory";
     else if (mdi_stage_init(&st, &info.cfg, &sp, &err) ||
-             mdi_shard_load(o->model, &st, NULL, NULL, &err) || mdi_stage_pack(&st, &err))
+             mdi_shard_load(o->model, &st, NULL, NULL, &err) || mdi_stage_pack(&st, 1, &err))
         msg = err.msg;
     else if (!(x = mdi_alloc_floats((size_t)info.cfg.dim)) ||
              !(logits = mdi_alloc_floats((size_t)info.cfg.vocab_size)))
@@ -496,7 +499,7 @@ int main(int argc, char **argv)
                o.n, o.k, o.threads, info.blis_arch);
     else if (!strcmp(what, "stream"))
         printf("stream_kernel %.2f GB/s rows=%zu threads=%d panel=%zu\n", bench_stream(&o), o.rows,
-               o.threads, panel_of(&o, o.k));
+               o.threads, panel_of(&o, o.k, o.rows));
     else if (!strcmp(what, "decode") || !strcmp(what, "decode-read")) {
         vs_read vr, *pv = framed ? &vr : NULL;
         double best = bench_decode(&o, &mean, &tok_s, pv);

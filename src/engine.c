@@ -382,15 +382,15 @@ static mdi_status load_stage(mdi_engine *e, mdi_err *err)
     /* The packed layout serves the one-row product: column panels bring the
      * down projection to the read rate instead of 80-85% of it (mdi-bench
      * stream --rows 1), and rows in groups of four give each activation load
-     * four independent sums (BENCHMARKS.md, "Rows in groups of four"). With
-     * several rows per message, eight rows read row-major weights
-     * faster than packed ones (mdi-bench stream --rows 8, --panel 0
-     * against the default) and four rows as fast (BENCHMARKS.md, "Each
-     * block shape on its own"), so only one-sample groups get it. */
-    if (e->shape.group_size > 1)
+     * four independent sums (BENCHMARKS.md, "Rows in groups of four").
+     * Groups of 2-4 samples get narrower panels, which the same walker
+     * reads faster than row-major weights (BENCHMARKS.md "Several rows
+     * through the panel walker"); larger groups stay row-major, which
+     * stream_block's 8-row blocks read faster (mdi_weight_panel says 0). */
+    if (mdi_weight_panel((size_t)e->info.cfg.dim, (size_t)e->shape.group_size) == 0)
         return MDI_OK;
     mdi_watchdog_step(e->wd, "laying out its weights");
-    return mdi_stage_pack(&e->stage, err);
+    return mdi_stage_pack(&e->stage, (size_t)e->shape.group_size, err);
 }
 
 /* Weight bytes --speeds auto streams on each rank: a rank's share of a

@@ -152,11 +152,11 @@ static mdi_status alloc_weights(mdi_stage *st, mdi_err *err)
     return MDI_OK;
 }
 
-mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err)
+mdi_status mdi_stage_pack(mdi_stage *st, size_t for_rows, mdi_err *err)
 {
     const mdi_config *c = &st->cfg;
     size_t rows, cols, longest = (size_t)c->dim;
-    if (st->packed)
+    if (st->packed || for_rows == 0 || mdi_weight_panel(longest, for_rows) == 0)
         return MDI_OK;
     for (int k = 0; k < MDI_T_COUNT; k++) {
         mdi_tensor_shape(c, (mdi_tensor_kind)k, &rows, &cols);
@@ -166,7 +166,7 @@ mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err)
     if (!st->unpack && !mdi_stage_prompt_streams(st)) {
         size_t ins[] = {(size_t)c->dim, mdi_config_q_dim(c), (size_t)c->hidden_dim}, most = 0;
         for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) {
-            size_t f = mdi_matmul_scratch(ins[i], mdi_weight_panel(ins[i]));
+            size_t f = mdi_matmul_scratch(ins[i], mdi_weight_panel(ins[i], for_rows));
             most = f > most ? f : most;
         }
         if (!(st->unpack = mdi_alloc_floats(most)))
@@ -186,13 +186,13 @@ mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err)
             if (!t)
                 continue;
             mdi_tensor_shape(c, kind, &rows, &cols);
-            mdi_weight_to_panels(t, rows, cols, mdi_weight_panel(cols), scratch);
+            mdi_weight_to_panels(t, rows, cols, mdi_weight_panel(cols, for_rows), scratch);
         }
     if (st->p.has_extras && !c->tied_head)
         mdi_weight_to_panels(st->output, (size_t)c->vocab_size, (size_t)c->dim,
-                             mdi_weight_panel((size_t)c->dim), scratch);
+                             mdi_weight_panel((size_t)c->dim, for_rows), scratch);
     free(scratch);
-    st->packed = 1;
+    st->packed = (int)for_rows;
     return MDI_OK;
 }
 
@@ -277,7 +277,7 @@ static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, siz
 static void project(const mdi_stage *st, float *y, const float *x, const float *w, size_t n,
                     size_t ns, size_t in, size_t d, float beta)
 {
-    size_t panel = st->packed ? mdi_weight_panel(in) : 0;
+    size_t panel = st->packed ? mdi_weight_panel(in, (size_t)st->packed) : 0;
     if (mdi_stage_prompt_streams(st))
         ns = n;
     mdi_matmul_stream(y, x, w, ns, in, d, beta, panel, st->p.n_threads);
@@ -350,7 +350,7 @@ void mdi_stage_logits(mdi_stage *st, const float *x, size_t n, float *logits)
     size_t dim = (size_t)st->cfg.dim;
     for (size_t i = 0; i < n; i++)
         mdi_rmsnorm(st->logit_x + i * dim, x + i * dim, st->final_norm, dim, st->cfg.norm_eps);
-    size_t panel = st->packed && !st->cfg.tied_head ? mdi_weight_panel(dim) : 0;
+    size_t panel = st->packed && !st->cfg.tied_head ? mdi_weight_panel(dim, (size_t)st->packed) : 0;
     mdi_matmul_stream(logits, st->logit_x, st->output, n, dim, (size_t)st->cfg.vocab_size, 0.0f,
                       panel, st->p.n_threads);
 }

@@ -233,18 +233,6 @@ void mdi_matmul(float *y, const float *x, const float *w, size_t rows, size_t n,
     }
 }
 
-size_t mdi_weight_panel(size_t n)
-{
-    /* 8 KiB panels or a little less (mdi-bench stream, 2048 x 5632 on Zen 5,
-     * 1 thread: panels of 1024-2048 floats 27-30 GB/s, level with 8 KiB rows
-     * and the read bandwidth, against 20-25 for the row-major 8-row blocks);
-     * rows shorter than 16 KiB stay whole. */
-    if (n * sizeof(float) < 16384)
-        return (n + 15) / 16 * 16;
-    size_t np = (n * sizeof(float) + 8191) / 8192, P = (n + np - 1) / np;
-    return (P + 15) / 16 * 16;
-}
-
 void mdi_weight_to_panels(float *w, size_t d, size_t n, size_t panel, float *scratch)
 {
     if (panel == 0)

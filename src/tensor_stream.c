@@ -207,20 +207,25 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
         }
 }
 
-/* The one-row walker's inner loop: one activation row's panel part xp
- * against a group of gr weight rows (a constant), whose len columns (a
+/* The panel walker's inner loop: rr activation rows' panel parts (from xp,
+ * xs floats apart) against a group of gr weight rows, whose len columns (a
  * multiple of 16) lie side by side from wg, 16 floats of each row in turn:
- * one stream, one activation load per gr weight loads, gr independent sums.
- * Its software prefetch asks, at each 4 KiB page, for the first four lines
- * of the next page and leaves the rest to the hardware's stream
- * prefetchers. */
-static inline __attribute__((always_inline)) void walk_group(v16 *acc, const float *wg,
-                                                             const float *xp, size_t len, int gr)
+ * one stream, rr activation loads per gr weight loads, gr x rr independent
+ * sums (acc[a * rr + b]: weight row a, activation row b). gr and rr are
+ * constants at every call. Its software prefetch asks, at each 4 KiB page,
+ * for the first four lines of the next page and leaves the rest to the
+ * hardware's stream prefetchers. Up to WALK_MAX_RR activation rows: 4 x 4
+ * sums, 4 activation vectors and a weight vector fit AVX-512's 32
+ * registers; AVX2's 16 hold one row's. */
+enum { WALK_MAX_RR = V16_REGS == 1 ? 4 : 1, WALK_RR_CAP = 4 };
+static inline __attribute__((always_inline)) void
+walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, int gr, int rr)
 {
-    v16 s[MDI_PANEL_GROUP];
+    v16 s[MDI_PANEL_GROUP][WALK_RR_CAP], xv[WALK_RR_CAP];
     size_t step = (size_t)gr * 16;
     for (int a = 0; a < gr; a++)
-        s[a] = acc[a];
+        for (int b = 0; b < rr; b++)
+            s[a][b] = acc[a * rr + b];
     for (size_t c = 0; c < len;) {
         /* The blocks that start on this page; then the first lines of the
          * next. A prefetch never faults; the address is formed as an
@@ -231,23 +236,37 @@ static inline __attribute__((always_inline)) void walk_group(v16 *acc, const flo
         for (unsigned l = 0; l < STREAM_PAGE_LINES; l++)
             __builtin_prefetch((const void *)(next + 64u * l), 0, 1);
         for (; c < end; c += 16) {
-            v16 xv = v16_load(xp + c);
-            v16_pin(&xv);
-            for (int a = 0; a < gr; a++)
-                s[a] = v16_fma(v16_load(wg + c * (size_t)gr + (size_t)a * 16), xv, s[a]);
+            for (int b = 0; b < rr; b++) {
+                xv[b] = v16_load(xp + (size_t)b * xs + c);
+                v16_pin(&xv[b]);
+            }
+            for (int a = 0; a < gr; a++) {
+                if (rr == 1) {
+                    s[a][0] =
+                        v16_fma(v16_load(wg + c * (size_t)gr + (size_t)a * 16), xv[0], s[a][0]);
+                    continue;
+                }
+                v16 wv = v16_load(wg + c * (size_t)gr + (size_t)a * 16);
+                v16_pin(&wv);
+                for (int b = 0; b < rr; b++)
+                    s[a][b] = v16_fma(wv, xv[b], s[a][b]);
+            }
         }
     }
     for (int a = 0; a < gr; a++)
-        acc[a] = s[a];
+        for (int b = 0; b < rr; b++)
+            acc[a * rr + b] = s[a][b];
 }
 
-/* One activation row against rows [j0, j1) of W (d, n) (j0 and j1 at group
- * boundaries or d), columns in panels of P, rows in groups of G: block by
- * block, panel by panel, group by group, so that x's part of the panel
- * stays in L1 while the block streams past in memory order; each row's 16
- * lane sums are carried from panel to panel, in the same order as
- * stream_block's. Every one-row product that meets a packed W, or one
- * weight row at a time, comes here: a row costs its FMAs and little else.
+/* rr activation rows (rows of x, n floats apart; y's d apart) against rows
+ * [j0, j1) of W (d, n) (j0 and j1 at group boundaries or d), columns in
+ * panels of P, rows in groups of G: block by block, panel by panel, group
+ * by group, so that x's part of the panel stays in L1 while the block
+ * streams past in memory order; each output's 16 lane sums are carried from
+ * panel to panel, in the same order as stream_block's. Every one-row
+ * product that meets a packed W, or one weight row at a time, comes here: a
+ * row costs its FMAs and little else; so do 2 to WALK_MAX_RR rows against
+ * a packed W (BENCHMARKS.md "Several rows through the panel walker").
  * Going through stream_block (its prefetch targets and write-back, per
  * row), the decode step's matrices (all but its down projection, which was
  * paneled already) made the whole step 6-28% slower per round (mdi-bench
@@ -259,16 +278,18 @@ static inline __attribute__((always_inline)) void walk_group(v16 *acc, const flo
  * 0.948-0.972 against 0.912-0.938); on 2 threads 0.95 against 0.92 when
  * memory was fast, 1.03-1.06 against 1.02-1.06 when it was slow. No
  * prefetch at all: 0.87. */
-static void stream_panels(float *y, const float *x, const float *w, size_t n, size_t d, float beta,
-                          size_t P, size_t G, size_t j0, size_t j1)
+static inline __attribute__((always_inline)) void walk_panels(float *y, const float *x,
+                                                              const float *w, size_t n, size_t d,
+                                                              float beta, size_t P, size_t G,
+                                                              size_t j0, size_t j1, int rr)
 {
-    v16 acc[MDI_PANEL_ROWS];
+    v16 acc[MDI_PANEL_ROWS * WALK_RR_CAP];
     size_t n16 = n - n % 16;
     for (size_t b0 = j0 / MDI_PANEL_ROWS * MDI_PANEL_ROWS; b0 < j1; b0 += MDI_PANEL_ROWS) {
         size_t nr = min_z(d - b0, MDI_PANEL_ROWS);
         size_t s0 = j0 > b0 ? j0 - b0 : 0, s1 = min_z(j1 - b0, nr);
         const float *wb = w + b0 * n;
-        for (size_t r = s0; r < s1; r++)
+        for (size_t r = s0 * rr; r < s1 * rr; r++)
             acc[r] = v16_zero();
         for (size_t p0 = 0; p0 < n16; p0 += P) {
             size_t pw = min_z(n - p0, P), len = min_z(n16 - p0, P);
@@ -276,26 +297,61 @@ static void stream_panels(float *y, const float *x, const float *w, size_t n, si
                 const float *wg = wb + nr * p0 + g * pw;
                 switch (min_z(nr - g, G)) {
                 case 1:
-                    walk_group(acc + g, wg, x + p0, len, 1);
+                    walk_group(acc + g * rr, wg, x + p0, n, len, 1, rr);
                     break;
                 case 2:
-                    walk_group(acc + g, wg, x + p0, len, 2);
+                    walk_group(acc + g * rr, wg, x + p0, n, len, 2, rr);
                     break;
                 case 3:
-                    walk_group(acc + g, wg, x + p0, len, 3);
+                    walk_group(acc + g * rr, wg, x + p0, n, len, 3, rr);
                     break;
                 default:
-                    walk_group(acc + g, wg, x + p0, len, MDI_PANEL_GROUP);
+                    walk_group(acc + g * rr, wg, x + p0, n, len, MDI_PANEL_GROUP, rr);
                 }
             }
         }
-        for (size_t r = s0; r < s1; r++) {
-            float v = v16_sum(acc[r]);
-            const float *wr = w + wpos(b0 + r, n16, n, d, P, G); /* the tail */
-            for (size_t i = n16; i < n; i++)
-                v = fmaf(wr[i - n16], x[i], v);
-            y[b0 + r] = beta == 0.0f ? v : beta * y[b0 + r] + v;
-        }
+        for (size_t r = s0; r < s1; r++)
+            for (int b = 0; b < rr; b++) {
+                float v = v16_sum(acc[r * rr + b]);
+                const float *wr = w + wpos(b0 + r, n16, n, d, P, G); /* the tail */
+                const float *xb = x + (size_t)b * n;
+                float *yb = y + (size_t)b * d;
+                for (size_t i = n16; i < n; i++)
+                    v = fmaf(wr[i - n16], xb[i], v);
+                yb[b0 + r] = beta == 0.0f ? v : beta * yb[b0 + r] + v;
+            }
+    }
+}
+
+#define WALK_FN(RR)                                                                         \
+    static __attribute__((noinline)) void walk_panels_##RR(                                 \
+        float *y, const float *x, const float *w, size_t n, size_t d, float beta, size_t P, \
+        size_t G, size_t j0, size_t j1)                                                     \
+    {                                                                                       \
+        walk_panels(y, x, w, n, d, beta, P, G, j0, j1, RR);                                 \
+    }
+WALK_FN(2)
+WALK_FN(3)
+WALK_FN(4)
+#undef WALK_FN
+
+/* walk_panels for any rows up to WALK_MAX_RR: one row inlined, as it was
+ * measured; more in functions of their own, like stream_block's shapes. */
+static void stream_panels(float *y, const float *x, const float *w, size_t rows, size_t n, size_t d,
+                          float beta, size_t P, size_t G, size_t j0, size_t j1)
+{
+    switch (rows) {
+    case 2:
+        walk_panels_2(y, x, w, n, d, beta, P, G, j0, j1);
+        break;
+    case 3:
+        walk_panels_3(y, x, w, n, d, beta, P, G, j0, j1);
+        break;
+    case 4:
+        walk_panels_4(y, x, w, n, d, beta, P, G, j0, j1);
+        break;
+    default:
+        walk_panels(y, x, w, n, d, beta, P, G, j0, j1, 1);
     }
 }
 
@@ -393,10 +449,10 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
                          float beta, size_t P, size_t G, size_t j0, size_t j1)
 {
     float out[STREAM_MAX_RJ * STREAM_MAX_RR];
-    /* One activation row against a packed W, or one weight row at a time:
-     * the panel walker. */
-    if (rows == 1 && (G > 1 || stream_rj(1, n, G) == 1)) {
-        stream_panels(y, x, w, n, d, beta, P, G, j0, j1);
+    /* One activation row against a packed W, or one weight row at a time,
+     * or up to WALK_MAX_RR rows against a packed W: the panel walker. */
+    if ((rows == 1 && (G > 1 || stream_rj(1, n, G) == 1)) || (G > 1 && rows <= WALK_MAX_RR)) {
+        stream_panels(y, x, w, rows, n, d, beta, P, G, j0, j1);
         return;
     }
     size_t range_bytes = (size_t)STREAM_RANGE_ROWS * n * sizeof *w;
@@ -434,6 +490,29 @@ static void stream_range(float *y, const float *x, const float *w, size_t rows, 
             }
         }
     }
+}
+
+size_t mdi_weight_panel(size_t n, size_t rows)
+{
+    /* One row: 8 KiB panels or a little less (mdi-bench stream, 2048 x 5632
+     * on Zen 5, 1 thread: panels of 1024-2048 floats 27-30 GB/s, level with
+     * 8 KiB rows and the read bandwidth, against 20-25 for the row-major
+     * 8-row blocks); rows shorter than 16 KiB stay whole. */
+    size_t P = (n + 15) / 16 * 16;
+    if (n * sizeof(float) >= 16384) {
+        size_t np = (n * sizeof(float) + 8191) / 8192;
+        P = ((n + np - 1) / np + 15) / 16 * 16;
+    }
+    if (rows <= 1)
+        return P;
+    /* 2 to WALK_MAX_RR rows go through the panel walker, whose activation
+     * rows' panel parts stay in L1 when they hold at most 2048 floats
+     * together (BENCHMARKS.md "Several rows through the panel walker"); more
+     * rows read row-major weights faster (stream_block's 8-row blocks). */
+    if (rows > WALK_MAX_RR)
+        return 0;
+    size_t cap = 2048 / rows / 16 * 16;
+    return P < cap ? P : cap;
 }
 
 size_t mdi_matmul_stream_max_rows(void)
@@ -490,7 +569,7 @@ double mdi_matmul_stream_rate(size_t bytes, double seconds, int n_threads)
         double t0 = now_s(), t = 0.0;
         size_t passes = 0;
         do {
-            mdi_matmul_stream(y, x, w, 1, n, d, 0.0f, mdi_weight_panel(n), n_threads);
+            mdi_matmul_stream(y, x, w, 1, n, d, 0.0f, mdi_weight_panel(n, 1), n_threads);
             passes++;
             t = now_s() - t0;
         } while (t < seconds || passes < 2);

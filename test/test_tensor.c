@@ -289,26 +289,37 @@ static void test_weight_layout(void **state)
  * 48 columns (so several panels, a narrow last one and a tail-only one), and
  * the width the engine picks (one panel below 16 KiB rows); weight-row
  * counts around a block of MDI_PANEL_ROWS, whose last group has 1, 2, 3 or
- * MDI_PANEL_GROUP rows; every register-block shape; 1-3 threads. BLIS on
- * the same layouts meets check_matmul's bound. mdi_weight_panel keeps short
- * rows in one panel and cuts long ones at multiples of 16. */
+ * MDI_PANEL_GROUP rows; every register-block shape and the panel walker's
+ * 1-4 rows; 1-3 threads. BLIS on the same layouts meets check_matmul's
+ * bound. mdi_weight_panel keeps short rows in one panel for one activation
+ * row and cuts long ones at multiples of 16; for 2-4 rows (AVX-512), it
+ * keeps their panel parts within 2048 floats together, and otherwise says
+ * row-major; those panels are tested too. */
 static void test_matmul_panels(void **state)
 {
     (void)state;
     const size_t ns[] = {16, 70, 257, 4100, 5632};
     const size_t ds[] = {1, 9, MDI_PANEL_ROWS - 1, MDI_PANEL_ROWS, MDI_PANEL_ROWS + 1, 102, 200};
     const size_t rowss[] = {1, 2, 3, 4, 5, 9};
-    assert_int_equal(mdi_weight_panel(4095), 4096);
-    assert_int_equal(mdi_weight_panel(2048), 2048);
-    assert_int_equal(mdi_weight_panel(70), 80);
+    assert_int_equal(mdi_weight_panel(4095, 1), 4096);
+    assert_int_equal(mdi_weight_panel(2048, 1), 2048);
+    assert_int_equal(mdi_weight_panel(70, 1), 80);
+    int few = mdi_weight_panel(2048, 2) != 0; /* AVX-512: 2-4 rows walk packed panels */
+    assert_int_equal(mdi_weight_panel(2048, 2), few ? 1024 : 0);
+    assert_int_equal(mdi_weight_panel(5632, 3), few ? 672 : 0);
+    assert_int_equal(mdi_weight_panel(5632, 4), few ? 512 : 0);
+    assert_int_equal(mdi_weight_panel(70, 4), few ? 80 : 0);
+    assert_int_equal(mdi_weight_panel(2048, 5), 0);
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
-        size_t n = ns[in], auto_panel = mdi_weight_panel(n);
+        size_t n = ns[in], auto_panel = mdi_weight_panel(n, 1);
         assert_true(auto_panel % 16 == 0 && auto_panel > 0);
         assert_true((n >= 4096) == (auto_panel < n));
-        const size_t panels[] = {16, 48, auto_panel};
-        for (size_t ip = 0; ip < 3; ip++)
+        const size_t panels[] = {16, 48, auto_panel, mdi_weight_panel(n, 3)};
+        for (size_t ip = 0; ip < 4; ip++)
             for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++) {
                 size_t d = ds[id], P = panels[ip];
+                if (P == 0 || (ip == 3 && P == auto_panel))
+                    continue; /* no layout of its own */
                 if (n > 1000 && P < 100 && d > 9)
                     continue; /* narrow panels of long rows: the small d cover them */
                 float *w = xalloc(d * n), *wp = xalloc(d * n),
@@ -339,7 +350,7 @@ static void test_matmul_panels(void **state)
     }
     set_threads(2);
     check_matmul_panel(3, 257, 200, 0.0f, 900, 0, 48);
-    check_matmul_panel(5, 4100, 97, 1.0f, 901, 0, mdi_weight_panel(4100));
+    check_matmul_panel(5, 4100, 97, 1.0f, 901, 0, mdi_weight_panel(4100, 1));
     check_matmul_panel(2, 70, 9, 1.0f, 902, 0, 16);
     set_threads(1);
     check_matmul_panel(4, 70, 100, 1.0f, 903, 0, 32);

@@ -58,7 +58,8 @@ typedef struct mdi_stage {
     float *embedding;          /* (vocab, dim) or NULL */
     float *final_norm;         /* (dim) or NULL */
     float *output;             /* (vocab, dim): own buffer, or == embedding when tied */
-    int packed;                /* matrices laid out for the kernels (mdi_stage_pack) */
+    int packed;                /* 0: row-major; else the activation rows per call the
+                                  matrices are laid out for (mdi_stage_pack) */
     mdi_kv_cache kv;
     mdi_rope_table rope;
     /* scratch */
@@ -86,13 +87,15 @@ int32_t mdi_stage_n_layers(const mdi_stage *st);
  * NULL for a half the stage does not hold and for a tied output head. A
  * matrix is row-major (rows, cols) until mdi_stage_pack. */
 float *mdi_stage_tensor(mdi_stage *st, mdi_tensor_kind k, int32_t local_layer);
-/* Once the weights are in: lay every matrix out packed (mdi_weight_panel:
- * column panels where rows are 16 KiB or more, rows in groups; not a tied
- * head, which is also the embedding table), for the streaming product's
- * sake. The results do not change, bit for bit. Takes MDI_PANEL_ROWS rows
- * of scratch for the time, and keeps a block's worth for BLIS if prompt
- * rows go there (mdi_stage_prompt_streams). */
-mdi_status mdi_stage_pack(mdi_stage *st, mdi_err *err);
+/* Once the weights are in: lay every matrix out packed for `rows`
+ * activation rows per generated-token call (the group size), as
+ * mdi_weight_panel says: column panels, rows in groups; not a tied head,
+ * which is also the embedding table. For the streaming product's sake; a
+ * no-op where mdi_weight_panel says row-major. The results do not change,
+ * bit for bit. Takes MDI_PANEL_ROWS rows of scratch for the time, and keeps
+ * a block's worth for BLIS if prompt rows go there
+ * (mdi_stage_prompt_streams). */
+mdi_status mdi_stage_pack(mdi_stage *st, size_t rows, mdi_err *err);
 /* Weight bytes this stage holds. */
 size_t mdi_stage_weight_bytes(const mdi_stage *st);
 /* Weight bytes this stage reads per generated token: its half-layers, and on

@@ -49,9 +49,13 @@ mdi_status mdi_tensor_init(int n_threads, mdi_tensor_info *info, mdi_err *err);
  * same bits for every layout. */
 enum { MDI_PANEL_ROWS = 96, MDI_PANEL_GROUP = 4 };
 
-/* The panel width the streaming product wants for rows of n floats: a
- * multiple of 16, at least n (one panel) for rows shorter than 16 KiB. */
-size_t mdi_weight_panel(size_t n);
+/* The panel width the streaming product wants for weight rows of n floats
+ * met by `rows` activation rows per call: a multiple of 16; for one row, at
+ * least n (one panel) for rows shorter than 16 KiB; for a few rows
+ * (AVX-512: up to 4), narrow enough that their panel parts stay in L1; 0
+ * (row-major) where the layout would not help (more rows; AVX2 or no
+ * vector unit with more than one). */
+size_t mdi_weight_panel(size_t n, size_t rows);
 
 /* Re-lay a row-major W (d, n) in place into the packed layout with panels
  * of `panel` floats (a multiple of 16, or 0 for no change); scratch holds
