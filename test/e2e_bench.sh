@@ -29,7 +29,11 @@ else
 fi
 mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
 mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 3
-mode_line "stream" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=64$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "stream" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=64$" stream --n 64 --k 64 --mb 8 --reps 1
+# by default, laid out as the engine lays it out for the rows: packed for a few
+# rows where the walker takes them (AVX-512 builds), otherwise row-major
+mode_line "stream 2 rows" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=(64|0)$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1
+mode_line "stream 8 rows" "^stream_kernel ($pos) GB/s rows=8 threads=1 panel=0$" stream --rows 8 --n 64 --k 64 --mb 8 --reps 1
 mode_line "stream row-major" "^stream_kernel ($pos) GB/s rows=2 threads=1 panel=0$" stream --rows 2 --n 64 --k 64 --mb 8 --reps 1 --panel 0
 mode_line "stream paneled" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=48$" stream --n 64 --k 100 --mb 8 --reps 1 --panel 48
 mode_line "stream long rows" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=[1-9][0-9]*$" stream --n 8 --k 5000 --mb 8 --reps 1
