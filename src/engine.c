@@ -386,9 +386,8 @@ static mdi_status load_stage(mdi_engine *e, mdi_err *err)
      * Groups of 2-4 samples get narrower panels, which the same walker
      * reads faster than row-major weights (BENCHMARKS.md "Several rows
      * through the panel walker"); larger groups stay row-major, which
-     * stream_block's 8-row blocks read faster (mdi_weight_panel says 0). */
-    if (mdi_weight_panel((size_t)e->info.cfg.dim, (size_t)e->shape.group_size) == 0)
-        return MDI_OK;
+     * stream_block's 8-row blocks read faster (mdi_weight_panel says 0,
+     * and mdi_stage_pack leaves them). */
     mdi_watchdog_step(e->wd, "laying out its weights");
     return mdi_stage_pack(&e->stage, (size_t)e->shape.group_size, err);
 }
@@ -652,7 +651,8 @@ static void write_stats_json(FILE *f, const mdi_engine *e, const rank_stats *all
     fprintf(f, "  \"max_in_flight\": %d,\n", (int)ps->max_in_flight);
     fprintf(f, "  \"message_rows\": %d,\n  \"prompt_kernel\": \"%s\",\n", e->shape.max_rows,
             mdi_stage_prompt_streams(&e->stage) ? "stream" : "blis");
-    /* the same on every rank: packed (panels, rows in groups) for one-sample groups */
+    /* the same on every rank: packed (panels, rows in groups) for the groups
+     * mdi_weight_panel packs for (one sample; 2-4 with AVX-512) */
     fprintf(f, "  \"weight_layout\": \"%s\",\n", e->stage.packed ? "panels" : "rows");
     fprintf(f, "  \"per_rank\": [\n");
     for (int r = 0; r < e->n_ranks; r++) {

@@ -241,7 +241,7 @@ walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, in
                 v16_pin(&xv[b]);
             }
             for (int a = 0; a < gr; a++) {
-                if (rr == 1) {
+                if (rr == 1) { /* the one-row loop as measured: the load folded into the FMA */
                     s[a][0] =
                         v16_fma(v16_load(wg + c * (size_t)gr + (size_t)a * 16), xv[0], s[a][0]);
                     continue;
