@@ -3,7 +3,9 @@
  *   mdi-bench read   [--mb N] [--threads T]   read bandwidth (sum of a large array), GB/s:
  *                    best pass and mean (every pass's bytes over their total time)
  *   mdi-bench triad  [--mb N] [--threads T]   STREAM triad a = b + s*c, GB/s
- *   mdi-bench sgemm  [--m M --n N --k K] [--threads T]  BLIS sgemm via mdi_matmul, GFLOP/s
+ *   mdi-bench sgemm  [--m M --n N --k K] [--threads T] [--panel P]  BLIS sgemm via
+ *                    mdi_matmul, GFLOP/s; W row-major unless --panel P packs it (as
+ *                    prompt rows meet it in BLIS when the engine packs its weights)
  *   mdi-bench stream [--rows R --n N --k K] [--threads T] [--panel P]  mdi_matmul_stream,
  *                    GB/s of weights
  *   mdi-bench decode [--layers L] [--threads T] [--reps N]  one sample's decode step of
@@ -22,12 +24,12 @@
  * --panel P packs the weights with column panels of P floats (a multiple of
  * 16; rows in groups, tensor.h) or, with 0, leaves them row-major; by default
  * they are laid out as the engine lays them out for R rows per call (one for
- * decode; mdi_weight_panel: packed, or row-major for more rows than its walker takes). Prints one
- * line "name value unit" (decode-read and engine-read: two). A mean is a
- * rate over time, the passes' bytes over their total time, as the engine's
- * tok/s is (not the mean of the passes' rates, which counts a slow pass by
- * its rate rather than its time, and so reads higher whenever some passes
- * are slow).
+ * decode; mdi_weight_panel: packed, or row-major for more rows than its
+ * walker takes); sgemm's, row-major. Prints one line "name value unit"
+ * (decode-read and engine-read: two). A mean is a rate over time, the
+ * passes' bytes over their total time, as the engine's tok/s is (not the
+ * mean of the passes' rates, which counts a slow pass by its rate rather
+ * than its time, and so reads higher whenever some passes are slow).
  * Arrays default to 1 GiB (far beyond any L3). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,16 +208,19 @@ static double bench_triad(const opts *o)
 
 static double bench_sgemm(const opts *o)
 {
+    size_t panel = o->panel < 0 ? 0 : (size_t)o->panel, su = mdi_matmul_scratch(o->k, panel);
     float *x = filled(o->m * o->k, 0.5f), *w = filled(o->n * o->k, 0.25f),
-          *y = filled(o->m * o->n, 0);
+          *y = filled(o->m * o->n, 0), *unpack = su ? filled(su, 0) : NULL;
+    if (panel)
+        lay_out(o, w, o->n, o->k, 0);
     double best = 0;
     for (int r = 0; r < o->reps; r++) {
         double t0 = now_s();
-        mdi_matmul(y, x, w, o->m, o->k, o->n, 0.0f, 0, NULL);
+        mdi_matmul(y, x, w, o->m, o->k, o->n, 0.0f, panel, unpack);
         double t = now_s() - t0, f = 2.0 * o->m * o->n * o->k / t;
         best = f > best ? f : best;
     }
-    mdi_free_floats(x), mdi_free_floats(w), mdi_free_floats(y);
+    mdi_free_floats(x), mdi_free_floats(w), mdi_free_floats(y), mdi_free_floats(unpack);
     return best / 1e9;
 }
 
@@ -495,8 +500,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(what, "triad"))
         printf("triad_bandwidth %.2f GB/s threads=%d\n", bench_triad(&o), o.threads);
     else if (!strcmp(what, "sgemm"))
-        printf("sgemm %.2f GFLOP/s m=%zu n=%zu k=%zu threads=%d blis=%s\n", bench_sgemm(&o), o.m,
-               o.n, o.k, o.threads, info.blis_arch);
+        printf("sgemm %.2f GFLOP/s m=%zu n=%zu k=%zu threads=%d blis=%s panel=%ld\n",
+               bench_sgemm(&o), o.m, o.n, o.k, o.threads, info.blis_arch,
+               o.panel < 0 ? 0L : o.panel);
     else if (!strcmp(what, "stream"))
         printf("stream_kernel %.2f GB/s rows=%zu threads=%d panel=%zu\n", bench_stream(&o), o.rows,
                o.threads, panel_of(&o, o.k, o.rows));

@@ -28,7 +28,9 @@ else
   fail "read: mean not in (0, best]: '$(cat "$TMP/out" "$TMP/err")'"
 fi
 mode_line "triad" "^triad_bandwidth ($pos) GB/s threads=1$" triad --mb 16 --reps 1
-mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=" sgemm --m 8 --n 64 --k 64 --reps 3
+mode_line "sgemm" "^sgemm ($pos) GFLOP/s m=8 n=64 k=64 threads=1 blis=[a-z0-9_]+ panel=0$" sgemm --m 8 --n 64 --k 64 --reps 3
+# --panel packs W as the engine does for a group; mdi_matmul unpacks it for BLIS
+mode_line "sgemm packed" "^sgemm ($pos) GFLOP/s m=8 n=64 k=100 threads=1 blis=[a-z0-9_]+ panel=48$" sgemm --m 8 --n 64 --k 100 --panel 48 --reps 2
 mode_line "stream" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=64$" stream --n 64 --k 64 --mb 8 --reps 1
 # by default, laid out as the engine lays it out for the rows: packed for a few
 # rows where the walker takes them (AVX-512 builds), otherwise row-major
