@@ -161,10 +161,14 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
          * distances did no better in a build not kept, BENCHMARKS.md "Rows
          * in groups of four"); near the end of the panel, the same rows' next
          * panel, or after the last, the same stream's rows of the next block.
-         * Locality 0 (prefetchnta on x86) rather than 1 (prefetcht2): with
-         * each shape compiled on its own (stream_block_dispatch), 4
-         * activation rows read faster with it, 8 rows the same
-         * (BENCHMARKS.md "Each block shape on its own"). */
+         * Locality 1 (prefetcht2 on x86), not 0 (prefetchnta): an Intel
+         * Xeon (Emerald Rapids) keeps NTA lines in L1 only, so the later
+         * passes over a range, meant to hit L2, went to memory: 8 rows
+         * read 2.7 GB/s against 10.5, 128 prompt rows 0.19 against 1.28
+         * (BENCHMARKS.md "Prefetch locality on an Intel Xeon"). On Zen 5,
+         * NTA had measured faster only at 4 row-major rows (8 the same),
+         * which AVX-512 builds now send through the panel walker; AVX2
+         * builds still stream them here (not measured again on Zen). */
         for (int s = 0; s < n_st; s++) {
             size_t r = j + (size_t)s * rs;
             cur[s] = wpos(r, p0, n, d, P, G) - p0 * gs;
@@ -189,7 +193,7 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
                 /* A prefetch never faults; the address is formed as an
                  * integer, since it may lie past W. */
                 size_t k = (i < sw ? pf[s] : pf_end[s]) + ig + off;
-                __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 0);
+                __builtin_prefetch((const void *)((uintptr_t)w + k * sizeof *w), 0, 1);
                 v16 wv = v16_load(w + cur[s] + ig + off);
                 v16_pin(&wv);
                 for (int b = 0; b < rr; b++)
