@@ -15,7 +15,8 @@
 #   --mca mpi_yield_when_idle 1        waiting ranks yield the CPU (vital when ranks
 #                                      share cores)
 #   --allow-run-as-root                added automatically when run as root
-#   -x BLIS_ARCH_TYPE -x OMP_NUM_THREADS  the same math kernels on every host
+#   -x OMP_NUM_THREADS [-x BLIS_ARCH_TYPE]  the same math kernels on every host
+#                                      (BLIS_ARCH_TYPE when set: jobs/env.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/jobs/env.sh"
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --bind) bind=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

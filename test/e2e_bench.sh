@@ -95,6 +95,33 @@ if grep -q "jobs/bench-onesample.sh \[--dir DIR\].*\[--ranks R\]" <<<"$help" &&
 else
   fail "bench-onesample.sh --help lacks its usage line or its last line"
 fi
+# run.sh --help prints its whole header comment and nothing after it
+if bash "$JOBS/run.sh" --help >"$TMP/out" 2>&1 && grep -q '^#   jobs/run.sh -n N' "$TMP/out" &&
+  [ "$(tail -1 "$TMP/out")" = "#                                      (BLIS_ARCH_TYPE when set: jobs/env.sh)" ]; then
+  pass "run.sh --help"
+else
+  fail "run.sh --help: $(tail -2 "$TMP/out")"
+fi
+# jobs/env.sh under the callers' `set -euo pipefail`, for a user who is not
+# root on a CPU that is not AMD (id and grep stand in): it must not stop the
+# caller, and it passes BLIS_ARCH_TYPE to mpirun only when it is set.
+env_flags() {
+  env -u BLIS_ARCH_TYPE ${1:+BLIS_ARCH_TYPE=$1} bash -c 'set -euo pipefail
+    id() { echo 1000; }; grep() { return 1; }
+    source "$1"; echo "flags: ${MDI_MPIRUN_FLAGS[*]} arch: ${BLIS_ARCH_TYPE:-unset}"' _ "$JOBS/env.sh" 2>&1 || echo "exit $?"
+}
+out=$(env_flags "")
+if [ "$out" = "flags: --mca mpi_yield_when_idle 1 --oversubscribe -x OMP_NUM_THREADS arch: unset" ]; then
+  pass "env.sh: not root, BLIS_ARCH_TYPE unset: $out"
+else
+  fail "env.sh: not root, BLIS_ARCH_TYPE unset: '$out'"
+fi
+out=$(env_flags 3)
+if [ "$out" = "flags: --mca mpi_yield_when_idle 1 --oversubscribe -x OMP_NUM_THREADS -x BLIS_ARCH_TYPE arch: 3" ]; then
+  pass "env.sh: BLIS_ARCH_TYPE set: $out"
+else
+  fail "env.sh: BLIS_ARCH_TYPE set: '$out'"
+fi
 # bench-onesample.sh stops at a failed probe or kernel run, naming it, with
 # no row: a copy of the scripts with a fake build (its mdi-bench fails in the
 # mode $FAKE_FAIL; with FAKE_FAIL=silent, decode-read prints nothing) and a
