@@ -163,13 +163,22 @@ expect_eq "stats: the latency line on stderr" "1" \
   "$(grep -c "^mdi-llm: time between a sample's tokens: median [0-9.e+-]* ms, 90th percentile [0-9.e+-]* ms, most [0-9.e+-]* ms (27 gaps)\$" "$TMP/err")"
 
 # Micro-batched groups: four greedy samples in groups of 1, 2 and 4 on 1 to 4
-# ranks; every sample of every run is the reference text.
+# ranks; every sample of every run is the reference text. The weights are
+# packed for the group where the streaming product packs for that many rows
+# (mdi-bench's default layout for them: groups of one always; 2 and 4 on
+# AVX-512 builds), else row-major, and --stats-json says which.
 for spec in "1 1" "1 2" "1 4" "2 1" "2 2" "2 4" "3 2" "4 1" "4 4"; do
   read -r n g <<<"$spec"
   run_np "$n" --model "$TMP/s.h5" --prompt "Once upon a time" --samples 4 --group-size "$g" \
-    --temperature 0 --max-tokens 60 >"$TMP/groups"
+    --temperature 0 --max-tokens 60 --stats-json "$TMP/groups.json" >"$TMP/groups"
   for i in 0 1 2 3; do
     expect_eq "$n ranks, group size $g, sample $i" "$REF1" "$(sample_text "$i" "$TMP/groups")"
   done
+  layout=rows
+  "$MDI_BUILD_DIR/mdi-bench" stream --rows "$g" --n 64 --k 64 --mb 1 --reps 1 | grep -q ' panel=64$' &&
+    layout=panels
+  [ "$g" -eq 1 ] && [ "$layout" != panels ] && fail "mdi-bench does not pack for one row"
+  expect_eq "$n ranks, group size $g, weight layout" "\"weight_layout\": \"$layout\"," \
+    "$(grep -o '"weight_layout": "[a-z]*",' "$TMP/groups.json")"
 done
 finish
