@@ -165,10 +165,11 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
          * Xeon (Emerald Rapids) keeps NTA lines in L1 only, so the later
          * passes over a range, meant to hit L2, went to memory: 8 rows
          * read 2.7 GB/s against 10.5, 128 prompt rows 0.19 against 1.28
-         * (BENCHMARKS.md "Prefetch locality on an Intel Xeon"). On Zen 5,
-         * NTA had measured faster only at 4 row-major rows (8 the same),
-         * which AVX-512 builds now send through the panel walker; AVX2
-         * builds still stream them here (not measured again on Zen). */
+         * (BENCHMARKS.md "An Intel Xeon host, and the prefetch
+         * locality"). On Zen 5, NTA had measured faster only at 4
+         * row-major rows (8 the same), which AVX-512 builds now send
+         * through the panel walker; AVX2 builds still stream them here
+         * (not measured again on Zen). */
         for (int s = 0; s < n_st; s++) {
             size_t r = j + (size_t)s * rs;
             cur[s] = wpos(r, p0, n, d, P, G) - p0 * gs;
