@@ -218,11 +218,17 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
  * one stream, rr activation loads per gr weight loads, gr x rr independent
  * sums (acc[a * rr + b]: weight row a, activation row b). gr and rr are
  * constants at every call. Its software prefetch asks, at each 4 KiB page,
- * for the first four lines of the next page and leaves the rest to the
- * hardware's stream prefetchers. Up to WALK_MAX_RR activation rows: 4 x 4
- * sums, 4 activation vectors and a weight vector fit AVX-512's 32
- * registers; AVX2's 16 hold one row's. */
-enum { WALK_MAX_RR = V16_REGS == 1 ? 4 : 1, WALK_RR_CAP = 4 };
+ * for the first four lines of the next page and, for one activation row,
+ * leaves the rest to the hardware's stream prefetchers. Two to four rows
+ * spend longer on each line, and with the hardware's prefetchers alone their
+ * time came to about the memory time plus the compute time, not the larger
+ * of the two; they also prefetch each line WALK_AHEAD bytes ahead (4 KiB,
+ * locality 1: on an Intel Xeon, 1 thread, 2 rows 7% and 4 rows 22%
+ * faster; BENCHMARKS.md "Several rows through the panel walker,
+ * prefetched"). Up to WALK_MAX_RR activation rows: 4 x 4 sums, 4
+ * activation vectors and a weight vector fit AVX-512's 32 registers;
+ * AVX2's 16 hold one row's. */
+enum { WALK_MAX_RR = V16_REGS == 1 ? 4 : 1, WALK_RR_CAP = 4, WALK_AHEAD = 4096 };
 static inline __attribute__((always_inline)) void
 walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, int gr, int rr)
 {
@@ -251,7 +257,9 @@ walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, in
                         v16_fma(v16_load(wg + c * (size_t)gr + (size_t)a * 16), xv[0], s[a][0]);
                     continue;
                 }
-                v16 wv = v16_load(wg + c * (size_t)gr + (size_t)a * 16);
+                const float *wa = wg + c * (size_t)gr + (size_t)a * 16;
+                __builtin_prefetch((const void *)((uintptr_t)wa + WALK_AHEAD), 0, 1);
+                v16 wv = v16_load(wa);
                 v16_pin(&wv);
                 for (int b = 0; b < rr; b++)
                     s[a][b] = v16_fma(wv, xv[b], s[a][b]);
