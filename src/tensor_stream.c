@@ -223,8 +223,8 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
  * spend longer on each line, and with the hardware's prefetchers alone their
  * time came to about the memory time plus the compute time, not the larger
  * of the two; they also prefetch each line WALK_AHEAD bytes ahead (4 KiB,
- * locality 1: on an Intel Xeon, 1 thread, 2 rows 7% and 4 rows 22%
- * faster; BENCHMARKS.md "Several rows through the panel walker,
+ * locality 1: on an Intel Xeon, 1 thread, medians of 2 rows 7-8% and
+ * 4 rows 18-21% faster; BENCHMARKS.md "Several rows through the panel walker,
  * prefetched"). Up to WALK_MAX_RR activation rows: 4 x 4 sums, 4
  * activation vectors and a weight vector fit AVX-512's 32 registers;
  * AVX2's 16 hold one row's. */
