@@ -222,13 +222,14 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
  * leaves the rest to the hardware's stream prefetchers. Two to four rows
  * spend longer on each line, and with the hardware's prefetchers alone their
  * time came to about the memory time plus the compute time, not the larger
- * of the two; they also prefetch each line WALK_AHEAD bytes ahead (4 KiB,
- * locality 1: on an Intel Xeon, 1 thread, medians of 2 rows 7-8% and
+ * of the two; they also prefetch each line WALK_AHEAD bytes ahead into L2
+ * (4 KiB, locality 1: on an Intel Xeon, 1 thread, medians of 2 rows 7-8% and
  * 4 rows 18-21% faster; BENCHMARKS.md "Several rows through the panel walker,
- * prefetched"). Up to WALK_MAX_RR activation rows: 4 x 4 sums, 4
- * activation vectors and a weight vector fit AVX-512's 32 registers;
- * AVX2's 16 hold one row's. */
-enum { WALK_MAX_RR = V16_REGS == 1 ? 4 : 1, WALK_RR_CAP = 4, WALK_AHEAD = 4096 };
+ * prefetched") and WALK_NEAR bytes ahead into L1 (2 KiB, locality 3: 4 rows
+ * another 4-7%, 2 rows 2-3%; BENCHMARKS.md "Two prefetch distances"). Up to
+ * WALK_MAX_RR activation rows: 4 x 4 sums, 4 activation vectors and a weight
+ * vector fit AVX-512's 32 registers; AVX2's 16 hold one row's. */
+enum { WALK_MAX_RR = V16_REGS == 1 ? 4 : 1, WALK_RR_CAP = 4, WALK_AHEAD = 4096, WALK_NEAR = 2048 };
 static inline __attribute__((always_inline)) void
 walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, int gr, int rr)
 {
@@ -259,6 +260,7 @@ walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, in
                 }
                 const float *wa = wg + c * (size_t)gr + (size_t)a * 16;
                 __builtin_prefetch((const void *)((uintptr_t)wa + WALK_AHEAD), 0, 1);
+                __builtin_prefetch((const void *)((uintptr_t)wa + WALK_NEAR), 0, 3);
                 v16 wv = v16_load(wa);
                 v16_pin(&wv);
                 for (int b = 0; b < rr; b++)
