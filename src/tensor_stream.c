@@ -225,10 +225,11 @@ static inline __attribute__((always_inline)) void stream_block(float *out, const
  * of the two; they also prefetch each line WALK_AHEAD bytes ahead into L2
  * (4 KiB, locality 1: on an Intel Xeon, 1 thread, medians of 2 rows 7-8% and
  * 4 rows 18-21% faster; BENCHMARKS.md "Several rows through the panel walker,
- * prefetched") and WALK_NEAR bytes ahead into L1 (2 KiB, locality 3: 4 rows
- * another 4-7%, 2 rows 2-3%; BENCHMARKS.md "Two prefetch distances"). Up to
- * WALK_MAX_RR activation rows: 4 x 4 sums, 4 activation vectors and a weight
- * vector fit AVX-512's 32 registers; AVX2's 16 hold one row's. */
+ * prefetched") and WALK_NEAR bytes ahead into L1 (2 KiB, locality 3: 1
+ * thread, medians of 2-4 rows another 4-5%; BENCHMARKS.md "Two prefetch
+ * distances"). Up to WALK_MAX_RR activation rows: 4 x 4 sums, 4 activation
+ * vectors and a weight vector fit AVX-512's 32 registers; AVX2's 16 hold
+ * one row's. */
 enum { WALK_MAX_RR = V16_REGS == 1 ? 4 : 1, WALK_RR_CAP = 4, WALK_AHEAD = 4096, WALK_NEAR = 2048 };
 static inline __attribute__((always_inline)) void
 walk_group(v16 *acc, const float *wg, const float *xp, size_t xs, size_t len, int gr, int rr)
