@@ -70,15 +70,20 @@ void mdi_attention(float *out, const float *q, const mdi_kv_cache *kv, size_t sl
     float scale = 1.0f / sqrtf((float)hd);
     const float *k0 = mdi_kv_key(kv, slot, layer, 0);
     const float *v0 = mdi_kv_value(kv, slot, layer, 0);
-    for (size_t h = h0; h < h1; h++) {
-        const float *qh = q + h * hd;
-        size_t kv_off = (h / group) * hd;
-        for (size_t t = 0; t <= pos; t++)
-            scores[t] = mdi_dot(qh, k0 + t * kv->kv_dim + kv_off, hd) * scale;
-        mdi_softmax(scores, pos + 1);
-        float *oh = out + h * hd;
-        memset(oh, 0, hd * sizeof(float));
-        for (size_t t = 0; t <= pos; t++)
-            mdi_axpy(oh, scores[t], v0 + t * kv->kv_dim + kv_off, hd);
+    size_t n = pos + 1;
+    for (size_t h = h0, he; h < h1; h = he) { /* the heads of [h0, h1) that share KV head g */
+        size_t g = h / group, m;
+        he = (g + 1) * group < h1 ? (g + 1) * group : h1;
+        m = he - h;
+        mdi_dot_rows(scores, n, q + h * hd, m, k0 + g * hd, kv->kv_dim, n, hd, scale);
+        for (size_t a = 0; a < m; a++)
+            mdi_softmax(scores + a * n, n);
+        mdi_weighted_rows(out + h * hd, scores, n, m, v0 + g * hd, kv->kv_dim, n, hd);
     }
+}
+
+size_t mdi_attn_heads_at_once(const mdi_attn_shape *shape, size_t heads)
+{
+    size_t group = shape->n_heads / shape->n_kv_heads;
+    return heads < group ? heads : group;
 }

@@ -99,6 +99,11 @@ int mdi_stage_prompt_streams(const mdi_stage *st)
     return !st->p.prompt_blis && st->p.max_rows <= mdi_matmul_stream_max_rows();
 }
 
+static mdi_attn_shape attn_shape(const mdi_config *c)
+{
+    return (mdi_attn_shape){(size_t)c->n_heads, (size_t)c->n_kv_heads, (size_t)c->head_dim};
+}
+
 static mdi_status alloc_scratch(mdi_stage *st, mdi_err *err)
 {
     const mdi_config *c = &st->cfg;
@@ -111,8 +116,10 @@ static mdi_status alloc_scratch(mdi_stage *st, mdi_err *err)
             !(*bufs[i] = mdi_alloc_floats(R * widths[i])))
             return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate scratch for %zu rows", R);
     }
-    st->scores = mdi_alloc_floats((size_t)st->p.n_threads * st->p.max_pos);
-    if (!st->scores)
+    mdi_attn_shape shape = attn_shape(c);
+    size_t per_thread = st->p.max_pos * mdi_attn_heads_at_once(&shape, shape.n_heads);
+    if (per_thread > SIZE_MAX / sizeof(float) / (size_t)st->p.n_threads ||
+        !(st->scores = mdi_alloc_floats((size_t)st->p.n_threads * per_thread)))
         return mdi_errf(err, MDI_ERR_NOMEM, "cannot allocate attention scores");
     if (st->p.has_extras &&
         !(st->logit_x = mdi_alloc_floats(st->p.max_logit_rows * (size_t)c->dim)))
@@ -241,33 +248,42 @@ void mdi_stage_embed(const mdi_stage *st, const int32_t *tokens, size_t n, float
         memcpy(x + i * dim, st->embedding + (size_t)tokens[i] * dim, dim * sizeof(float));
 }
 
-/* Attention of item i = (row i / n_heads, head i % n_heads) of KV layer
- * `layer`, with `scores` as the scratch of the calling thread. */
-static void attend(mdi_stage *st, size_t layer, const mdi_row *rows, size_t i, float *scores)
+/* Attention of item i = (row i / per_row, heads [hb * (i % per_row), + hb))
+ * of KV layer `layer`, with `scores` as the scratch of the calling thread. */
+static void attend(mdi_stage *st, size_t layer, const mdi_row *rows, size_t hb, size_t i,
+                   float *scores)
 {
-    const mdi_config *c = &st->cfg;
-    mdi_attn_shape shape = {(size_t)c->n_heads, (size_t)c->n_kv_heads, (size_t)c->head_dim};
-    size_t qd = mdi_config_q_dim(c), r = i / shape.n_heads, h = i % shape.n_heads;
+    mdi_attn_shape shape = attn_shape(&st->cfg);
+    size_t qd = mdi_config_q_dim(&st->cfg), per_row = shape.n_heads / hb;
+    size_t r = i / per_row, h = i % per_row * hb;
     mdi_attention(st->att + r * qd, st->q + r * qd, &st->kv, (size_t)rows[r].slot, layer,
-                  (size_t)rows[r].pos, &shape, h, h + 1, scores);
+                  (size_t)rows[r].pos, &shape, h, h + hb, scores);
 }
 
-/* Attention for every (row, head) pair of KV layer `layer`, heads spread
- * over the stage's threads. One thread opens no parallel region: libgomp
- * allocates a team for every region of one thread, even under if (0), and
- * this runs on every token (test/e2e_alloc.sh). */
+/* Attention for every row of KV layer `layer`, in items of hb query heads
+ * spread over the stage's threads: the heads of one KV head, which
+ * mdi_attention computes reading each key and value once for all of them,
+ * or half as many (and so on) while there are fewer than two items per
+ * thread. One thread opens no parallel region: libgomp allocates a team for
+ * every region of one thread, even under if (0), and this runs on every
+ * token (test/e2e_alloc.sh). */
 static void attention_rows(mdi_stage *st, size_t layer, const mdi_row *rows, size_t n)
 {
-    long total = (long)(n * (size_t)st->cfg.n_heads);
-    if (st->p.n_threads <= 1) {
+    mdi_attn_shape shape = attn_shape(&st->cfg);
+    size_t threads = (size_t)st->p.n_threads, hb = mdi_attn_heads_at_once(&shape, shape.n_heads);
+    while (threads > 1 && hb % 2 == 0 && n * (shape.n_heads / hb) < 2 * threads)
+        hb /= 2;
+    long total = (long)(n * (shape.n_heads / hb));
+    if (threads <= 1) {
         for (long i = 0; i < total; i++)
-            attend(st, layer, rows, (size_t)i, st->scores);
+            attend(st, layer, rows, hb, (size_t)i, st->scores);
         return;
     }
+    size_t per_thread = st->p.max_pos * hb;
 #pragma omp parallel for num_threads(st->p.n_threads) schedule(static)
     for (long i = 0; i < total; i++)
-        attend(st, layer, rows, (size_t)i,
-               st->scores + (size_t)omp_get_thread_num() * st->p.max_pos);
+        attend(st, layer, rows, hb, (size_t)i,
+               st->scores + (size_t)omp_get_thread_num() * per_thread);
 }
 
 /* y (n, d) = beta * y + x (n, in) @ W^T: streamed for rows [0, ns), BLIS for

@@ -24,6 +24,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 /* AMD family from CPUID leaf 1 (0 when not AMD or not x86). */
 static unsigned amd_family(void)
@@ -263,6 +266,113 @@ void mdi_axpy(float *a, float s, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         a[i] += s * b[i];
+}
+
+#if defined(__AVX2__)
+/* mdi_dot's first level of its tree on 8 lane sums: (0+4, 1+5, 2+6, 3+7). */
+static inline __m128 dot_fold(__m256 v)
+{
+    return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+
+/* out[r] = mdi_dot(q, k + r * stride, n) * scale for r < 8: the 8 lane sums
+ * of each key in one register, its products and sums rounded one by one as
+ * mdi_dot's are (a product, then a sum: no fma), the tree's last two levels
+ * as horizontal adds, which pair the same lanes; eight keys make eight
+ * independent chains. */
+static inline void dot_8keys(float *out, const float *q, const float *k, size_t stride, size_t n,
+                             float scale)
+{
+    size_t n8 = n / 8 * 8;
+    __m256 acc[8];
+    for (int r = 0; r < 8; r++)
+        acc[r] = _mm256_setzero_ps();
+    for (size_t i = 0; i < n8; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        for (int r = 0; r < 8; r++)
+            acc[r] = _mm256_add_ps(acc[r],
+                                   _mm256_mul_ps(qv, _mm256_loadu_ps(k + (size_t)r * stride + i)));
+    }
+    float s[8];
+    __m128 h01 = _mm_hadd_ps(dot_fold(acc[0]), dot_fold(acc[1]));
+    __m128 h23 = _mm_hadd_ps(dot_fold(acc[2]), dot_fold(acc[3]));
+    __m128 h45 = _mm_hadd_ps(dot_fold(acc[4]), dot_fold(acc[5]));
+    __m128 h67 = _mm_hadd_ps(dot_fold(acc[6]), dot_fold(acc[7]));
+    _mm_storeu_ps(s, _mm_hadd_ps(h01, h23));
+    _mm_storeu_ps(s + 4, _mm_hadd_ps(h45, h67));
+    for (size_t r = 0; r < 8; r++) {
+        const float *kr = k + r * stride;
+        for (size_t i = n8; i < n; i++)
+            s[r] += q[i] * kr[i];
+        out[r] = s[r] * scale;
+    }
+}
+#endif
+
+/* Keys eight at a time, each block of eight met by every query while it is
+ * in L1 (the query heads of one KV head share its keys). */
+void mdi_dot_rows(float *out, size_t out_stride, const float *q, size_t nq, const float *k,
+                  size_t stride, size_t count, size_t n, float scale)
+{
+    size_t t = 0;
+#if defined(__AVX2__)
+    for (; t + 8 <= count; t += 8)
+        for (size_t a = 0; a < nq; a++)
+            dot_8keys(out + a * out_stride + t, q + a * n, k + t * stride, stride, n, scale);
+#endif
+    for (; t < count; t++)
+        for (size_t a = 0; a < nq; a++)
+            out[a * out_stride + t] = mdi_dot(q + a * n, k + t * stride, n) * scale;
+}
+
+enum { WEIGHTED_KEYS = 16 }; /* value rows per block, met by every query */
+
+/* Columns in blocks of 64 (eight registers of sums) and then of 8; values
+ * in blocks of WEIGHTED_KEYS rows, each met by every query while it is in
+ * L1, a query's sums carried from block to block through out. Each product
+ * and sum rounded as mdi_axpy's are. */
+void mdi_weighted_rows(float *out, const float *s, size_t s_stride, size_t nq, const float *v,
+                       size_t stride, size_t count, size_t n)
+{
+    size_t i0 = 0;
+#if defined(__AVX2__)
+    for (; i0 + 64 <= n; i0 += 64)
+        for (size_t t0 = 0; t0 == 0 || t0 < count; t0 += WEIGHTED_KEYS) {
+            size_t t1 = count - t0 < WEIGHTED_KEYS ? count : t0 + WEIGHTED_KEYS;
+            for (size_t a = 0; a < nq; a++) {
+                float *o = out + a * n + i0;
+                const float *sa = s + a * s_stride;
+                __m256 acc[8];
+                for (int c = 0; c < 8; c++)
+                    acc[c] = t0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o + 8 * c);
+                for (size_t t = t0; t < t1; t++) {
+                    __m256 st = _mm256_set1_ps(sa[t]);
+                    const float *vt = v + t * stride + i0;
+                    for (int c = 0; c < 8; c++)
+                        acc[c] =
+                            _mm256_add_ps(acc[c], _mm256_mul_ps(st, _mm256_loadu_ps(vt + 8 * c)));
+                }
+                for (int c = 0; c < 8; c++)
+                    _mm256_storeu_ps(o + 8 * c, acc[c]);
+            }
+        }
+    for (; i0 + 8 <= n; i0 += 8)
+        for (size_t a = 0; a < nq; a++) {
+            const float *sa = s + a * s_stride;
+            __m256 acc = _mm256_setzero_ps();
+            for (size_t t = 0; t < count; t++)
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(sa[t]),
+                                                       _mm256_loadu_ps(v + t * stride + i0)));
+            _mm256_storeu_ps(out + a * n + i0, acc);
+        }
+#endif
+    for (size_t a = 0; a < nq; a++)
+        for (size_t i = i0; i < n; i++) {
+            float sum = 0.0f;
+            for (size_t t = 0; t < count; t++)
+                sum += s[a * s_stride + t] * v[t * stride + i];
+            out[a * n + i] = sum;
+        }
 }
 
 void mdi_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)

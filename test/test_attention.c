@@ -93,12 +93,14 @@ static void attention_ref(double *out, double *tol, const float *q, const mdi_kv
 
 /* Run mdi_attention for heads [h0, h1) on a poisoned output and compare: the
  * heads in range match the reference, the others keep the poison bit for bit.
- * scores has exactly pos + 1 floats so ASan sees any overrun. */
+ * scores has exactly the room the header asks for, so ASan sees any overrun. */
 static void check_attention(const mdi_kv_cache *kv, const float *q, size_t slot, size_t layer,
                             size_t pos, const mdi_attn_shape *sh, size_t h0, size_t h1)
 {
     size_t qd = sh->n_heads * sh->head_dim;
-    float *out = malloc(qd * sizeof(float)), *scores = malloc((pos + 1) * sizeof(float));
+    size_t n_scores = (pos + 1) * mdi_attn_heads_at_once(sh, h1 - h0);
+    float *out = malloc(qd * sizeof(float)),
+          *scores = malloc((n_scores ? n_scores : 1) * sizeof(float));
     double *ref = calloc(qd, sizeof(double)), *tol = calloc(qd, sizeof(double));
     assert_true(out && scores && ref && tol);
     for (size_t i = 0; i < qd; i++)
@@ -169,7 +171,7 @@ static void test_first_position_is_value(void **state)
     mdi_kv_cache kv;
     make_cache(&kv, 2 * HEAD_DIM);
     fill_history(&kv, 1, 1, 5);
-    float q[N_HEADS * HEAD_DIM], out[N_HEADS * HEAD_DIM], scores[1];
+    float q[N_HEADS * HEAD_DIM], out[N_HEADS * HEAD_DIM], scores[4]; /* 4 heads per KV head */
     fill(q, N_HEADS * HEAD_DIM, 6, 5.0f);
     mdi_attention(out, q, &kv, 1, 1, 0, &sh, 0, N_HEADS, scores);
     for (size_t h = 0; h < N_HEADS; h++)
@@ -190,7 +192,7 @@ static void test_causal_and_isolated(void **state)
         for (size_t l = 0; l < N_LAYERS; l++)
             fill_history(&kv, s, l, 50 + 10 * s + 2 * l);
     float q[N_HEADS * HEAD_DIM], before[N_HEADS * HEAD_DIM], after[N_HEADS * HEAD_DIM];
-    float scores[MAX_POS];
+    float scores[MAX_POS * 4]; /* 4 heads per KV head */
     fill(q, qd, 3, 1.0f);
     mdi_attention(before, q, &kv, 0, 1, pos, &sh, 0, N_HEADS, scores);
 

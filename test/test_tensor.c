@@ -412,6 +412,53 @@ static void test_axpy(void **state)
     assert_true(a[n] == -7.0f);
 }
 
+/* Attention's two kernels against mdi_dot and mdi_axpy, bit for bit, for
+ * head sizes on both sides of the vector blocks (8 and 64 columns), key
+ * counts on both sides of the 8-key blocks and the 16-value blocks, one to
+ * eight queries, keys and values with a gap between rows (stride > n); the
+ * scores' gaps and the rows after out stay as they were. */
+static void test_attention_kernels(void **state)
+{
+    (void)state;
+    const size_t ns[] = {0, 1, 7, 8, 9, 16, 63, 64, 65, 72, 128, 130};
+    const size_t counts[] = {0, 1, 7, 8, 9, 16, 17, 33};
+    const size_t nqs[] = {1, 3, 8};
+    const float poison = -1234.5f;
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof counts / sizeof counts[0]; b++)
+            for (size_t c = 0; c < sizeof nqs / sizeof nqs[0]; c++) {
+                size_t n = ns[a], count = counts[b], nq = nqs[c], stride = n + 5;
+                size_t ss = count + 3; /* scores' row stride */
+                float *q = xalloc(nq * n), *kv = xalloc(count * stride + 1);
+                float *s = xalloc(nq * ss), *want = xalloc(nq * ss);
+                float *out = xalloc(nq * n + 1), *ref = xalloc(nq * n + 1);
+                fill(q, nq * n, 500 + a, 2.0f);
+                fill(kv, count * stride + 1, 600 + b, 2.0f);
+                for (size_t i = 0; i < nq * ss; i++)
+                    s[i] = want[i] = poison;
+                for (size_t i = 0; i < nq; i++)
+                    for (size_t t = 0; t < count; t++)
+                        want[i * ss + t] = mdi_dot(q + i * n, kv + t * stride, n) * 0.125f;
+                mdi_dot_rows(s, ss, q, nq, kv, stride, count, n, 0.125f);
+                if (memcmp(s, want, nq * ss * sizeof(float)))
+                    fail_msg("mdi_dot_rows n=%zu count=%zu nq=%zu differs from mdi_dot", n, count,
+                             nq);
+                fill(s, nq * ss, 700 + c, 1.0f);
+                for (size_t i = 0; i < nq; i++) {
+                    for (size_t t = 0; t < count; t++)
+                        mdi_axpy(ref + i * n, s[i * ss + t], kv + t * stride, n);
+                }
+                for (size_t i = 0; i < nq * n; i++)
+                    out[i] = poison; /* every element is written */
+                out[nq * n] = ref[nq * n] = poison;
+                mdi_weighted_rows(out, s, ss, nq, kv, stride, count, n);
+                if (memcmp(out, ref, (nq * n + 1) * sizeof(float)))
+                    fail_msg("mdi_weighted_rows n=%zu count=%zu nq=%zu differs from mdi_axpy", n,
+                             count, nq);
+                free(q), free(kv), free(s), free(want), free(out), free(ref);
+            }
+}
+
 static void rmsnorm_ref(double *out, const float *x, const float *w, size_t n, float eps)
 {
     double ss = 0.0;
@@ -712,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_matmul_panels),
         cmocka_unit_test(test_dot),
         cmocka_unit_test(test_axpy),
+        cmocka_unit_test(test_attention_kernels),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_swiglu),

@@ -40,9 +40,15 @@ typedef struct mdi_attn_shape {
 /* Causal attention of one query row at position pos against positions
  * [0, pos] of (slot, layer), for query heads [h0, h1):
  * q (n_heads*head_dim) -> out (n_heads*head_dim), only those heads written.
- * Query head h reads KV head h / (n_heads / n_kv_heads). scores has room for
- * pos + 1 floats. */
+ * Query head h reads KV head h / (n_heads / n_kv_heads); the heads of one KV
+ * head are computed together, each block of keys and values read once for
+ * all of them. scores has room for (pos + 1) * mdi_attn_heads_at_once(shape,
+ * h1 - h0) floats. */
 void mdi_attention(float *out, const float *q, const mdi_kv_cache *kv, size_t slot, size_t layer,
                    size_t pos, const mdi_attn_shape *shape, size_t h0, size_t h1, float *scores);
+
+/* The most query heads mdi_attention computes at once for a range of
+ * `heads` heads: those of one KV head, at most. */
+size_t mdi_attn_heads_at_once(const mdi_attn_shape *shape, size_t heads);
 
 #endif /* MDI_ATTENTION_H */

@@ -70,7 +70,7 @@ typedef struct mdi_stage {
     float *att;     /* (max_rows, q_dim) */
     float *hb;      /* (max_rows, hidden) */
     float *hb2;     /* (max_rows, hidden) */
-    float *scores;  /* (n_threads, max_pos) */
+    float *scores;  /* (n_threads, max_pos * query heads per KV head) */
     float *logit_x; /* (max_logit_rows, dim) */
     float *unpack;  /* a packed block for BLIS (mdi_matmul_scratch), or NULL */
 } mdi_stage;

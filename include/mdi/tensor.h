@@ -110,6 +110,20 @@ float mdi_dot(const float *a, const float *b, size_t n);
 /* a (n) += s * b (n). */
 void mdi_axpy(float *a, float s, const float *b, size_t n);
 
+/* Attention's scores of nq queries (q's rows, n floats each) against count
+ * keys (rows of n floats, stride floats apart from k): out[a * out_stride +
+ * t] = mdi_dot(q + a * n, k + t * stride, n) * scale, bit for bit. */
+void mdi_dot_rows(float *out, size_t out_stride, const float *q, size_t nq, const float *k,
+                  size_t stride, size_t count, size_t n, float scale);
+
+/* Attention's weighted sums of count values (rows of n floats, stride floats
+ * apart from v) for nq queries: out's row a (n floats, rows n apart) = the
+ * sum over t < count of s[a * s_stride + t] * value t, bit for bit as
+ * zeroing it and then mdi_axpy(row, s[a * s_stride + t], value t, n) for t
+ * = 0, 1, .... */
+void mdi_weighted_rows(float *out, const float *s, size_t s_stride, size_t nq, const float *v,
+                       size_t stride, size_t count, size_t n);
+
 /* RoPE cos/sin for every position and pair, computed once. */
 typedef struct mdi_rope_table {
     size_t max_pos;
