@@ -16,6 +16,10 @@
  *                    read, read, kernel): a second line gives the kernel's rate over the read
  *                    passes' (median over the groups of four), which both meet the machine
  *                    in the same seconds; N even
+ *   mdi-bench attention [--pos P] [--layers L] [--reps N]  one row's attention at position P
+ *                    (default 1000) in L layers of TinyLlama-1.1B geometry (32 query heads,
+ *                    4 KV heads of 64) on one thread, as the engine's stage computes it: ms per
+ *                    token, best pass
  *   mdi-bench engine-read --model F [--threads T] [--reps N]  the engine's own decode step
  *                    (stage.h: embedding row, every layer with attention, final norm, head,
  *                    greedy pick) for one sample on one rank holding the whole model of F,
@@ -49,7 +53,7 @@ static double now_s(void)
 }
 
 typedef struct opts {
-    size_t mb, m, n, k, rows, layers;
+    size_t mb, m, n, k, rows, layers, pos;
     int threads, reps;
     long panel;        /* -1: as the engine lays the weights out */
     const char *model; /* engine-read's model file */
@@ -100,6 +104,8 @@ static int parse(int argc, char **argv, opts *o)
             o->k = (size_t)v;
         else if (!strcmp(argv[i], "--rows"))
             o->rows = (size_t)v;
+        else if (!strcmp(argv[i], "--pos"))
+            o->pos = (size_t)v;
         else if (!strcmp(argv[i], "--layers"))
             o->layers = (size_t)v;
         else if (!strcmp(argv[i], "--threads"))
@@ -204,6 +210,41 @@ static double bench_triad(const opts *o)
     }
     mdi_free_floats(a), mdi_free_floats(b), mdi_free_floats(c);
     return best / 1e9;
+}
+
+/* One row at position o->pos against a KV cache of o->layers layers, every
+ * query head in each, as the stage calls mdi_attention on one thread (each
+ * KV head's query heads at once): seconds per token, best pass. */
+static double bench_attention(const opts *o)
+{
+    mdi_attn_shape sh = {32, 4, 64};
+    size_t qd = sh.n_heads * sh.head_dim, kvd = sh.n_kv_heads * sh.head_dim, n = o->pos + 1;
+    size_t group = mdi_attn_heads_at_once(&sh, sh.n_heads);
+    mdi_kv_cache kv;
+    mdi_err err;
+    if (mdi_kv_init(&kv, 1, o->layers, n, kvd, &err)) {
+        fprintf(stderr, "mdi-bench: %s\n", err.msg);
+        exit(1);
+    }
+    for (size_t l = 0; l < o->layers; l++)
+        for (size_t t = 0; t < n; t++)
+            for (size_t i = 0; i < kvd; i++) {
+                mdi_kv_key(&kv, 0, l, t)[i] = (float)((t * 7 + i * 3) % 17) * 0.05f - 0.4f;
+                mdi_kv_value(&kv, 0, l, t)[i] = (float)((t * 5 + i) % 11) * 0.1f - 0.5f;
+            }
+    float *q = filled(qd, -0.3f), *out = filled(qd, 0), *scores = filled(n * group, 0);
+    double best = 1e30;
+    for (int r = 0; r < o->reps; r++) {
+        double t0 = now_s();
+        for (size_t l = 0; l < o->layers; l++)
+            for (size_t h = 0; h < sh.n_heads; h += group)
+                mdi_attention(out, q, &kv, 0, l, o->pos, &sh, h, h + group, scores);
+        double t = now_s() - t0;
+        best = t < best ? t : best;
+    }
+    mdi_kv_free(&kv);
+    mdi_free_floats(q), mdi_free_floats(out), mdi_free_floats(scores);
+    return best;
 }
 
 static double bench_sgemm(const opts *o)
@@ -471,6 +512,7 @@ int main(int argc, char **argv)
               .k = 2048,
               .rows = 1,
               .layers = 22,
+              .pos = 1000,
               .threads = 1,
               .reps = 0, /* 5; 6 for decode-read and engine-read (even) */
               .panel = -1};
@@ -528,10 +570,14 @@ int main(int argc, char **argv)
                tok_s, layers, o.threads);
         printf("engine_vs_read median %.4f min %.4f max %.4f read_mean %.2f GB/s groups %d\n",
                vr.median, vr.min, vr.max, vr.read_mean, vr.groups);
-    } else {
-        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode|decode-read|engine-read\n"
+    } else if (!strcmp(what, "attention"))
+        printf("attention %.3f ms per token pos=%zu layers=%zu heads=32 kv_heads=4 head_dim=64\n",
+               1e3 * bench_attention(&o), o.pos, o.layers);
+    else {
+        fprintf(stderr, "usage: mdi-bench read|triad|sgemm|stream|decode|decode-read|engine-read|"
+                        "attention\n"
                         "       [--mb N] [--threads T] [--panel P] [--m M --n N --k K] [--rows R]\n"
-                        "       [--layers L] [--reps N] [--model F]\n");
+                        "       [--layers L] [--pos P] [--reps N] [--model F]\n");
         return 2;
     }
     return 0;

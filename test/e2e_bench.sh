@@ -42,6 +42,7 @@ mode_line "stream long rows" "^stream_kernel ($pos) GB/s rows=1 threads=1 panel=
 mode_line "decode" "^decode_kernel ($pos) GB/s mean ($pos) GB/s tok_s ($pos) layers=1 threads=1$" decode --layers 1 --reps 2
 # the best pass is at least the mean
 if awk '{ exit !($2 >= $5) }' "$TMP/out"; then pass "decode: best >= mean"; else fail "decode: best < mean: $(cat "$TMP/out")"; fi
+mode_line "attention" "^attention ($pos) ms per token pos=40 layers=2 heads=32 kv_heads=4 head_dim=64$" attention --pos 40 --layers 2 --reps 2
 # paired_lines NAME FIRST SECOND ARGS... : exit 0 and two lines, FIRST (its
 # best pass >= its mean) and SECOND, the kernel's or the engine's step's rate
 # against reads of the same weights (min <= median <= max)
@@ -69,10 +70,11 @@ usage() {
   elif ! grep -qE -- "$pat" "$TMP/err"; then fail "$name: stderr lacks '$pat': $(cat "$TMP/err")"
   else pass "$name"; fi
 }
-usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode\|decode-read\|engine-read$" "$BENCH"
+usage "mdi-bench without a mode" "usage: mdi-bench read\|triad\|sgemm\|stream\|decode\|decode-read\|engine-read\|attention$" "$BENCH"
 usage "mdi-bench unknown mode" "usage: mdi-bench" "$BENCH" sum
 usage "mdi-bench zero reps" "--reps '0' must be a positive integer" "$BENCH" decode --reps 0
 usage "mdi-bench decode-read odd reps" "decode-read --reps 3 must be even" "$BENCH" decode-read --layers 1 --reps 3
+usage "mdi-bench attention at position 0" "--pos '0' must be a positive integer" "$BENCH" attention --pos 0
 usage "mdi-bench trailing garbage" "--layers '2x' must be a positive integer" "$BENCH" decode --layers 2x
 usage "mdi-bench unknown option" "unknown option '--bogus'" "$BENCH" read --bogus 1
 usage "mdi-bench option without value" "--mb needs a value" "$BENCH" read --mb
